@@ -1,0 +1,3 @@
+from animesr.cli import main
+
+main()

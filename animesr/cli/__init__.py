@@ -1,0 +1,46 @@
+"""The Typer app. Each command lives in its own module and is registered here."""
+
+from __future__ import annotations
+
+import typer
+
+from animesr import __version__
+
+app = typer.Typer(
+    name="animesr",
+    help="Sharp anime images and videos with the A2N super-resolution network.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"animesr {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """Sharp anime images and videos with A2N."""
+
+
+def _register() -> None:
+    # Each command module adds itself to `app` on import.
+    import importlib
+
+    for name in ("upscale_image", "upscale_video", "prepare", "train", "evaluate"):
+        try:
+            importlib.import_module(f"animesr.cli.{name}")
+        except ModuleNotFoundError as error:
+            if error.name != f"animesr.cli.{name}":
+                raise
+
+
+def main() -> None:
+    _register()
+    app()

@@ -1,0 +1,61 @@
+"""What every command shares: one console, errors → one line and an exit code."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from animesr.errors import AnimeSRError
+
+console = Console(stderr=True, highlight=False)
+T = TypeVar("T")
+
+INTERRUPTED_EXIT_CODE = 130
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def warn(message: str) -> None:
+    console.print(f"[yellow]warning:[/] {_escape(message)}")
+
+
+def note(message: str) -> None:
+    console.print(_escape(message))
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def guarded(run: Callable[[], T]) -> T:
+    """Run a core call; our errors become one red line and the error's exit code."""
+    try:
+        return run()
+    except AnimeSRError as error:
+        raise fail(_escape(str(error)), error.exit_code) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted", INTERRUPTED_EXIT_CODE) from None
+
+
+@contextmanager
+def progress_bar(*extra_columns: TextColumn) -> Iterator[Progress]:
+    columns = [
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        *extra_columns,
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    ]
+    with Progress(*columns, console=console, transient=False) as progress:
+        yield progress

@@ -1,0 +1,49 @@
+"""One exception hierarchy. The CLI turns each into a one-line message and an exit code."""
+
+
+class AnimeSRError(Exception):
+    """Base of every error animesr reports to a user."""
+
+    exit_code = 1
+
+
+class InputError(AnimeSRError):
+    """A missing, unreadable or unsupported input file or option."""
+
+    exit_code = 2
+
+
+class OutputError(AnimeSRError):
+    """An output that cannot be written, or exists and may not be overwritten."""
+
+    exit_code = 3
+
+
+class CheckpointError(AnimeSRError):
+    """A model file that is missing, not a checkpoint, of another architecture or scale."""
+
+    exit_code = 4
+
+
+class DatasetError(AnimeSRError):
+    """An HDF5 dataset that is not ours, of another version, or lacks a scale."""
+
+    exit_code = 5
+
+
+class FFmpegError(AnimeSRError):
+    """ffmpeg or ffprobe failed; the message carries the last lines of its stderr."""
+
+    exit_code = 6
+
+
+class DeviceError(AnimeSRError):
+    """The requested device does not exist, or a tile did not fit even at the smallest size."""
+
+    exit_code = 7
+
+
+class TrainingError(AnimeSRError):
+    """A run directory without state to resume, or a training setting that cannot work."""
+
+    exit_code = 8
