@@ -1,0 +1,113 @@
+"""`animesr upscale-image`: files and folders of images, upscaled into one output folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+from rich.progress import Progress, TaskID
+
+from animesr.cli import app
+from animesr.cli.common import console, fail, guarded, note, progress_bar, warn
+from animesr.config import ImageJob, InferenceSettings
+from animesr.errors import InputError
+from animesr.images import FORMATS, ImageCallbacks, ImageTask, plan_images, upscale_images
+from animesr.model.a2n import SUPPORTED_SCALES
+
+
+@app.command("upscale-image")
+def upscale_image(
+    inputs: list[Path] = typer.Argument(..., metavar="INPUT", show_default=False,
+                                        help="Image files and/or folders of images."),
+    output: Path = typer.Option(..., "--output", "-o", help="Output folder (created if missing)."),
+    scale: int = typer.Option(..., "--scale", "-s", help="Upscaling factor: 2, 3 or 4."),
+    model: Path | None = typer.Option(None, "--model", "-m",
+                                      help="Model file (animesr .safetensors or the A2N authors' .pt); "
+                                           "default: the shipped model for --scale."),
+    tile: int | None = typer.Option(None, "--tile", "-t",
+                                    help="Tile size in input pixels (exact: same result as untiled). "
+                                         "Default: whole image on the CPU, from free memory on CUDA."),
+    device: str = typer.Option("auto", "--device", "-d", help="auto, cpu, cuda or cuda:N."),
+    fmt: str = typer.Option("same", "--format", "-f",
+                            help="Output format: same (the input's, png when it cannot be written), png, jpg, webp."),
+    suffix: str = typer.Option("", "--suffix", help="Appended to each output's file name, e.g. _x2."),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders and mirror them."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs (default: skip them)."),
+) -> None:
+    """Upscale images with A2N. Existing outputs are skipped unless --overwrite."""
+    job = _build_job(inputs, output, scale, model, tile, device, fmt, suffix, recursive, overwrite)
+    tasks = guarded(lambda: plan_images(job))
+
+    from animesr.inference import Upscaler  # torch is imported only when there is work
+    from animesr.pretrained import resolve_model
+
+    loaded = guarded(lambda: resolve_model(job.model, job.scale))
+    upscaler = guarded(lambda: Upscaler(loaded, job.inference))
+    note(f"{len(tasks)} image(s), x{job.scale}, model {loaded.source}, device {upscaler.device}")
+
+    with progress_bar() as progress:
+        callbacks = _progress_callbacks(progress, len(tasks))
+        summary = guarded(lambda: upscale_images(job, upscaler, callbacks, tasks))
+
+    counts = summary.counts()
+    line = f"done {counts['done']}, skipped {counts['skipped']}, failed {counts['failed']} → {job.output_dir}"
+    console.print(line, markup=False)
+    if summary.failed:
+        names = "\n".join(f"  {escape(str(source))}" for source, _ in summary.failed)
+        raise fail(f"{counts['failed']} image(s) failed:\n{names}", 1)
+
+
+def _build_job(inputs: list[Path], output: Path, scale: int, model: Path | None, tile: int | None,
+               device: str, fmt: str, suffix: str, recursive: bool, overwrite: bool) -> ImageJob:
+    if scale not in SUPPORTED_SCALES:
+        raise fail(f"--scale must be 2, 3 or 4, not {scale}", InputError.exit_code)
+    fmt = fmt.lower()
+    if fmt == "jpeg":
+        fmt = "jpg"
+    if fmt not in FORMATS:
+        raise fail(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}", InputError.exit_code)
+    if any(sep in suffix for sep in ("/", "\\")):
+        raise fail(f"--suffix must not contain a path separator: {suffix!r}", InputError.exit_code)
+    try:
+        settings = InferenceSettings(device=device, tile=tile)
+    except ValueError as error:
+        raise fail(str(error), InputError.exit_code) from None
+    return ImageJob(
+        inputs=tuple(inputs), output_dir=output, scale=scale, model=model, fmt=fmt, suffix=suffix,
+        recursive=recursive, overwrite=overwrite, inference=settings,
+    )
+
+
+def _progress_callbacks(progress: Progress, total: int) -> ImageCallbacks:
+    images = progress.add_task("images", total=total)
+    tiles: dict[str, TaskID | None] = {"task": None}
+
+    def finish_tiles() -> None:
+        if tiles["task"] is not None:
+            progress.remove_task(tiles["task"])
+            tiles["task"] = None
+
+    def on_image(index: int, task: ImageTask) -> None:
+        progress.update(images, description=f"images ({task.source.name})")
+
+    def on_tile(done: int, steps: int) -> None:
+        if tiles["task"] is None:
+            tiles["task"] = progress.add_task("  tiles", total=steps)
+        progress.update(tiles["task"], completed=done, total=steps)
+
+    def on_done(index: int, task: ImageTask) -> None:
+        finish_tiles()
+        progress.advance(images)
+
+    def on_skipped(index: int, task: ImageTask) -> None:
+        note(f"skipped {task.source}: {task.target} exists (use --overwrite to replace it)")
+        progress.advance(images)
+
+    def on_failed(index: int, task: ImageTask, message: str) -> None:
+        finish_tiles()
+        warn(f"failed: {message}")
+        progress.advance(images)
+
+    return ImageCallbacks(on_image=on_image, on_tile=on_tile, on_done=on_done, on_skipped=on_skipped,
+                          on_failed=on_failed, on_notice=warn)

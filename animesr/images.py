@@ -1,0 +1,169 @@
+"""The folder job behind `animesr upscale-image`: files in → Upscaler → files out.
+
+No typer or rich here: the CLI (or any caller) follows progress through `ImageCallbacks`.
+A file that cannot be read, upscaled or written is recorded as failed and the job goes
+on; only problems that make the whole job impossible (no inputs, an output folder that
+cannot be written, two inputs that would write the same output) raise up front.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from animesr.config import ImageJob
+from animesr.errors import AnimeSRError, InputError, OutputError
+from animesr.imaging import WRITE_FORMATS, list_images, read_image, write_image
+from animesr.inference.upscaler import Upscaler
+
+FORMATS = ("same",) + WRITE_FORMATS
+# input suffix -> (format to write, suffix to keep) for --format same
+_SAME_FORMAT = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg", ".webp": "webp"}
+
+
+@dataclass(frozen=True)
+class ImageTask:
+    """One input file and where its result goes."""
+
+    source: Path
+    target: Path
+    fmt: str  # png | jpg | webp
+
+
+@dataclass
+class ImageCallbacks:
+    """Plain callables, all optional. `index` counts from 0 over the whole plan."""
+
+    on_start: Callable[[int], None] | None = None  # number of images
+    on_image: Callable[[int, ImageTask], None] | None = None  # before an image is read
+    on_tile: Callable[[int, int], None] | None = None  # tiles (steps) done, total, of the current image
+    on_done: Callable[[int, ImageTask], None] | None = None
+    on_skipped: Callable[[int, ImageTask], None] | None = None  # output exists, no --overwrite
+    on_failed: Callable[[int, ImageTask, str], None] | None = None  # message names the file
+    on_notice: Callable[[str], None] | None = None  # e.g. out-of-memory retries
+
+
+@dataclass
+class ImageSummary:
+    done: list[Path] = field(default_factory=list)  # written outputs
+    skipped: list[Path] = field(default_factory=list)  # existing outputs left alone
+    failed: list[tuple[Path, str]] = field(default_factory=list)  # (input, message)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def counts(self) -> dict[str, int]:
+        return {"done": len(self.done), "skipped": len(self.skipped), "failed": len(self.failed)}
+
+
+def output_format(source: Path, fmt: str) -> tuple[str, str]:
+    """(format to encode, file suffix) for an input file and the --format choice."""
+    if fmt not in FORMATS:
+        raise InputError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    if fmt == "same":
+        suffix = source.suffix.lower()
+        if suffix in _SAME_FORMAT:
+            return _SAME_FORMAT[suffix], source.suffix
+        return "png", ".png"
+    return fmt, "." + fmt
+
+
+def plan_images(job: ImageJob) -> list[ImageTask]:
+    """Expand the inputs, name every output, and make sure the output folder is writable.
+
+    Raises InputError (missing input, folder without images, two inputs → one output)
+    and OutputError (output folder is a file or cannot be created or written).
+    """
+    if not job.inputs:
+        raise InputError("no input given")
+    found = list_images(list(job.inputs), job.recursive)
+    tasks: list[ImageTask] = []
+    claimed: dict[Path, Path] = {}
+    for source, relative in found:
+        fmt, suffix = output_format(source, job.fmt)
+        target = job.output_dir / relative.parent / f"{relative.stem}{job.suffix}{suffix}"
+        key = Path(os.path.normcase(os.path.abspath(target)))
+        if key in claimed:
+            raise InputError(f"{claimed[key]} and {source} would both be written to {target}; "
+                             "use separate runs or --suffix")
+        claimed[key] = source
+        tasks.append(ImageTask(source, target, fmt))
+    prepare_output_dir(job.output_dir)
+    return tasks
+
+
+def prepare_output_dir(output_dir: Path) -> None:
+    """Create `output_dir` if needed and prove it takes files (OutputError otherwise)."""
+    if output_dir.exists() and not output_dir.is_dir():
+        raise OutputError(f"output folder {output_dir} is an existing file")
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"cannot create output folder {output_dir}: {error.strerror or error}") from None
+    probe = output_dir / f".animesr-write-test-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+    except OSError as error:
+        raise OutputError(f"cannot write to output folder {output_dir}: {error.strerror or error}") from None
+    finally:
+        try:
+            probe.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
+def upscale_images(
+    job: ImageJob,
+    upscaler: Upscaler,
+    callbacks: ImageCallbacks | None = None,
+    tasks: list[ImageTask] | None = None,
+) -> ImageSummary:
+    """Upscale every image of `job` (or of an already made `plan_images(job)`)."""
+    callbacks = callbacks or ImageCallbacks()
+    if upscaler.scale != job.scale:
+        raise InputError(f"the model is x{upscaler.scale}, but the job asks for x{job.scale}")
+    if tasks is None:
+        tasks = plan_images(job)
+    summary = ImageSummary()
+    if callbacks.on_start:
+        callbacks.on_start(len(tasks))
+    for index, task in enumerate(tasks):
+        if task.target.exists() and not job.overwrite:
+            summary.skipped.append(task.target)
+            if callbacks.on_skipped:
+                callbacks.on_skipped(index, task)
+            continue
+        if callbacks.on_image:
+            callbacks.on_image(index, task)
+        try:
+            _upscale_one(task, upscaler, callbacks)
+        except AnimeSRError as error:
+            message = str(error)
+        except Exception as error:  # noqa: BLE001 - one bad file must not stop the others
+            message = f"{task.source}: {type(error).__name__}: {error}"
+        else:
+            summary.done.append(task.target)
+            if callbacks.on_done:
+                callbacks.on_done(index, task)
+            continue
+        if str(task.source) not in message:
+            message = f"{task.source}: {message}"
+        summary.failed.append((task.source, message))
+        if callbacks.on_failed:
+            callbacks.on_failed(index, task, message)
+    return summary
+
+
+def _upscale_one(task: ImageTask, upscaler: Upscaler, callbacks: ImageCallbacks) -> None:
+    if task.target.exists() and task.target.resolve() == task.source.resolve():
+        raise OutputError(f"{task.source}: the output would replace the input; use --suffix or another -o")
+    image = read_image(task.source)
+    result = upscaler.upscale(image, on_tile=callbacks.on_tile, notice=callbacks.on_notice)
+    try:
+        task.target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"cannot create folder {task.target.parent}: {error.strerror or error}") from None
+    write_image(task.target, result, task.fmt)
