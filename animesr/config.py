@@ -34,3 +34,48 @@ class ImageJob:
     recursive: bool = False
     overwrite: bool = False
     inference: InferenceSettings = InferenceSettings()
+
+
+# ---- video (upscale-video) ------------------------------------------------------------------
+
+DEFAULT_DEDUP_THRESHOLD = 2.0  # grey levels; measured on ../shared/data/video (see README)
+DEFAULT_CHUNK_FRAMES = 240
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    codec: str = "libx264"
+    crf: int | None = 18  # ignored by codecs without a CRF mode (ffv1)
+    preset: str | None = None  # the codec's own default when None
+    pix_fmt: str = "yuv420p"
+
+
+@dataclass(frozen=True)
+class VideoJob:
+    input: Path
+    output: Path
+    scale: int
+    model: Path | None = None
+    encode: EncodeSettings = EncodeSettings()
+    fps: str | None = None  # ffmpeg rate syntax: "25", "24000/1001"; None keeps the source timing
+    deinterlace: bool = False
+    start: float | None = None  # seconds
+    duration: float | None = None  # seconds
+    batch: int = 4
+    resume: bool = True
+    overwrite: bool = False
+    dedup_threshold: float = DEFAULT_DEDUP_THRESHOLD
+    chunk_frames: int = DEFAULT_CHUNK_FRAMES
+    inference: InferenceSettings = InferenceSettings()
+
+    def __post_init__(self) -> None:
+        if self.batch < 1:
+            raise ValueError("--batch must be at least 1")
+        if self.chunk_frames < 1:
+            raise ValueError("chunk_frames must be at least 1")
+        if self.dedup_threshold < 0:
+            raise ValueError("--dedup-threshold must be 0 (off) or more")
+        if self.start is not None and self.start < 0:
+            raise ValueError("--start must not be negative")
+        if self.duration is not None and self.duration <= 0:
+            raise ValueError("--duration must be positive")

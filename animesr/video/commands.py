@@ -1,0 +1,131 @@
+"""ffmpeg argument lists for each step of a video job: scan, decode, encode a chunk, mux, check.
+Pure functions of frozen settings; nothing here runs a process. No torch."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+from animesr.config import EncodeSettings, VideoJob
+from animesr.video.ffmpeg import path_arg
+from animesr.video.probe import VideoInfo
+
+# swscale's names for the YUV matrices ffmpeg tags streams with
+_SWSCALE_MATRIX = {"bt709": "bt709", "smpte170m": "smpte170m", "bt470bg": "bt470", "fcc": "fcc",
+                   "smpte240m": "smpte240m", "bt2020nc": "bt2020", "bt2020c": "bt2020"}
+_SWSCALE_FLAGS = "bicubic+accurate_rnd+full_chroma_int"
+_CRF_CODECS = ("libx264", "libx265", "libsvtav1", "libvpx-vp9", "libaom-av1")
+_QUIET = ["-hide_banner", "-nostdin", "-nostats", "-loglevel", "error"]
+
+
+def output_matrix(info: VideoInfo) -> str:
+    """The matrix decode and encode both use: the source's when swscale knows it."""
+    matrix = info.decode_matrix
+    return matrix if matrix in _SWSCALE_MATRIX else ("bt709" if info.is_hd else "smpte170m")
+
+
+def input_args(job: VideoJob) -> list[str]:
+    args = []
+    if job.start is not None:
+        args += ["-ss", f"{job.start:.6f}"]
+    if job.duration is not None:
+        args += ["-t", f"{job.duration:.6f}"]
+    return [*args, "-i", path_arg(job.input)]
+
+
+def timing_filters(job: VideoJob) -> list[str]:
+    """The filters that decide which frames exist: deinterlace, then a constant rate."""
+    filters = []
+    if job.deinterlace:
+        filters.append("bwdif=mode=send_frame")
+    if job.fps:
+        filters.append(f"fps={job.fps}")
+    return filters
+
+
+def scan_args(info: VideoInfo, job: VideoJob) -> list[str]:
+    """Decode once, write each frame's timestamps (framecrc of wrapped frames: no pixels copied)."""
+    return [*_QUIET, *input_args(job), "-map", f"0:{info.video_index}", *_vf(timing_filters(job)),
+            *_frame_timing_out(), "-c:v", "wrapped_avframe", "-f", "framecrc", "-"]
+
+
+def packet_scan_args(path: Path) -> list[str]:
+    """Timestamps of the first video stream's packets, without decoding."""
+    return [*_QUIET, "-i", path_arg(path), "-map", "0:v:0", "-c", "copy", "-f", "framecrc", "-"]
+
+
+def decode_args(info: VideoInfo, job: VideoJob, first_frame: int) -> list[str]:
+    """rgb24 frames from `first_frame` on (counted after the timing filters), to stdout."""
+    to_rgb = (f"scale=in_color_matrix={_SWSCALE_MATRIX[output_matrix(info)]}:in_range={info.decode_range}"
+              f":out_range=pc:flags={_SWSCALE_FLAGS},format=rgb24")
+    filters = [*timing_filters(job), *([f"trim=start_frame={first_frame}"] if first_frame else []), to_rgb]
+    return [*_QUIET, *input_args(job), "-map", f"0:{info.video_index}", *_vf(filters),
+            *_frame_timing_out(), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+
+
+def encode_args(info: VideoInfo, encode: EncodeSettings, *, width: int, height: int, rate: Fraction,
+                time_base: Fraction, pts_expression: str, destination: Path) -> list[str]:
+    """rgb24 frames on stdin -> one chunk in the final codec, with the source's timestamps."""
+    matrix = output_matrix(info)
+    filters = [
+        f"settb={time_base.numerator}/{time_base.denominator}",
+        f"setpts='{pts_expression}'",
+        f"scale=out_color_matrix={_SWSCALE_MATRIX[matrix]}:out_range={info.decode_range}"
+        f":flags={_SWSCALE_FLAGS}",
+        f"format={encode.pix_fmt}",
+        f"setsar={info.sar.numerator}/{info.sar.denominator}",
+    ]
+    source = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}",
+              "-framerate", f"{rate.numerator}/{rate.denominator}", "-i", "-"]
+    return [*_QUIET, "-y", *source, *_vf(filters), *_frame_timing_out(), "-c:v", encode.codec,
+            *quality_args(encode), *colour_tags(info), "-f", "nut", path_arg(destination)]
+
+
+def quality_args(encode: EncodeSettings) -> list[str]:
+    args = []
+    if encode.crf is not None and encode.codec in _CRF_CODECS:
+        args += ["-crf", str(encode.crf)]
+        if encode.codec in ("libvpx-vp9", "libaom-av1"):
+            args += ["-b:v", "0"]
+    if encode.preset is not None:
+        args += ["-preset", encode.preset]
+    return args
+
+
+def colour_tags(info: VideoInfo) -> list[str]:
+    tags = ["-colorspace", output_matrix(info), "-color_range", info.decode_range]
+    if info.color_primaries:
+        tags += ["-color_primaries", info.color_primaries]
+    if info.color_transfer:
+        tags += ["-color_trc", info.color_transfer]
+    return tags
+
+
+def mux_args(info: VideoInfo, job: VideoJob, concat_list: Path, video_offset: float,
+             stream_args: list[str], container: str, destination: Path) -> list[str]:
+    """The chunks (concatenated) + every kept stream, chapter and tag of the source."""
+    chunks = ["-itsoffset", f"{video_offset:.6f}", "-f", "concat", "-safe", "0", "-i", path_arg(concat_list)]
+    faststart = ["-movflags", "+faststart"] if container in ("mp4", "mov") else []
+    return [*_QUIET, "-y", *chunks, *input_args(job), "-map", "0:v:0", *stream_args,
+            "-map_chapters", "1", "-map_metadata", "1", *_video_tags(info),
+            "-c:v", "copy", *faststart, "-f", container, path_arg(destination)]
+
+
+def _video_tags(info: VideoInfo) -> list[str]:
+    # per-stream -map_metadata would stop ffmpeg copying the other streams' tags: set these two
+    video = next(s for s in info.streams if s.index == info.video_index)
+    tags = []
+    if video.language:
+        tags += ["-metadata:s:v:0", f"language={video.language}"]
+    if video.title:
+        tags += ["-metadata:s:v:0", f"title={video.title}"]
+    return tags
+
+
+def _vf(filters: list[str]) -> list[str]:
+    return ["-vf", ",".join(filters)] if filters else []
+
+
+def _frame_timing_out() -> list[str]:
+    # every frame once, with its own timestamp, in the time base the filters leave it in
+    return ["-fps_mode", "passthrough", "-enc_time_base:v", "filter"]

@@ -1,0 +1,207 @@
+"""upscale_video(job): probe -> timestamps -> decode | Upscaler | encode in resumable chunks ->
+concatenate + copy every other stream -> verify -> rename into place.
+
+Reports through `VideoCallbacks`; never imports typer or rich."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import torch
+
+from animesr.config import VideoJob
+from animesr.errors import FFmpegError, InputError, OutputError
+from animesr.inference.upscaler import Upscaler
+from animesr.pretrained import resolve_model
+from animesr.video import commands
+from animesr.video.ffmpeg import FrameReader, FrameWriter, run_ffmpeg
+from animesr.video.probe import VideoInfo, probe
+from animesr.video.runner import ChunkPlan, ChunkRunner
+from animesr.video.streams import StreamAction, check_video_codec, container_for, plan_streams, stream_args
+from animesr.video.timeline import Timeline, parse_framecrc
+from animesr.video.verify import Verification, verify_output
+from animesr.video.workdir import WorkFolder, file_identity, partial_output_path, work_folder_path
+
+Message = Callable[[str], None]
+
+
+def _ignore(*_: object) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class VideoCallbacks:
+    on_start: Callable[[int, int, int], None] = _ignore  # total frames, frames done, frames reused
+    on_frames: Callable[[int, int], None] = _ignore  # frames done, frames reused
+    on_finishing: Callable[[], None] = _ignore  # all frames upscaled; muxing and verifying
+    warn: Message = _ignore
+    note: Message = _ignore
+
+
+@dataclass(frozen=True)
+class VideoResult:
+    output: Path
+    source: VideoInfo
+    verification: Verification
+    frames: int
+    reused: int
+    resumed_from: int
+    streams: tuple[StreamAction, ...]
+    padding: tuple[int, int]  # (right, bottom) pixels added for 4:2:0 / 4:2:2 chroma
+    seconds: float
+
+
+def upscale_video(job: VideoJob, callbacks: VideoCallbacks = VideoCallbacks()) -> VideoResult:
+    began = time.perf_counter()
+    info = probe(job.input)
+    container = _check_paths(job)
+    check_video_codec(container, job.encode.codec)
+    actions = plan_streams(info.streams, container)
+    _warn_about_source(info, job, actions, callbacks.warn)
+    upscaler = Upscaler(resolve_model(job.model, job.scale), job.inference)
+    work = WorkFolder(work_folder_path(job.output), _identity(job, upscaler))
+    timeline = _open_work(work, info, job)
+    padding = even_padding(info.width * job.scale, info.height * job.scale, job.encode.pix_fmt)
+    resumed_from = work.frames_done()
+    if resumed_from:
+        callbacks.note(f"resuming from frame {resumed_from} of {timeline.count} ({work.path.name})")
+    callbacks.on_start(timeline.count, resumed_from, work.reused_done())
+    runner = ChunkRunner(upscaler, work, job.batch, job.dedup_threshold, padding, callbacks.on_frames)
+    if resumed_from < timeline.count:
+        _run_chunks(runner, info, job, timeline, work, padding)
+    callbacks.on_finishing()
+    verification = _finish(info, job, timeline, work, actions, container)
+    return VideoResult(job.output, info, verification, timeline.count, work.reused_done(), resumed_from,
+                       actions, padding, time.perf_counter() - began)
+
+
+def even_padding(width: int, height: int, pix_fmt: str) -> tuple[int, int]:
+    """Subsampled chroma needs even sizes: pad by one pixel (the edge repeated) where odd."""
+    horizontal = any(tag in pix_fmt for tag in ("420", "422", "411", "nv12", "nv21", "p010", "p016"))
+    vertical = any(tag in pix_fmt for tag in ("420", "nv12", "nv21", "p010", "p016"))
+    return (width % 2 if horizontal else 0, height % 2 if vertical else 0)
+
+
+# ---- before the frames ------------------------------------------------------------------
+
+
+def _check_paths(job: VideoJob) -> str:
+    container = container_for(job.output)
+    if job.output.resolve() == job.input.resolve():
+        raise OutputError("OUTPUT is the input file: choose another name")
+    if job.output.exists() and not job.overwrite:
+        raise OutputError(f"{job.output} exists: add --overwrite to replace it")
+    if not job.output.parent.is_dir():
+        raise OutputError(f"folder {job.output.parent} does not exist")
+    return container
+
+
+def _warn_about_source(info: VideoInfo, job: VideoJob, actions: tuple[StreamAction, ...], warn: Message) -> None:
+    if info.interlaced and not job.deinterlace:
+        warn(f"the source is interlaced ({info.field_order}): add --deinterlace to avoid combing")
+    for action in actions:
+        if action.reason:
+            verb = "dropped" if not action.kept else "converted"
+            warn(f"stream {action.stream.describe()} {verb}: {action.reason}")
+
+
+def _identity(job: VideoJob, upscaler: Upscaler) -> dict[str, object]:
+    """What decides the output's content; a work folder is resumed only when all of it matches."""
+    return {
+        "source": file_identity(job.input),
+        "model": _model_identity(upscaler),
+        "precision": str(upscaler.dtype).removeprefix("torch."),
+        "scale": job.scale,
+        "encode": asdict(job.encode),
+        "fps": job.fps,
+        "deinterlace": job.deinterlace,
+        "start": job.start,
+        "duration": job.duration,
+        "dedup_threshold": job.dedup_threshold,
+        "chunk_frames": job.chunk_frames,
+    }
+
+
+def _model_identity(upscaler: Upscaler) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in upscaler.model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().to("cpu", torch.float32).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _open_work(work: WorkFolder, info: VideoInfo, job: VideoJob) -> Timeline:
+    """Open or create the work folder; the frame timestamps are read once and kept there."""
+    if job.resume and work.path.exists():
+        work.open(resume=True)
+        timeline = work.load_timeline()
+        if timeline is not None:
+            return timeline
+    timeline = scan_timeline(info, job)  # before the folder exists: bad input leaves nothing
+    work.open(resume=job.resume)
+    work.save_timeline(timeline)
+    return timeline
+
+
+def scan_timeline(info: VideoInfo, job: VideoJob) -> Timeline:
+    try:
+        timeline = parse_framecrc(run_ffmpeg(commands.scan_args(info, job), f"read {info.path.name}"))
+    except FFmpegError as error:
+        raise InputError(f"cannot decode {info.path.name}: {error}") from None
+    if timeline.count == 0:
+        where = " in the --start/--duration range" if job.start or job.duration else ""
+        raise InputError(f"{info.path.name} has no decodable video frames{where}")
+    return timeline
+
+
+# ---- the frames -------------------------------------------------------------------------
+
+
+def _run_chunks(runner: ChunkRunner, info: VideoInfo, job: VideoJob, timeline: Timeline,
+                work: WorkFolder, padding: tuple[int, int]) -> None:
+    width, height = info.width * job.scale + padding[0], info.height * job.scale + padding[1]
+    rate = timeline.rate(Fraction(job.fps) if job.fps else info.frame_rate)
+
+    def make_writer(index: int, start: int, stop: int) -> FrameWriter:
+        args = commands.encode_args(info, job.encode, width=width, height=height, rate=rate,
+                                    time_base=timeline.time_base,
+                                    pts_expression=timeline.pts_expression(start, stop),
+                                    destination=work.temporary_chunk_path(index))
+        return FrameWriter(args, f"encode chunk {index} with {job.encode.codec}")
+
+    def check_chunk(index: int, frames: int) -> None:
+        written = parse_framecrc(run_ffmpeg(commands.packet_scan_args(work.temporary_chunk_path(index)),
+                                            f"read back chunk {index}")).count
+        if written != frames:
+            raise FFmpegError(f"chunk {index} holds {written} frames instead of {frames}")
+
+    reader = FrameReader(commands.decode_args(info, job, work.frames_done()), info.width, info.height)
+    runner.run(reader, make_writer, check_chunk, ChunkPlan(timeline.count, job.chunk_frames))
+
+
+# ---- after the frames -------------------------------------------------------------------
+
+
+def _finish(info: VideoInfo, job: VideoJob, timeline: Timeline, work: WorkFolder,
+            actions: tuple[StreamAction, ...], container: str) -> Verification:
+    plan = ChunkPlan(timeline.count, job.chunk_frames)
+    durations = [float(timeline.span_seconds(start, stop)) for _, start, stop in plan.ranges_from(0)]
+    concat_list = work.write_concat_list(durations)
+    partial = partial_output_path(job.output)
+    args = commands.mux_args(info, job, concat_list, timeline.start_seconds(), stream_args(actions),
+                             container, partial)
+    try:
+        run_ffmpeg(args, f"write {partial.name}")
+        verification = verify_output(partial, timeline, actions)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    os.replace(partial, job.output)
+    work.remove()
+    return verification

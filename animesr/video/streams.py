@@ -1,0 +1,116 @@
+"""Which container OUTPUT is, and what happens to each audio, subtitle and attachment stream of
+the source in it: copied, converted (when the container cannot hold it as it is), or dropped."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from animesr.errors import InputError
+from animesr.video.probe import StreamInfo
+
+CONTAINERS = {".mkv": "matroska", ".mka": "matroska", ".mp4": "mp4", ".m4v": "mp4", ".mov": "mov",
+              ".webm": "webm"}
+DEFAULT_CONTAINER = "matroska"
+
+TEXT_SUBTITLES = frozenset({"subrip", "srt", "ass", "ssa", "webvtt", "mov_text", "text", "microdvd"})
+_MP4_AUDIO = frozenset({"aac", "mp3", "ac3", "eac3", "opus", "flac", "alac", "mp2", "dts", "truehd"})
+_WEBM_AUDIO = frozenset({"opus", "vorbis"})
+_VIDEO_FAMILIES = {"matroska": None, "mp4": {"h264", "hevc", "av1", "vp9"}, "mov": {"h264", "hevc", "av1", "vp9"},
+                   "webm": {"vp8", "vp9", "av1"}}
+
+
+@dataclass(frozen=True)
+class StreamAction:
+    stream: StreamInfo
+    codec: str | None  # "copy", an encoder name, or None when dropped
+    reason: str = ""  # why it is converted or dropped
+
+    @property
+    def kept(self) -> bool:
+        return self.codec is not None
+
+
+def container_for(output: Path) -> str:
+    if not output.suffix:
+        return DEFAULT_CONTAINER
+    try:
+        return CONTAINERS[output.suffix.lower()]
+    except KeyError:
+        known = ", ".join(sorted(CONTAINERS))
+        raise InputError(f"cannot write {output.suffix!r} video: use one of {known}, or no extension for MKV") from None
+
+
+def check_video_codec(container: str, codec: str) -> None:
+    allowed = _VIDEO_FAMILIES.get(container)
+    family = video_family(codec)
+    if allowed is not None and family is not None and family not in allowed:
+        raise InputError(f"--codec {codec} ({family}) cannot go in {container}: "
+                         f"use {' or '.join(sorted(allowed))}, or an .mkv output")
+
+
+def video_family(codec: str) -> str | None:
+    for marker, family in (("264", "h264"), ("265", "hevc"), ("hevc", "hevc"), ("av1", "av1"),
+                           ("vp9", "vp9"), ("vp8", "vp8"), ("ffv1", "ffv1")):
+        if marker in codec:
+            return family
+    return None
+
+
+def plan_streams(streams: tuple[StreamInfo, ...], container: str) -> tuple[StreamAction, ...]:
+    return tuple(_action(s, container) for s in streams if s.kind in ("audio", "subtitle", "attachment"))
+
+
+def _action(stream: StreamInfo, container: str) -> StreamAction:
+    if container == "matroska":
+        return _for_matroska(stream)
+    if container in ("mp4", "mov"):
+        return _for_mp4(stream, container)
+    return _for_webm(stream)
+
+
+def _for_matroska(stream: StreamInfo) -> StreamAction:
+    if stream.kind == "subtitle" and stream.codec == "mov_text":
+        return StreamAction(stream, "srt", "Matroska has no mov_text: converted to SubRip")
+    return StreamAction(stream, "copy")
+
+
+def _for_mp4(stream: StreamInfo, container: str) -> StreamAction:
+    if stream.kind == "attachment":
+        return StreamAction(stream, None, f"{container} cannot hold attachments")
+    if stream.kind == "audio":
+        pcm_ok = container == "mov" and stream.codec.startswith("pcm_")
+        if stream.codec in _MP4_AUDIO or pcm_ok:
+            return StreamAction(stream, "copy")
+        return StreamAction(stream, "aac", f"{container} cannot hold {stream.codec} audio: converted to AAC")
+    if stream.codec == "mov_text" or (stream.codec == "dvd_subtitle" and container == "mp4"):
+        return StreamAction(stream, "copy")
+    if stream.codec in TEXT_SUBTITLES:
+        return StreamAction(stream, "mov_text", f"{container} cannot hold {stream.codec}: converted to mov_text")
+    return StreamAction(stream, None, f"{container} cannot hold {stream.codec} subtitles and they are pictures")
+
+
+def _for_webm(stream: StreamInfo) -> StreamAction:
+    if stream.kind == "attachment":
+        return StreamAction(stream, None, "WebM cannot hold attachments")
+    if stream.kind == "audio":
+        if stream.codec in _WEBM_AUDIO:
+            return StreamAction(stream, "copy")
+        return StreamAction(stream, "libopus", f"WebM cannot hold {stream.codec} audio: converted to Opus")
+    if stream.codec == "webvtt":
+        return StreamAction(stream, "copy")
+    if stream.codec in TEXT_SUBTITLES:
+        return StreamAction(stream, "webvtt", f"WebM cannot hold {stream.codec}: converted to WebVTT")
+    return StreamAction(stream, None, f"WebM cannot hold {stream.codec} subtitles and they are pictures")
+
+
+def stream_args(actions: tuple[StreamAction, ...]) -> list[str]:
+    """-map and -c for input 1 (the source); output stream 0 is the video."""
+    args: list[str] = []
+    output_index = 1
+    for action in actions:
+        if not action.kept:
+            continue
+        args += ["-map", f"1:{action.stream.index}", f"-c:{output_index}", action.codec]
+        output_index += 1
+    return args

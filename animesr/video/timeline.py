@@ -1,0 +1,92 @@
+"""Every frame's timestamp, read once from a decode of the source (or from the packets of an
+output), and the `setpts` expression that gives a chunk of upscaled frames the same times."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+
+from animesr.errors import FFmpegError
+
+_TIME_BASE = re.compile(r"^#tb 0: (\d+)/(\d+)")
+
+
+@dataclass(frozen=True)
+class Timeline:
+    time_base: Fraction
+    pts: tuple[int, ...]  # in time_base units, presentation order
+    durations: tuple[int, ...]
+
+    @property
+    def count(self) -> int:
+        return len(self.pts)
+
+    def seconds(self) -> float:
+        """From the first frame's start to the last frame's end."""
+        if not self.pts:
+            return 0.0
+        return float((self.pts[-1] + self.durations[-1] - self.pts[0]) * self.time_base)
+
+    def start_seconds(self) -> float:
+        return float(self.pts[0] * self.time_base) if self.pts else 0.0
+
+    def constant_step(self) -> int | None:
+        """The one pts step between frames, or None for variable frame rate."""
+        steps = {b - a for a, b in zip(self.pts, self.pts[1:])}
+        if len(steps) == 1:
+            return steps.pop()
+        return None if steps else (self.durations[0] if self.durations and self.durations[0] > 0 else None)
+
+    def rate(self, fallback: Fraction) -> Fraction:
+        step = self.constant_step()
+        return 1 / (step * self.time_base) if step else fallback
+
+    def span_seconds(self, start: int, stop: int) -> Fraction:
+        """How long frames start..stop-1 last: up to the next frame, or the last one's end."""
+        end = self.pts[stop] if stop < self.count else self.pts[-1] + self.durations[-1]
+        return (end - self.pts[start]) * self.time_base
+
+    def pts_expression(self, start: int, stop: int) -> str:
+        """setpts expression giving frame N of a chunk (frames start..stop-1) its timestamp,
+        relative to the chunk's first frame: a line for constant steps, else a binary search."""
+        relative = [p - self.pts[start] for p in self.pts[start:stop]]
+        steps = {b - a for a, b in zip(relative, relative[1:])}
+        if len(steps) <= 1:
+            return f"N*{steps.pop() if steps else 0}"
+        return _search_tree(relative, 0, len(relative))
+
+    def to_json(self) -> str:
+        return json.dumps({"time_base": str(self.time_base), "pts": self.pts, "durations": self.durations})
+
+    @classmethod
+    def from_json(cls, text: str) -> Timeline:
+        data = json.loads(text)
+        return cls(Fraction(data["time_base"]), tuple(data["pts"]), tuple(data["durations"]))
+
+
+def _search_tree(values: list[int], low: int, high: int) -> str:
+    if high - low == 1:
+        return str(values[low])
+    middle = (low + high) // 2
+    return f"if(lt(N,{middle}),{_search_tree(values, low, middle)},{_search_tree(values, middle, high)})"
+
+
+def parse_framecrc(text: str) -> Timeline:
+    """framecrc lines: `stream, dts, pts, duration, size, checksum`, after a `#tb 0: a/b` line."""
+    time_base = None
+    frames: list[tuple[int, int]] = []
+    for line in text.splitlines():
+        if match := _TIME_BASE.match(line):
+            time_base = Fraction(int(match.group(1)), int(match.group(2)))
+        elif line and not line.startswith("#"):
+            fields = [f.strip() for f in line.split(",")]
+            if fields[0] == "0":
+                frames.append((int(fields[2]), int(fields[3])))
+    if time_base is None:
+        if not frames:
+            return Timeline(Fraction(1, 1000), (), ())
+        raise FFmpegError("ffmpeg's frame list has no time base")
+    frames.sort()
+    return Timeline(time_base, tuple(p for p, _ in frames), tuple(d for _, d in frames))

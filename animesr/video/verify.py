@@ -1,0 +1,69 @@
+"""Checks on a finished output: frames in = frames out, duration within one frame, streams."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from animesr.video import commands
+from animesr.video.ffmpeg import run_ffmpeg
+from animesr.video.probe import probe
+from animesr.video.streams import StreamAction
+from animesr.video.timeline import Timeline, parse_framecrc
+
+_CONTAINER_ROUNDING_SECONDS = 0.0015  # Matroska stores milliseconds
+
+
+@dataclass(frozen=True)
+class Verification:
+    frames_in: int
+    frames_out: int
+    seconds_in: float
+    seconds_out: float
+    frame_seconds: float
+    streams_expected: tuple[str, ...]  # kinds, in output order
+    streams_out: tuple[str, ...]  # "kind codec (language)" per output stream
+
+    @property
+    def frames_ok(self) -> bool:
+        return self.frames_in == self.frames_out
+
+    @property
+    def duration_ok(self) -> bool:
+        return abs(self.seconds_in - self.seconds_out) <= self.frame_seconds + _CONTAINER_ROUNDING_SECONDS
+
+    @property
+    def streams_ok(self) -> bool:
+        return tuple(s.split(" ", 1)[0] for s in self.streams_out) == self.streams_expected
+
+    @property
+    def ok(self) -> bool:
+        return self.frames_ok and self.duration_ok and self.streams_ok
+
+    def lines(self) -> list[str]:
+        mark = {True: "ok", False: "MISMATCH"}
+        return [
+            f"frames: {self.frames_in} in, {self.frames_out} out ({mark[self.frames_ok]})",
+            f"duration: {self.seconds_in:.3f} s in, {self.seconds_out:.3f} s out "
+            f"(one frame = {self.frame_seconds:.3f} s; {mark[self.duration_ok]})",
+            f"streams: {', '.join(self.streams_out)} ({mark[self.streams_ok]})",
+        ]
+
+
+def verify_output(path: Path, source: Timeline, actions: tuple[StreamAction, ...]) -> Verification:
+    written = parse_framecrc(run_ffmpeg(commands.packet_scan_args(path), f"read back {path.name}"))
+    info = probe(path)
+    step = source.constant_step() or (max(source.durations) if source.durations else 0)
+    return Verification(
+        frames_in=source.count,
+        frames_out=written.count,
+        seconds_in=source.seconds(),
+        seconds_out=written.seconds(),
+        frame_seconds=float(max(step, 1) * source.time_base),
+        streams_expected=("video", *(a.stream.kind for a in actions if a.kept)),
+        streams_out=tuple(_describe(s.kind, s.codec, s.language) for s in info.streams),
+    )
+
+
+def _describe(kind: str, codec: str, language: str) -> str:
+    return f"{kind} {codec}" + (f" ({language})" if language else "")
