@@ -36,6 +36,44 @@ class ImageJob:
     inference: InferenceSettings = InferenceSettings()
 
 
+@dataclass(frozen=True)
+class PrepareSettings:
+    sources: tuple[Path, ...]
+    output: Path
+    crop: int = 480
+    stride: int = 200
+    scales: tuple[int, ...] = (2, 4)
+    min_size: int | None = None  # shorter side; None: the crop size
+    overwrite: bool = False
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    data: Path
+    scale: int
+    out: Path
+    iters: int = 100_000
+    batch_size: int = 32
+    patch: int = 64  # LR pixels
+    lr: float = 5e-4
+    lr_milestones: tuple[float, ...] = (0.5, 0.75, 0.9)  # fractions of iters; LR halves at each
+    val_dir: Path | None = None
+    val_every: int = 1000
+    val_crop: int | None = None  # centre-crop validation HR images to this size (px)
+    checkpoint_every: int = 100
+    init: Path | None = None
+    resume: bool = False
+    device: str = "auto"
+    workers: int = 2
+    seed: int = 0
+    ema_decay: float | None = 0.999
+    amp: str = "auto"  # auto (bf16 on CUDA), off, bf16, fp16
+    channels: int = 40
+    up_channels: int = 24
+    blocks: int = 16
+    charbonnier_eps: float = 1e-6  # applied on [0, 1] pixel values
+
+
 # ---- video (upscale-video) ------------------------------------------------------------------
 
 DEFAULT_DEDUP_THRESHOLD = 2.0  # grey levels; measured on ../shared/data/video (see README)

@@ -47,3 +47,9 @@ class TrainingError(AnimeSRError):
     """A run directory without state to resume, or a training setting that cannot work."""
 
     exit_code = 8
+
+
+class TrainingInterrupted(AnimeSRError):
+    """Ctrl-C during training: the state was saved and the run can be resumed."""
+
+    exit_code = 130

@@ -1,0 +1,91 @@
+"""Random aligned LR/HR patches with flips and 90° rotations, from an animesr HDF5 file.
+
+Sample number `i` is a pure function of (seed, i): the same run always sees the same
+batches, whatever the number of DataLoader workers, so a resumed run continues exactly.
+The HDF5 file is opened lazily in each worker (h5py handles must not cross a fork).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from animesr.data.prepare import check_dataset
+from animesr.errors import DatasetError
+
+
+class PairedPatches(Dataset):
+    def __init__(self, path: Path, scale: int, patch: int, seed: int = 0) -> None:
+        attrs = check_dataset(path, scale)
+        self.path, self.scale, self.patch, self.seed = path, scale, patch, seed
+        self.lr_size = int(attrs["crop"]) // scale
+        if patch > self.lr_size:
+            raise DatasetError(f"--patch {patch} is larger than the dataset's LR crops ({self.lr_size} px)")
+        with h5py.File(path, "r") as h5:
+            self.samples = h5["hr"].shape[0]
+        if self.samples == 0:
+            raise DatasetError(f"{path} holds no samples")
+        self._file: h5py.File | None = None
+
+    def __len__(self) -> int:
+        return self.samples
+
+    def _h5(self) -> h5py.File:
+        if self._file is None:
+            self._file = h5py.File(self.path, "r")
+        return self._file
+
+    def __getitem__(self, number: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sample `number` (any non-negative int) -> (LR 3×p×p, HR 3×sp×sp) float in [0, 1]."""
+        rng = np.random.default_rng([self.seed, number])
+        index = int(rng.integers(self.samples))
+        y, x = (int(v) for v in rng.integers(0, self.lr_size - self.patch + 1, size=2))
+        s, p = self.scale, self.patch
+        h5 = self._h5()
+        lr = h5[f"lr_x{s}"][index, y: y + p, x: x + p]
+        hr = h5["hr"][index, y * s: (y + p) * s, x * s: (x + p) * s]
+        flip_h, flip_v, rotate = rng.random(3) < 0.5
+        lr, hr = augment(lr, flip_h, flip_v, rotate), augment(hr, flip_h, flip_v, rotate)
+        return to_tensor(lr), to_tensor(hr)
+
+
+def augment(image: np.ndarray, flip_h: bool, flip_v: bool, rotate: bool) -> np.ndarray:
+    if flip_h:
+        image = image[:, ::-1]
+    if flip_v:
+        image = image[::-1]
+    if rotate:
+        image = np.rot90(image)
+    return image
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    # H×W×3 uint8 -> 3×H×W float32 in [0, 1]
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255.0)
+
+
+class StepSampler(Sampler[int]):
+    """Yields sample numbers for steps `start_step`, `start_step + 1`, … `end_step - 1`.
+
+    `batch_size` is the global batch. With several processes (DDP) each rank takes its own
+    slice of it, so any number of processes sees the same samples at the same step.
+    """
+
+    def __init__(self, start_step: int, end_step: int, batch_size: int, rank: int = 0, world: int = 1) -> None:
+        if batch_size % world:
+            raise ValueError(f"batch size {batch_size} is not divisible by {world} processes")
+        self.start_step, self.end_step = start_step, end_step
+        self.batch_size, self.rank, self.per_rank = batch_size, rank, batch_size // world
+
+    def __len__(self) -> int:
+        return max(0, self.end_step - self.start_step) * self.per_rank
+
+    def __iter__(self) -> Iterator[int]:
+        for step in range(self.start_step, self.end_step):
+            first = step * self.batch_size + self.rank * self.per_rank
+            yield from range(first, first + self.per_rank)

@@ -1,0 +1,198 @@
+"""Images → one HDF5 file of HR sub-images and their bicubic LR pairs (the source paper's recipe).
+
+Layout: `hr` (N, crop, crop, 3) uint8; `lr_x{s}` (N, crop/s, crop/s, 3) uint8 per scale;
+`source` (N,) index into the `sources` attribute; `position` (N, 2) top-left (y, x) in the
+source. One sample per chunk, gzip-compressed. Images are streamed: one in memory at a time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from animesr import __version__
+from animesr.config import PrepareSettings
+from animesr.errors import AnimeSRError, DatasetError, InputError, OutputError
+from animesr.imaging import downscale, list_images, read_image
+
+FORMAT_NAME = "animesr-sr-pairs"
+FORMAT_VERSION = 1
+RESIZE_METHOD = "pillow-bicubic-antialiased"
+
+
+@dataclass(frozen=True)
+class PrepareReport:
+    samples: int
+    images_used: int
+    skipped: tuple[tuple[str, str], ...]  # (file, reason)
+
+
+ImageCallback = Callable[[int, int, str], None]
+
+
+def window_starts(length: int, crop: int, stride: int) -> list[int]:
+    """Starts every `stride` pixels, plus an edge-aligned last one so the border is covered."""
+    if length < crop:
+        return []
+    starts = list(range(0, length - crop + 1, stride))
+    if starts[-1] != length - crop:
+        starts.append(length - crop)
+    return starts
+
+
+def to_rgb8(image: np.ndarray) -> np.ndarray:
+    """Any H×W×C uint8/uint16 image -> H×W×3 uint8 (alpha composited on white, gray spread)."""
+    if image.dtype == np.uint16:
+        image = (image.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
+    if image.shape[2] == 1:
+        return np.repeat(image, 3, axis=2)
+    if image.shape[2] == 4:
+        alpha = image[..., 3:].astype(np.float32) / 255.0
+        blended = image[..., :3] * alpha + 255.0 * (1.0 - alpha)
+        return (blended + 0.5).astype(np.uint8)
+    return image
+
+
+def prepare_dataset(settings: PrepareSettings, on_image: ImageCallback | None = None) -> PrepareReport:
+    _check_settings(settings)
+    if settings.output.exists() and not settings.overwrite:
+        raise OutputError(f"{settings.output} exists; pass --overwrite to replace it")
+    files = [path for path, _ in list_images(list(settings.sources), recursive=True)]
+    temporary = settings.output.with_name(f".{settings.output.name}.tmp-{os.getpid()}")
+    try:
+        with h5py.File(temporary, "w", track_order=True) as h5:
+            report = _write_samples(h5, files, settings, on_image)
+        if report.samples == 0:
+            raise InputError("no usable image: every input was unreadable or smaller than the crop")
+        os.replace(temporary, settings.output)
+    except OSError as error:
+        raise OutputError(f"cannot write {settings.output}: {error.strerror or error}") from None
+    finally:
+        temporary.unlink(missing_ok=True)
+    return report
+
+
+def _check_settings(s: PrepareSettings) -> None:
+    if not s.scales or any(scale not in (2, 3, 4) for scale in s.scales):
+        raise InputError(f"--scales must be a list of 2, 3 and/or 4, not {s.scales}")
+    step = math.lcm(*s.scales)
+    if s.crop <= 0 or s.crop % step:
+        raise InputError(f"--crop must be a positive multiple of {step} for scales {s.scales}")
+    if s.stride <= 0:
+        raise InputError("--stride must be positive")
+    if not s.output.parent.is_dir():
+        raise OutputError(f"output folder {s.output.parent} does not exist")
+
+
+def _create_datasets(h5: h5py.File, settings: PrepareSettings) -> None:
+    def make(name: str, size: int) -> None:
+        h5.create_dataset(name, shape=(0, size, size, 3), maxshape=(None, size, size, 3), dtype=np.uint8,
+                          chunks=(1, size, size, 3), compression="gzip", compression_opts=4,
+                          shuffle=True, track_times=False)
+
+    make("hr", settings.crop)
+    for scale in settings.scales:
+        make(f"lr_x{scale}", settings.crop // scale)
+    h5.create_dataset("source", shape=(0,), maxshape=(None,), dtype=np.int32, chunks=(4096,), track_times=False)
+    h5.create_dataset("position", shape=(0, 2), maxshape=(None, 2), dtype=np.int32, chunks=(4096, 2),
+                      track_times=False)
+
+
+def _write_samples(h5: h5py.File, files: list[Path], settings: PrepareSettings,
+                   on_image: ImageCallback | None) -> PrepareReport:
+    _create_datasets(h5, settings)
+    sources: list[dict] = []
+    skipped: list[tuple[str, str]] = []
+    min_size = settings.min_size or settings.crop
+    count = 0
+    for index, path in enumerate(files):
+        if on_image:
+            on_image(index, len(files), path.name)
+        try:
+            image = to_rgb8(read_image(path))
+        except AnimeSRError as error:
+            skipped.append((str(path), str(error)))
+            continue
+        h, w = image.shape[:2]
+        if min(h, w) < min_size:
+            skipped.append((str(path), f"{w}×{h} is smaller than {min_size} px"))
+            continue
+        added = _append_image(h5, image, len(sources), settings)
+        sources.append({"name": path.name, "sha256": _sha256(path), "width": w, "height": h, "samples": added})
+        count += added
+    if on_image:
+        on_image(len(files), len(files), "")
+    _write_attributes(h5, settings, sources, count)
+    return PrepareReport(samples=count, images_used=len(sources), skipped=tuple(skipped))
+
+
+def _append_image(h5: h5py.File, image: np.ndarray, source_index: int, settings: PrepareSettings) -> int:
+    h, w = image.shape[:2]
+    crop = settings.crop
+    positions = [(y, x) for y in window_starts(h, crop, settings.stride)
+                 for x in window_starts(w, crop, settings.stride)]
+    start = h5["hr"].shape[0]
+    end = start + len(positions)
+    for name in ["hr", *(f"lr_x{s}" for s in settings.scales), "source", "position"]:
+        h5[name].resize(end, axis=0)
+    for i, (y, x) in enumerate(positions):
+        hr = np.ascontiguousarray(image[y: y + crop, x: x + crop])
+        h5["hr"][start + i] = hr
+        for scale in settings.scales:
+            h5[f"lr_x{scale}"][start + i] = downscale(hr, scale)
+    h5["source"][start:end] = source_index
+    h5["position"][start:end] = np.asarray(positions, dtype=np.int32).reshape(-1, 2)
+    return len(positions)
+
+
+def _write_attributes(h5: h5py.File, settings: PrepareSettings, sources: list[dict], count: int) -> None:
+    h5.attrs.update({
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "crop": settings.crop,
+        "stride": settings.stride,
+        "scales": list(settings.scales),
+        "resize_method": RESIZE_METHOD,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "tool_version": __version__,
+        "sources": json.dumps(sources),
+        "samples": count,
+    })
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_dataset(path: Path, scale: int) -> dict:
+    """Open `path` read-only and check it is ours, of a known version, with `scale`; return attrs."""
+    if not path.is_file():
+        raise DatasetError(f"{path}: no such dataset file")
+    try:
+        with h5py.File(path, "r") as h5:
+            attrs = dict(h5.attrs)
+            names = set(h5.keys())
+    except OSError as error:
+        raise DatasetError(f"{path} is not an HDF5 file ({error})") from None
+    if attrs.get("format") != FORMAT_NAME:
+        raise DatasetError(f"{path} is not an animesr dataset (make one with `animesr prepare`)")
+    if int(attrs.get("format_version", 0)) != FORMAT_VERSION:
+        raise DatasetError(f"{path} has dataset format {attrs.get('format_version')}; "
+                           f"this animesr reads {FORMAT_VERSION}: run `animesr prepare` again")
+    if f"lr_x{scale}" not in names:
+        have = ", ".join(f"x{s}" for s in attrs.get("scales", []))
+        raise DatasetError(f"{path} has no x{scale} pairs (it has {have}); prepare it with --scales {scale}")
+    return attrs

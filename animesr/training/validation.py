@@ -1,0 +1,75 @@
+"""Validation and evaluation: HR images → bicubic LR → model → Y-PSNR / SSIM with a border."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from animesr.data.prepare import to_rgb8
+from animesr.errors import InputError
+from animesr.imaging import bicubic_resize, crop_to_multiple, downscale, list_images, read_image
+from animesr.inference.upscaler import Upscaler
+from animesr.training.metrics import psnr_y, ssim_y
+
+
+@dataclass(frozen=True)
+class ImageScore:
+    name: str
+    bicubic_psnr: float
+    bicubic_ssim: float
+    psnr: float
+    ssim: float
+
+
+def load_hr_images(paths: list[Path], crop: int | None) -> list[tuple[str, np.ndarray]]:
+    """Read HR images (folders walked), as RGB uint8, centre-cropped to `crop` px when given."""
+    images = []
+    for path, _ in list_images(paths, recursive=True):
+        images.append((path.name, centre_crop(to_rgb8(read_image(path)), crop)))
+    if not images:
+        raise InputError("no validation images found")
+    return images
+
+
+def centre_crop(image: np.ndarray, size: int | None) -> np.ndarray:
+    if size is None:
+        return image
+    h, w = image.shape[:2]
+    th, tw = min(size, h), min(size, w)
+    top, left = (h - th) // 2, (w - tw) // 2
+    return image[top: top + th, left: left + tw]
+
+
+def score_image(name: str, hr: np.ndarray, upscaler: Upscaler) -> ImageScore:
+    scale = upscaler.scale
+    hr = crop_to_multiple(hr, scale)
+    lr = downscale(hr, scale)
+    bicubic = bicubic_resize(lr, hr.shape[1], hr.shape[0])
+    sr = upscaler.upscale(lr)
+    return ImageScore(
+        name=name,
+        bicubic_psnr=psnr_y(bicubic, hr, scale),
+        bicubic_ssim=ssim_y(bicubic, hr, scale),
+        psnr=psnr_y(sr, hr, scale),
+        ssim=ssim_y(sr, hr, scale),
+    )
+
+
+def score_images(images: list[tuple[str, np.ndarray]], upscaler: Upscaler,
+                 on_image: Callable[[int, int], None] | None = None) -> list[ImageScore]:
+    scores = []
+    for i, (name, hr) in enumerate(images):
+        scores.append(score_image(name, hr, upscaler))
+        if on_image:
+            on_image(i + 1, len(images))
+    return scores
+
+
+def mean_score(scores: list[ImageScore]) -> ImageScore:
+    def mean(field: str) -> float:
+        return float(np.mean([getattr(s, field) for s in scores]))
+
+    return ImageScore("mean", mean("bicubic_psnr"), mean("bicubic_ssim"), mean("psnr"), mean("ssim"))
