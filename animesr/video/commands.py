@@ -73,6 +73,7 @@ def encode_args(info: VideoInfo, encode: EncodeSettings, *, width: int, height: 
         f"scale=out_color_matrix={_SWSCALE_MATRIX[matrix]}:out_range={info.decode_range}"
         f":flags={_SWSCALE_FLAGS}",
         f"format={encode.pix_fmt}",
+        _colour_params(info),
         f"setsar={info.sar.numerator}/{info.sar.denominator}",
     ]
     source = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}",
@@ -90,6 +91,16 @@ def quality_args(encode: EncodeSettings) -> list[str]:
     if encode.preset is not None:
         args += ["-preset", encode.preset]
     return args
+
+
+def _colour_params(info: VideoInfo) -> str:
+    # frames carry their colour tags to the encoder; the output options alone are overridden
+    params = f"setparams=colorspace={output_matrix(info)}:range={info.decode_range}"
+    if info.color_primaries:
+        params += f":color_primaries={info.color_primaries}"
+    if info.color_transfer:
+        params += f":color_trc={info.color_transfer}"
+    return params
 
 
 def colour_tags(info: VideoInfo) -> list[str]:

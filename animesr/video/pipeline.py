@@ -64,10 +64,12 @@ def upscale_video(job: VideoJob, callbacks: VideoCallbacks = VideoCallbacks()) -
     check_video_codec(container, job.encode.codec)
     actions = plan_streams(info.streams, container)
     _warn_about_source(info, job, actions, callbacks.warn)
-    upscaler = Upscaler(resolve_model(job.model, job.scale), job.inference)
+    loaded = resolve_model(job.model, job.scale)
+    upscaler = Upscaler(loaded, job.inference)
     work = WorkFolder(work_folder_path(job.output), _identity(job, upscaler))
     timeline = _open_work(work, info, job)
     padding = even_padding(info.width * job.scale, info.height * job.scale, job.encode.pix_fmt)
+    callbacks.note(_summary(info, job, timeline, padding, loaded.source, str(upscaler.device)))
     resumed_from = work.frames_done()
     if resumed_from:
         callbacks.note(f"resuming from frame {resumed_from} of {timeline.count} ({work.path.name})")
@@ -86,6 +88,15 @@ def even_padding(width: int, height: int, pix_fmt: str) -> tuple[int, int]:
     horizontal = any(tag in pix_fmt for tag in ("420", "422", "411", "nv12", "nv21", "p010", "p016"))
     vertical = any(tag in pix_fmt for tag in ("420", "nv12", "nv21", "p010", "p016"))
     return (width % 2 if horizontal else 0, height % 2 if vertical else 0)
+
+
+def _summary(info: VideoInfo, job: VideoJob, timeline: Timeline, padding: tuple[int, int], model: str,
+             device: str) -> str:
+    timing = f"{float(timeline.rate(info.frame_rate)):.3f} fps" if timeline.steady() else "variable frame rate"
+    width, height = info.width * job.scale + padding[0], info.height * job.scale + padding[1]
+    padded = f" (padded by {padding[0]}×{padding[1]} px, edge repeated, for {job.encode.pix_fmt})" if any(padding) else ""
+    return (f"{info.path.name}: {info.width}×{info.height}, {timing}, {timeline.count} frames → "
+            f"{width}×{height}{padded} {job.encode.codec}; model {Path(model).name}, device {device}")
 
 
 # ---- before the frames ------------------------------------------------------------------

@@ -261,7 +261,7 @@ def _pixel_format(part: str) -> tuple[str, dict[str, str]]:
     """'yuv420p(tv, bt709/bt709/bt709, top first)' -> ('yuv420p', {...})."""
     name, _, rest = part.partition("(")
     colour: dict[str, str] = {}
-    items = [x.strip() for x in rest.rstrip(")").split(", ")] if rest else []
+    items = [x.strip() for x in rest.removesuffix(")").split(", ")] if rest else []
     for item in items:
         if item in ("tv", "pc"):
             colour["range"] = item

@@ -39,6 +39,11 @@ class Timeline:
             return steps.pop()
         return None if steps else (self.durations[0] if self.durations and self.durations[0] > 0 else None)
 
+    def steady(self) -> bool:
+        """Constant rate up to the container's rounding (Matroska stores whole milliseconds)."""
+        steps = [b - a for a, b in zip(self.pts, self.pts[1:])]
+        return not steps or max(steps) - min(steps) <= 1
+
     def rate(self, fallback: Fraction) -> Fraction:
         step = self.constant_step()
         return 1 / (step * self.time_base) if step else fallback

@@ -1,0 +1,134 @@
+"""`animesr upscale-video`: one video in, one upscaled video out, every other stream kept."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+from rich.progress import Progress, TextColumn
+
+from animesr.cli import app
+from animesr.cli.common import console, fail, guarded, note, progress_bar, warn
+from animesr.config import (DEFAULT_CHUNK_FRAMES, DEFAULT_DEDUP_THRESHOLD, EncodeSettings, InferenceSettings,
+                            VideoJob)
+from animesr.errors import InputError
+from animesr.model.a2n import SUPPORTED_SCALES
+
+
+@app.command("upscale-video")
+def upscale_video(
+    input_path: Path = typer.Argument(..., metavar="INPUT", show_default=False, help="The video to upscale."),
+    output: Path = typer.Option(..., "--output", "-o",
+                                help="Output file; its extension picks the container (.mkv, .mp4, .mov, "
+                                     ".webm; none: MKV)."),
+    scale: int = typer.Option(..., "--scale", "-s", help="Upscaling factor: 2, 3 or 4."),
+    model: Path | None = typer.Option(None, "--model", "-m",
+                                      help="Model file; default: the shipped model for --scale."),
+    codec: str = typer.Option("libx264", "--codec", help="ffmpeg video encoder: libx264, libx265, libsvtav1, "
+                                                         "libvpx-vp9, ffv1, ..."),
+    crf: int = typer.Option(18, "--crf", help="Constant quality for x264/x265/SVT-AV1/VP9/AOM (lower: better)."),
+    preset: str | None = typer.Option(None, "--preset", help="Encoder preset (x264: ultrafast..veryslow)."),
+    pix_fmt: str = typer.Option("yuv420p", "--pix-fmt", help="Output pixel format, e.g. yuv420p10le for 10-bit."),
+    fps: str | None = typer.Option(None, "--fps",
+                                   help="Convert to this constant rate (25, 24000/1001) by duplicating or "
+                                        "dropping frames; default: keep the source's timestamps."),
+    deinterlace: bool = typer.Option(False, "--deinterlace", help="Deinterlace with ffmpeg's bwdif first."),
+    start: str | None = typer.Option(None, "--start", help="Start here (seconds or [HH:]MM:SS[.ms])."),
+    duration: str | None = typer.Option(None, "--duration", help="Upscale this long (seconds or [HH:]MM:SS)."),
+    batch: int = typer.Option(4, "--batch", "-b", help="Frames per network call."),
+    tile: int | None = typer.Option(None, "--tile", "-t", help="Tile size in input pixels (exact)."),
+    device: str = typer.Option("auto", "--device", "-d", help="auto, cpu, cuda or cuda:N."),
+    resume: bool = typer.Option(True, "--resume/--no-resume",
+                                help="Continue an interrupted run from its last complete chunk."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUTPUT."),
+    dedup_threshold: float = typer.Option(DEFAULT_DEDUP_THRESHOLD, "--dedup-threshold",
+                                          help="Held frames: reuse the last output when no 16×16 block differs "
+                                               "by more than this many grey levels on average (0: off)."),
+    chunk_frames: int = typer.Option(DEFAULT_CHUNK_FRAMES, "--chunk-frames",
+                                     help="Frames per resumable chunk."),
+) -> None:
+    """Upscale a video with A2N, keeping its audio, subtitles, chapters, timing and colours."""
+    from animesr.video.pipeline import upscale_video as run_job  # torch only when there is work
+
+    job = _build_job(input_path, output, scale, model, EncodeSettings(codec, crf, preset, pix_fmt), fps,
+                     deinterlace, start, duration, batch, tile, device, resume, overwrite, dedup_threshold,
+                     chunk_frames)
+    with progress_bar(TextColumn("{task.fields[fps]} fps"), TextColumn("reused {task.fields[reused]}")) as bar:
+        callbacks = _progress_callbacks(bar)
+        result = guarded(lambda: run_job(job, callbacks))
+
+    share = 100 * result.reused / max(result.frames, 1)
+    note(f"reused {result.reused} of {result.frames} frames ({share:.0f}%) from held frames")
+    for line in result.verification.lines():
+        note(f"verified {line}")
+    console.print(f"done in {result.seconds:.1f} s → {result.output}", markup=False)
+    if not result.verification.ok:
+        raise fail("the output does not match the source (see above); it was kept for inspection", 1)
+
+
+def parse_time(text: str | None, option: str) -> float | None:
+    """'90', '1:30', '00:01:30.5' -> seconds."""
+    if text is None:
+        return None
+    try:
+        seconds = 0.0
+        for part in text.strip().split(":"):
+            seconds = seconds * 60 + float(part)
+    except ValueError:
+        raise fail(f"{option} must be seconds or [HH:]MM:SS[.ms], not {text!r}", InputError.exit_code) from None
+    return seconds
+
+
+def _build_job(input_path: Path, output: Path, scale: int, model: Path | None, encode: EncodeSettings,
+               fps: str | None, deinterlace: bool, start: str | None, duration: str | None, batch: int,
+               tile: int | None, device: str, resume: bool, overwrite: bool, dedup_threshold: float,
+               chunk_frames: int) -> VideoJob:
+    if scale not in SUPPORTED_SCALES:
+        raise fail(f"--scale must be 2, 3 or 4, not {scale}", InputError.exit_code)
+    try:
+        return VideoJob(
+            input=input_path, output=output, scale=scale, model=model, encode=encode, fps=_rate(fps),
+            deinterlace=deinterlace, start=parse_time(start, "--start"),
+            duration=parse_time(duration, "--duration"), batch=batch, resume=resume, overwrite=overwrite,
+            dedup_threshold=dedup_threshold, chunk_frames=chunk_frames,
+            inference=InferenceSettings(device=device, tile=tile),
+        )
+    except ValueError as error:
+        raise fail(str(error), InputError.exit_code) from None
+
+
+def _rate(fps: str | None) -> str | None:
+    if fps is None:
+        return None
+    from fractions import Fraction
+
+    try:
+        rate = Fraction(fps)
+    except (ValueError, ZeroDivisionError):
+        raise fail(f"--fps must be a number or a fraction like 24000/1001, not {fps!r}",
+                   InputError.exit_code) from None
+    if rate <= 0:
+        raise fail("--fps must be positive", InputError.exit_code)
+    return f"{rate.numerator}/{rate.denominator}"
+
+
+def _progress_callbacks(bar: Progress):
+    from animesr.video.pipeline import VideoCallbacks
+
+    state: dict[str, object] = {"task": None, "began": time.perf_counter(), "first": 0}
+
+    def on_start(total: int, done: int, reused: int) -> None:
+        state.update(began=time.perf_counter(), first=done)
+        state["task"] = bar.add_task("frames", total=total, completed=done, fps="-", reused=reused)
+
+    def on_frames(done: int, reused: int) -> None:
+        elapsed = time.perf_counter() - state["began"]
+        rate = (done - state["first"]) / elapsed if elapsed > 0 else 0.0
+        bar.update(state["task"], completed=done, fps=f"{rate:.2f}", reused=reused)
+
+    def on_finishing() -> None:
+        if state["task"] is not None:
+            bar.update(state["task"], description="muxing")
+
+    return VideoCallbacks(on_start=on_start, on_frames=on_frames, on_finishing=on_finishing, warn=warn, note=note)

@@ -1,0 +1,178 @@
+"""upscale-video's parts on their own: probing from ffmpeg's banner and from ffprobe's JSON,
+timestamps, held-frame detection, stream plans, padding. No video files needed."""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from animesr.errors import InputError
+from animesr.video.held import HeldFrameDetector, block_difference
+from animesr.video.pipeline import even_padding
+from animesr.video.probe import StreamInfo, _from_banner, _from_ffprobe
+from animesr.video.streams import check_video_codec, container_for, plan_streams, stream_args
+from animesr.video.timeline import Timeline, parse_framecrc
+
+BANNER = """\
+Input #0, matroska,webm, from 'ep01.mkv':
+  Metadata:
+    title           : Episode 1
+  Duration: 00:23:40.02, start: 0.000000, bitrate: 2000 kb/s
+  Chapters:
+    Chapter #0:0: start 0.000000, end 90.000000
+      Metadata:
+        title           : Opening
+    Chapter #0:1: start 90.000000, end 1420.020000
+      Metadata:
+        title           : Part A
+  Stream #0:0: Video: mpeg2video (Main), yuv420p(tv, smpte170m/smpte170m/bt709, top first), 720x480 [SAR 8:9 DAR 4:3], 29.97 fps, 29.97 tbr, 1k tbn (default)
+    Metadata:
+      DURATION        : 00:23:40.019000000
+  Stream #0:1(jpn): Audio: ac3, 48000 Hz, stereo, fltp, 192 kb/s (default)
+    Metadata:
+      title           : Japanese
+  Stream #0:2(eng): Subtitle: ass (ssa)
+  Stream #0:3: Attachment: ttf
+    Metadata:
+      filename        : font.ttf
+      mimetype        : font/ttf
+"""
+
+
+def test_banner_probe_reads_every_property() -> None:
+    info = _from_banner(Path("ep01.mkv"), BANNER)
+    assert (info.width, info.height, info.sar) == (720, 480, Fraction(8, 9))
+    assert info.frame_rate == Fraction(30000, 1001)
+    assert info.frame_count == round((23 * 60 + 40.019) * 30000 / 1001)  # no count: duration × rate
+    assert not info.frame_count_from_container
+    assert info.field_order == "tt" and info.interlaced
+    assert (info.color_matrix, info.color_range, info.color_primaries, info.color_transfer) == (
+        "smpte170m", "tv", "smpte170m", "bt709")
+    assert info.chapters == 2
+    assert [(s.kind, s.codec, s.language, s.title) for s in info.streams] == [
+        ("video", "mpeg2video", "", ""), ("audio", "ac3", "jpn", "Japanese"),
+        ("subtitle", "ass", "eng", ""), ("attachment", "ttf", "", "font.ttf")]
+
+
+@pytest.mark.parametrize(("shown", "exact"), [("23.98", Fraction(24000, 1001)), ("59.94", Fraction(60000, 1001)),
+                                               ("25", Fraction(25)), ("10", Fraction(10))])
+def test_banner_rates_snap_to_exact_fractions(shown: str, exact: Fraction) -> None:
+    banner = BANNER.replace("29.97 fps", f"{shown} fps")
+    assert _from_banner(Path("x.mkv"), banner).frame_rate == exact
+
+
+def test_untagged_colour_defaults_to_bt601_for_sd_and_bt709_for_hd() -> None:
+    sd = _from_banner(Path("x.mp4"), BANNER.replace("(tv, smpte170m/smpte170m/bt709, top first)", ""))
+    hd = _from_banner(Path("x.mp4"), sd_to_hd(BANNER.replace("(tv, smpte170m/smpte170m/bt709, top first)", "")))
+    assert sd.color_matrix is None and sd.decode_matrix == "smpte170m" and sd.decode_range == "tv"
+    assert hd.decode_matrix == "bt709"
+
+
+def sd_to_hd(banner: str) -> str:
+    return banner.replace("720x480", "1920x1080")
+
+
+def test_banner_without_video_is_an_input_error() -> None:
+    audio_only = "\n".join(line for line in BANNER.splitlines() if "Video:" not in line)
+    with pytest.raises(InputError, match="no video stream"):
+        _from_banner(Path("x.mka"), audio_only)
+
+
+def test_ffprobe_json_probe() -> None:
+    data = {
+        "format": {"format_name": "mov,mp4", "duration": "2.002"},
+        "streams": [
+            {"index": 0, "codec_type": "video", "codec_name": "h264", "width": 1280, "height": 720,
+             "sample_aspect_ratio": "1:1", "avg_frame_rate": "24000/1001", "r_frame_rate": "24000/1001",
+             "nb_frames": "48", "pix_fmt": "yuv420p", "field_order": "progressive", "color_space": "bt709",
+             "color_range": "tv", "color_primaries": "bt709", "color_transfer": "bt709", "duration": "2.002"},
+            {"index": 1, "codec_type": "audio", "codec_name": "aac", "tags": {"language": "jpn", "title": "Main"}},
+        ],
+        "chapters": [{"id": 0}],
+    }
+    info = _from_ffprobe(Path("x.mp4"), data)
+    assert info.frame_rate == Fraction(24000, 1001) and info.frame_count == 48 and info.frame_count_from_container
+    assert info.color_matrix == "bt709" and info.chapters == 1 and not info.interlaced
+    assert info.streams[1] == StreamInfo(1, "audio", "aac", "jpn", "Main")
+
+
+def test_framecrc_parse_sorts_into_presentation_order() -> None:
+    text = "#tb 0: 1/1000\n#media_type 0: video\n0, -80, 0, 40, 100, 0x1\n0, -40, 80, 40, 9, 0x2\n0, 0, 40, 40, 9, 0x3\n"
+    timeline = parse_framecrc(text)
+    assert timeline.time_base == Fraction(1, 1000) and timeline.pts == (0, 40, 80)
+    assert timeline.seconds() == pytest.approx(0.12)
+
+
+def _evaluate(expression: str, n: int) -> int:
+    python = re.sub(r"if\(", "_if(", expression).replace("lt(", "_lt(").replace("N", str(n))
+    return eval(python, {"_if": lambda c, a, b: a if c else b, "_lt": lambda a, b: a < b})
+
+
+def test_pts_expression_reproduces_variable_timestamps() -> None:
+    pts = (100, 133, 167, 200, 267, 333, 400, 500, 533)
+    timeline = Timeline(Fraction(1, 1000), pts, (33,) * len(pts))
+    expression = timeline.pts_expression(2, 9)
+    assert [_evaluate(expression, n) for n in range(7)] == [p - 167 for p in pts[2:9]]
+    assert Timeline(Fraction(1, 24000), (0, 1001, 2002), (1001,) * 3).pts_expression(1, 3) == "N*1001"
+    assert timeline.span_seconds(2, 4) == Fraction(100, 1000)  # up to the next chunk's first frame
+    assert timeline.span_seconds(7, 9) == Fraction(66, 1000)  # the last frame's own duration
+
+
+def test_block_difference_sees_a_small_change_that_a_whole_frame_mean_hides() -> None:
+    frame = np.full((64, 100, 3), 120, np.uint8)
+    mouth = frame.copy()
+    mouth[40:48, 40:48] = 200  # an 8×8 px change: 1% of the frame, 20 levels in its 16×16 block
+    assert block_difference(mouth, frame) == pytest.approx(80 * 64 / 256)
+    assert block_difference(frame, frame) == 0.0
+    edge = frame.copy()
+    edge[48:, 96:] = 126  # the edge block is 16×4 px: averaged over its own size
+    assert block_difference(edge, frame) == pytest.approx(6.0)
+
+
+def test_held_frames_compare_with_the_last_processed_frame_so_pans_cannot_creep() -> None:
+    detector = HeldFrameDetector(threshold=2.0)
+    base = np.full((32, 32, 3), 100, np.uint8)
+    assert not detector.is_held(base)
+    steps = [base + np.uint8(k) for k in (1, 2, 3)]  # each 1 level from the previous frame
+    assert [detector.is_held(f) for f in steps] == [True, True, False]  # 3 levels from `base`
+    assert not HeldFrameDetector(threshold=0).is_held(base) and not HeldFrameDetector(0).is_held(base)
+
+
+def test_stream_plans_per_container() -> None:
+    streams = (StreamInfo(1, "audio", "pcm_s16le"), StreamInfo(2, "audio", "flac"), StreamInfo(3, "subtitle", "subrip"),
+               StreamInfo(4, "subtitle", "hdmv_pgs_subtitle"), StreamInfo(5, "attachment", "ttf"))
+    assert [a.codec for a in plan_streams(streams, "matroska")] == ["copy"] * 5
+    assert [a.codec for a in plan_streams(streams, "mp4")] == ["aac", "copy", "mov_text", None, None]
+    assert [a.codec for a in plan_streams(streams, "webm")] == ["libopus", "libopus", "webvtt", None, None]
+    mp4 = plan_streams(streams, "mp4")
+    assert stream_args(mp4) == ["-map", "1:1", "-c:1", "aac", "-map", "1:2", "-c:2", "copy",
+                                "-map", "1:3", "-c:3", "mov_text"]
+    assert "hdmv_pgs_subtitle" in mp4[3].reason
+
+
+def test_containers_and_codecs() -> None:
+    assert container_for(Path("a.MP4")) == "mp4" and container_for(Path("noext")) == "matroska"
+    with pytest.raises(InputError, match="cannot write"):
+        container_for(Path("a.avi"))
+    with pytest.raises(InputError, match="cannot go in webm"):
+        check_video_codec("webm", "libx264")
+    check_video_codec("matroska", "ffv1")
+
+
+def test_even_padding_for_subsampled_chroma() -> None:
+    assert even_padding(195, 147, "yuv420p") == (1, 1)
+    assert even_padding(195, 147, "yuv422p10le") == (1, 0)
+    assert even_padding(195, 147, "yuv444p") == (0, 0)
+    assert even_padding(128, 96, "yuv420p") == (0, 0)
+
+
+def test_cli_time_parsing() -> None:
+    from animesr.cli.upscale_video import parse_time
+
+    assert parse_time("90", "--start") == 90.0
+    assert parse_time("1:30.5", "--start") == 90.5
+    assert parse_time("01:00:00", "--start") == 3600.0
