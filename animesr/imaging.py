@@ -17,6 +17,9 @@ from animesr.errors import InputError, OutputError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 WRITE_FORMATS = ("png", "jpg", "webp")
 
+# A damaged file is reported once, by us; OpenCV's own decoder chatter on stderr is noise.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+
 
 def read_image(path: str | Path) -> np.ndarray:
     path = Path(path)

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from animesr.errors import AnimeSRError
 
-console = Console(stderr=True, highlight=False)
+console = Console(stderr=True, highlight=False, soft_wrap=True)
 T = TypeVar("T")
 
 INTERRUPTED_EXIT_CODE = 130

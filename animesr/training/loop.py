@@ -52,6 +52,13 @@ class TrainResult:
     losses: tuple[float, ...] = field(default_factory=tuple)
 
 
+def learning_rate(step: int, settings: TrainSettings) -> float:
+    """--lr halved at each milestone (fractions of --iters) already reached. A pure function of
+    the step, so a run resumed with a larger --iters follows the new schedule."""
+    passed = sum(step >= max(1, int(f * settings.iters)) for f in settings.lr_milestones)
+    return settings.lr * 0.5**passed
+
+
 def charbonnier(sr: torch.Tensor, hr: torch.Tensor, eps: float) -> torch.Tensor:
     return torch.sqrt((sr - hr) ** 2 + eps**2).mean()
 
@@ -67,8 +74,6 @@ class _Run:
         self.model = A2N(self.config).to(processes.device)
         self.ema = copy.deepcopy(self.model).requires_grad_(False) if settings.ema_decay else None
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=settings.lr)
-        milestones = [max(1, int(f * settings.iters)) for f in settings.lr_milestones]
-        self.schedule = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones, gamma=0.5)
         self.step = 0
         self.best_psnr: float | None = None
         self.init_note = ""
@@ -78,7 +83,6 @@ class _Run:
             "model": self.model.state_dict(),
             "ema": self.ema.state_dict() if self.ema else None,
             "optimizer": self.optimizer.state_dict(),
-            "schedule": self.schedule.state_dict(),
             "step": self.step,
             "best_psnr": self.best_psnr,
             "config": asdict(self.config),
@@ -92,7 +96,6 @@ class _Run:
         if self.ema is not None and state["ema"] is not None:
             self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.schedule.load_state_dict(state["schedule"])
         self.step, self.best_psnr = state["step"], state["best_psnr"]
         restore_random_states(state["random"])
 
@@ -170,6 +173,9 @@ def _train(settings: TrainSettings, callbacks: TrainCallbacks, processes: distri
     loss_value = math.nan
     try:
         for lr_batch, hr_batch in loader:
+            lr_now = learning_rate(run.step, settings)
+            for group in run.optimizer.param_groups:
+                group["lr"] = lr_now
             lr_batch = lr_batch.to(processes.device, non_blocking=True)
             hr_batch = hr_batch.to(processes.device, non_blocking=True)
             with torch.autocast(processes.device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
@@ -179,14 +185,12 @@ def _train(settings: TrainSettings, callbacks: TrainCallbacks, processes: distri
             scaler.scale(loss).backward()
             scaler.step(run.optimizer)
             scaler.update()
-            run.schedule.step()
             run.step += 1
             run.update_ema()
             loss_value = float(distributed.mean_across(loss.detach(), processes))
             if not math.isfinite(loss_value):
                 raise TrainingError(f"the loss became {loss_value} at step {run.step}; lower --lr")
             losses.append(loss_value)
-            lr_now = run.optimizer.param_groups[0]["lr"]
             if log:
                 log.write({"step": run.step, "loss": loss_value, "lr": lr_now})
             callbacks.on_step(run.step, loss_value, lr_now)

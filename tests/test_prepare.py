@@ -1,0 +1,135 @@
+"""animesr prepare: HR sub-images + bicubic LR pairs in one deterministic HDF5 file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from animesr.cli import _register, app
+from animesr.config import PrepareSettings
+from animesr.data.prepare import check_dataset, prepare_dataset, window_starts
+from animesr.errors import DatasetError, InputError, OutputError
+from animesr.imaging import downscale, write_image
+from tests.conftest import smooth_image
+
+_register()
+
+
+@pytest.fixture
+def pictures(tmp_path: Path) -> Path:
+    folder = tmp_path / "pics"
+    (folder / "sub").mkdir(parents=True)
+    write_image(folder / "a.png", smooth_image(100, 130, seed=1))
+    write_image(folder / "sub" / "b.png", smooth_image(96, 96, channels=4, seed=2))
+    write_image(folder / "small.png", smooth_image(30, 200, seed=3))
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    return folder
+
+
+def settings(src: Path, out: Path, **changes) -> PrepareSettings:
+    base = dict(sources=(src,), output=out, crop=48, stride=20, scales=(2, 4))
+    return PrepareSettings(**{**base, **changes})
+
+
+def test_window_starts_cover_the_border() -> None:
+    assert window_starts(100, 48, 20) == [0, 20, 40, 52]
+    assert window_starts(88, 48, 20) == [0, 20, 40]
+    assert window_starts(47, 48, 20) == []
+
+
+def test_dataset_layout_pairs_and_provenance(pictures: Path, tmp_path: Path) -> None:
+    out = tmp_path / "d.h5"
+    report = prepare_dataset(settings(pictures, out))
+    # a.png: rows [0,20,40,52] × cols [0,20,40,60,80,82]; b.png: [0,20,40,48]²
+    assert report.samples == 4 * 6 + 4 * 4
+    assert report.images_used == 2
+    assert sorted(Path(name).name for name, _ in report.skipped) == ["broken.png", "small.png"]
+    with h5py.File(out) as h5:
+        assert h5["hr"].shape == (40, 48, 48, 3)
+        assert h5["lr_x2"].shape == (40, 24, 24, 3) and h5["lr_x4"].shape == (40, 12, 12, 3)
+        assert h5["hr"].chunks == (1, 48, 48, 3) and h5["hr"].compression == "gzip"
+        for i in (0, 17, 39):
+            hr = h5["hr"][i]
+            assert np.array_equal(h5["lr_x2"][i], downscale(hr, 2))
+            assert np.array_equal(h5["lr_x4"][i], downscale(hr, 4))
+        a = smooth_image(100, 130, seed=1)
+        y, x = h5["position"][5]
+        assert h5["source"][5] == 0 and np.array_equal(h5["hr"][5], a[y: y + 48, x: x + 48])
+        attrs = dict(h5.attrs)
+    assert attrs["format"] == "animesr-sr-pairs" and attrs["format_version"] == 1
+    assert (attrs["crop"], attrs["stride"], list(attrs["scales"])) == (48, 20, [2, 4])
+    sources = json.loads(attrs["sources"])
+    assert [s["name"] for s in sources] == ["a.png", "b.png"]
+    assert all(len(s["sha256"]) == 64 for s in sources)
+
+
+def test_same_inputs_give_identical_datasets(pictures: Path, tmp_path: Path) -> None:
+    first, second = tmp_path / "1.h5", tmp_path / "2.h5"
+    prepare_dataset(settings(pictures, first))
+    prepare_dataset(settings(pictures, second))
+    with h5py.File(first) as a, h5py.File(second) as b:
+        for name in a:
+            assert np.array_equal(a[name][()], b[name][()]), name
+        assert {k: v for k, v in a.attrs.items() if k != "created"}.keys() == b.attrs.keys() - {"created"}
+        assert a.attrs["sources"] == b.attrs["sources"]
+
+
+def test_refuses_to_overwrite_and_leaves_no_temporary(pictures: Path, tmp_path: Path) -> None:
+    out = tmp_path / "d.h5"
+    out.write_bytes(b"keep me")
+    with pytest.raises(OutputError, match="--overwrite"):
+        prepare_dataset(settings(pictures, out))
+    assert out.read_bytes() == b"keep me"
+    prepare_dataset(settings(pictures, out, overwrite=True))
+    assert check_dataset(out, 4)["samples"] == 40
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_no_usable_image_is_an_error(pictures: Path, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no usable image"):
+        prepare_dataset(settings(pictures / "small.png", tmp_path / "d.h5"))
+    assert not (tmp_path / "d.h5").exists()
+
+
+def test_crop_must_suit_every_scale(pictures: Path, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="multiple of 12"):
+        prepare_dataset(settings(pictures, tmp_path / "d.h5", crop=50, scales=(3, 4)))
+
+
+def test_check_dataset_rejects_foreign_files(pictures: Path, tmp_path: Path) -> None:
+    foreign = tmp_path / "foreign.h5"
+    with h5py.File(foreign, "w") as h5:
+        h5["x"] = np.zeros(3)
+    with pytest.raises(DatasetError, match="not an animesr dataset"):
+        check_dataset(foreign, 2)
+    text = tmp_path / "text.h5"
+    text.write_text("hello")
+    with pytest.raises(DatasetError, match="not an HDF5 file"):
+        check_dataset(text, 2)
+    ours = tmp_path / "d.h5"
+    prepare_dataset(settings(pictures, ours, scales=(2,)))
+    with pytest.raises(DatasetError, match="no x4 pairs"):
+        check_dataset(ours, 4)
+    with h5py.File(ours, "a") as h5:
+        h5.attrs["format_version"] = 99
+    with pytest.raises(DatasetError, match="format 99"):
+        check_dataset(ours, 2)
+
+
+def test_cli_prepare_reports_and_fails_cleanly(pictures: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    out = tmp_path / "d.h5"
+    args = ["prepare", str(pictures), "-o", str(out), "--crop", "48", "--stride", "20"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "40 samples from 2 images" in result.output and "broken.png" in result.output
+    again = runner.invoke(app, args)
+    assert again.exit_code != 0 and "--overwrite" in again.output
+    missing = runner.invoke(app, ["prepare", str(tmp_path / "nope"), "-o", str(tmp_path / "x.h5")])
+    assert missing.exit_code != 0 and "no such file" in missing.output
+    assert "Traceback" not in missing.output

@@ -1,0 +1,196 @@
+"""animesr train: exact resume, --init, validation checkpoints, Ctrl-C, atomic saves, DDP."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from animesr.checkpoint import load_checkpoint, save_checkpoint
+from animesr.cli import _register, app
+from animesr.config import PrepareSettings, TrainSettings
+from animesr.data.prepare import prepare_dataset
+from animesr.errors import CheckpointError, TrainingError, TrainingInterrupted
+from animesr.imaging import write_image
+from animesr.inference.upscaler import Upscaler
+from animesr.training import loop
+from animesr.training.loop import TrainCallbacks, train
+from tests.conftest import smooth_image
+
+_register()
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("train-data")
+    for seed in range(3):
+        write_image(folder / f"{seed}.png", smooth_image(80, 96, seed=seed))
+    out = folder / "d.h5"
+    prepare_dataset(PrepareSettings((folder,), out, crop=32, stride=16, scales=(2, 4)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def val_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("val")
+    write_image(folder / "v.png", smooth_image(40, 48, seed=9))
+    return folder
+
+
+def tiny_settings(data: Path, out: Path, **changes) -> TrainSettings:
+    base = dict(data=data, scale=2, out=out, iters=10, batch_size=4, patch=8, lr=1e-3, workers=0,
+                channels=8, up_channels=8, blocks=1, checkpoint_every=5, seed=0, device="cpu")
+    return TrainSettings(**{**base, **changes})
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(path))
+
+
+def test_ten_steps_equal_five_plus_resume_plus_five(dataset: Path, tmp_path: Path) -> None:
+    whole = train(tiny_settings(dataset, tmp_path / "whole"))
+    # Run 5 steps of a 10-step schedule, stop, then resume for the rest.
+    with pytest.raises(TrainingInterrupted):
+        train(tiny_settings(dataset, tmp_path / "split"), TrainCallbacks(on_step=_interrupt_at(5)))
+    second = train(tiny_settings(dataset, tmp_path / "split", resume=True))
+    assert second.step == 10
+    assert whole.losses[5:] == second.losses
+    a, b = weights(tmp_path / "whole" / "last.safetensors"), weights(tmp_path / "split" / "last.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _interrupt_at(step_to_stop: int):
+    def on_step(step: int, loss: float, lr: float) -> None:
+        if step == step_to_stop:
+            raise KeyboardInterrupt
+
+    return on_step
+
+
+def test_ctrl_c_saves_a_resumable_state(dataset: Path, tmp_path: Path) -> None:
+    with pytest.raises(TrainingInterrupted, match="step 3"):
+        train(tiny_settings(dataset, tmp_path, checkpoint_every=100), TrainCallbacks(on_step=_interrupt_at(3)))
+    state = torch.load(tmp_path / "state.pt", weights_only=False)
+    assert state["step"] == 3
+    assert load_checkpoint(tmp_path / "last.safetensors").training["step"] == 3
+
+
+def test_validation_picks_best_and_writes_log_and_plot(dataset: Path, val_dir: Path, tmp_path: Path) -> None:
+    psnrs: list[float] = []
+    result = train(tiny_settings(dataset, tmp_path, val_dir=val_dir, val_every=5),
+                   TrainCallbacks(on_validation=lambda step, psnr, ssim, best: psnrs.append(psnr)))
+    assert len(psnrs) == 2 and result.best_psnr == max(psnrs)
+    best = load_checkpoint(tmp_path / "best.safetensors", scale=2)
+    assert best.value_range == 1.0 and best.training["val_psnr"] == pytest.approx(max(psnrs))
+    assert load_checkpoint(tmp_path / "last.safetensors").training["step"] == 10
+    log = (tmp_path / "metrics.jsonl").read_text()
+    assert log.count('"loss"') == 10 and log.count('"val_psnr"') == 2
+    assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    image = smooth_image(20, 24)
+    assert Upscaler(best).upscale(image).shape == (40, 48, 3)
+
+
+def test_resume_needs_state_and_a_run_is_not_silently_replaced(dataset: Path, tmp_path: Path) -> None:
+    with pytest.raises(TrainingError, match="no training state"):
+        train(tiny_settings(dataset, tmp_path, resume=True))
+    train(tiny_settings(dataset, tmp_path, iters=2))
+    with pytest.raises(TrainingError, match="--resume"):
+        train(tiny_settings(dataset, tmp_path, iters=2))
+
+
+def test_init_takes_every_tensor_whose_shape_fits(dataset: Path, tmp_path: Path) -> None:
+    x2 = train(tiny_settings(dataset, tmp_path / "x2", iters=2))
+    assert x2.step == 2
+    notices: list[str] = []
+    train(tiny_settings(dataset, tmp_path / "x4", scale=4, iters=1, lr=1e-12, ema_decay=None,
+                        init=tmp_path / "x2" / "last.safetensors"), TrainCallbacks(on_notice=notices.append))
+    # x4 has a second upsampling step the x2 model lacks: 6 more tensors.
+    assert notices and "initialised" in notices[0]
+    taken, total = (int(n) for n in notices[0].split()[1::2][:2])
+    assert total - taken == 6
+    source = weights(tmp_path / "x2" / "last.safetensors")
+    target = weights(tmp_path / "x4" / "last.safetensors")
+    assert torch.allclose(source["blocks.0.attention.k1.weight"], target["blocks.0.attention.k1.weight"], atol=1e-6)
+
+
+def test_init_from_another_architecture_is_a_clear_error(dataset: Path, tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    other = tmp_path / "other.safetensors"
+    save_file({"w": torch.zeros(2)}, str(other), metadata={"format": "animesr", "arch": "rrdb"})
+    with pytest.raises(CheckpointError, match="not A2N"):
+        train(tiny_settings(dataset, tmp_path / "run", init=other))
+
+
+def test_a_crash_while_saving_keeps_the_previous_checkpoint(dataset: Path, tmp_path: Path, monkeypatch) -> None:
+    train(tiny_settings(dataset, tmp_path, iters=2, checkpoint_every=1))
+    before = (tmp_path / "last.safetensors").read_bytes()
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("animesr.checkpoint.save_file", crash)
+    model = load_checkpoint(tmp_path / "last.safetensors").model
+    with pytest.raises(OSError):
+        save_checkpoint(tmp_path / "last.safetensors", model, 1.0)
+    assert (tmp_path / "last.safetensors").read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir() if ".tmp" in p.name] == []
+
+
+def test_cli_train_bad_inputs_are_one_line_errors(dataset: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    base = ["train", "--scale", "2", "--out", str(tmp_path / "run"), "--iters", "1", "--workers", "0",
+            "--channels", "8", "--blocks", "1", "--up-channels", "8", "--batch-size", "2", "--patch", "8"]
+    foreign = tmp_path / "x.h5"
+    foreign.write_text("no")
+    for extra, expected in [
+        (["--data", str(foreign)], "not an HDF5 file"),
+        (["--data", str(dataset), "--scale", "3"], "no x3 pairs"),
+        (["--data", str(dataset), "--resume"], "no training state"),
+        (["--data", str(dataset), "--val", str(tmp_path / "empty")], "no such file or folder"),
+    ]:
+        result = runner.invoke(app, base + extra)
+        assert result.exit_code != 0, (extra, result.output)
+        assert expected in result.output and "Traceback" not in result.output
+
+
+def test_two_gloo_processes_train_like_one(dataset: Path, tmp_path: Path) -> None:
+    """torchrun with 2 CPU processes (gloo): each takes half of the global batch; the
+    averaged gradients give the same weights as one process with the whole batch."""
+    common = ["--data", str(dataset), "--scale", "2", "--iters", "3", "--batch-size", "4", "--patch", "8",
+              "--workers", "0", "--channels", "8", "--blocks", "1", "--up-channels", "8", "--device", "cpu",
+              "--ema", "0"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                "-m", "animesr", "train", "--out", str(tmp_path / "ddp"), *common]
+    done = subprocess.run(torchrun, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    single = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "one"), *common])
+    assert single.exit_code == 0, single.output
+    a, b = weights(tmp_path / "ddp" / "last.safetensors"), weights(tmp_path / "one" / "last.safetensors")
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    assert load_checkpoint(tmp_path / "ddp" / "last.safetensors").training["processes"] == 2
+
+
+def test_charbonnier_matches_its_formula() -> None:
+    sr, hr = torch.tensor([0.5, 0.2]), torch.tensor([0.1, 0.2])
+    expected = (torch.sqrt(torch.tensor(0.16) + 1e-12) + 1e-6) / 2
+    assert loop.charbonnier(sr, hr, 1e-6).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_settings_are_checked(dataset: Path, tmp_path: Path) -> None:
+    with pytest.raises(TrainingError, match="--iters"):
+        train(replace(tiny_settings(dataset, tmp_path), iters=0))
+
+
+def test_learning_rate_halves_at_each_milestone(dataset: Path, tmp_path: Path) -> None:
+    settings = tiny_settings(dataset, tmp_path, iters=100, lr=4e-4)
+    rates = [loop.learning_rate(step, settings) for step in (0, 49, 50, 74, 75, 89, 90, 99)]
+    assert rates == [4e-4, 4e-4, 2e-4, 2e-4, 1e-4, 1e-4, 5e-5, 5e-5]
