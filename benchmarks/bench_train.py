@@ -1,0 +1,97 @@
+"""Does data loading hold training back? Time per step with real HDF5 loading (DataLoader
+workers) vs the model-only step on a batch already in memory, at x2 and x4.
+
+    python benchmarks/bench_train.py --data anime.h5 [--steps 10] [--batch-size 16] [--patch 48]
+
+Makes a small dataset from generated pictures when --data is not given. Prints a table and
+writes JSON (default benchmarks/results/bench_train.json). Ratio ≈ 1.0 means loading is hidden.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from animesr.config import PrepareSettings
+from animesr.data.dataset import PairedPatches, StepSampler
+from animesr.data.prepare import prepare_dataset
+from animesr.imaging import write_image
+from animesr.model import A2N, A2NConfig
+from animesr.training.loop import charbonnier
+
+
+def generated_dataset(folder: Path) -> Path:
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        base = rng.integers(0, 256, size=(60, 80, 3), dtype=np.uint8)
+        image = np.kron(base, np.ones((8, 8, 1), dtype=np.uint8))
+        write_image(folder / f"{i}.png", image)
+    out = folder / "bench.h5"
+    prepare_dataset(PrepareSettings((folder,), out, crop=240, stride=120, scales=(2, 4)))
+    return out
+
+
+def train_step(model: A2N, optimizer: torch.optim.Optimizer, lr: torch.Tensor, hr: torch.Tensor) -> None:
+    loss = charbonnier(model(lr), hr, 1e-6)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    if lr.is_cuda:
+        torch.cuda.synchronize()
+
+
+def time_steps(args: argparse.Namespace, data: Path, scale: int, device: torch.device) -> dict:
+    model = A2N(A2NConfig(scale=scale)).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    dataset = PairedPatches(data, scale, args.patch)
+    loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers,
+                        sampler=StepSampler(0, args.steps + 1, args.batch_size),
+                        pin_memory=device.type == "cuda")
+    batches = iter(loader)
+    lr, hr = (t.to(device) for t in next(batches))
+    train_step(model, optimizer, lr, hr)  # warm-up (and worker start-up) outside the timing
+    start = time.perf_counter()
+    for lr, hr in batches:
+        train_step(model, optimizer, lr.to(device, non_blocking=True), hr.to(device, non_blocking=True))
+    with_loading = (time.perf_counter() - start) / args.steps
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        train_step(model, optimizer, lr, hr)
+    model_only = (time.perf_counter() - start) / args.steps
+    return {"scale": scale, "device": str(device), "batch_size": args.batch_size, "patch": args.patch,
+            "workers": args.workers, "seconds_per_step_with_loading": with_loading,
+            "seconds_per_step_model_only": model_only, "ratio": with_loading / model_only}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--patch", type=int, default=48)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--scales", default="2,4")
+    parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "bench_train.json")
+    args = parser.parse_args()
+    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    with tempfile.TemporaryDirectory() as scratch:
+        data = args.data or generated_dataset(Path(scratch))
+        rows = [time_steps(args, data, int(s), d) for d in devices for s in args.scales.split(",")]
+    print(f"{'device':6} {'scale':>5} {'s/step loading':>15} {'s/step model':>13} {'ratio':>6}")
+    for r in rows:
+        print(f"{r['device']:6} {'x' + str(r['scale']):>5} {r['seconds_per_step_with_loading']:15.3f} "
+              f"{r['seconds_per_step_model_only']:13.3f} {r['ratio']:6.2f}")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"threads": torch.get_num_threads(), "results": rows}, indent=2))
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""animesr evaluate: per-image and mean Y-PSNR / SSIM beside bicubic, as a table and JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from animesr.checkpoint import save_checkpoint
+from animesr.cli import _register, app
+from animesr.imaging import bicubic_resize, downscale, write_image
+from animesr.training.metrics import psnr_y, ssim_y
+from tests.conftest import smooth_image, tiny_model
+
+_register()
+
+
+def test_metrics_behave() -> None:
+    image = smooth_image(40, 40)
+    assert psnr_y(image, image, 2) == float("inf")
+    assert ssim_y(image, image, 2) == pytest.approx(1.0)
+    noisy = np.clip(image.astype(int) + 8, 0, 255).astype(np.uint8)
+    assert 20 < psnr_y(noisy, image, 2) < 40 and ssim_y(noisy, image, 2) < 1.0
+
+
+def test_evaluate_cli_table_and_json(tmp_path: Path) -> None:
+    folder = tmp_path / "hr"
+    folder.mkdir()
+    images = {f"{i}.png": smooth_image(36, 44, seed=i) for i in range(2)}
+    for name, image in images.items():
+        write_image(folder / name, image)
+    model = tmp_path / "tiny.safetensors"
+    save_checkpoint(model, tiny_model(2), 1.0)
+    report = tmp_path / "scores.json"
+    result = CliRunner().invoke(app, ["evaluate", str(folder), "--scale", "2", "--model", str(model),
+                                      "--json", str(report)])
+    assert result.exit_code == 0, result.output
+    assert "0.png" in result.output and "mean" in result.output
+    scores = json.loads(report.read_text())
+    assert [s["name"] for s in scores["images"]] == ["0.png", "1.png"]
+    hr = images["1.png"]
+    bicubic = bicubic_resize(downscale(hr, 2), 44, 36)
+    assert scores["images"][1]["bicubic_psnr"] == pytest.approx(psnr_y(bicubic, hr, 2))
+    mean = np.mean([s["psnr"] for s in scores["images"]])
+    assert scores["mean"]["psnr"] == pytest.approx(mean)
+
+
+def test_evaluate_without_a_shipped_model_says_how(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("ANIMESR_MODELS", str(tmp_path))
+    write_image(tmp_path / "a.png", smooth_image(24, 24))
+    result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "a.png"), "--scale", "3"])
+    assert result.exit_code != 0
+    assert "no x3 model ships" in result.output and "--model" in result.output
