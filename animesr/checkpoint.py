@@ -66,6 +66,7 @@ def save_checkpoint(
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         save_file(tensors, str(temporary), metadata=metadata)
+        os.chmod(temporary, 0o644)
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)

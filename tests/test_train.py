@@ -194,3 +194,25 @@ def test_learning_rate_halves_at_each_milestone(dataset: Path, tmp_path: Path) -
     settings = tiny_settings(dataset, tmp_path, iters=100, lr=4e-4)
     rates = [loop.learning_rate(step, settings) for step in (0, 49, 50, 74, 75, 89, 90, 99)]
     assert rates == [4e-4, 4e-4, 2e-4, 2e-4, 1e-4, 1e-4, 5e-5, 5e-5]
+
+
+def test_sigterm_saves_a_resumable_state(dataset: Path, tmp_path: Path) -> None:
+    """A background job (SIGINT possibly ignored by the shell) stopped with `kill` keeps its work."""
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "animesr", "train", "--data", str(dataset), "--scale", "2", "--out", str(out),
+               "--iters", "100000", "--checkpoint-every", "100000", "--batch-size", "2", "--patch", "8",
+               "--workers", "0", "--channels", "8", "--blocks", "1", "--up-channels", "8", "--device", "cpu"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    log = out / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (log.exists() and log.read_text().count("\n") >= 2):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "continue with --resume" in stderr
+    assert torch.load(out / "state.pt", weights_only=False)["step"] >= 2

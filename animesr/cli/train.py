@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import typer
@@ -10,6 +11,17 @@ from rich.progress import TextColumn
 from animesr.cli import app
 from animesr.cli.common import guarded, note, progress_bar
 from animesr.config import TrainSettings
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_cleanly_on_signals() -> None:
+    """Ctrl-C and SIGTERM (a service manager, `kill`) both save a resumable state. SIGINT is
+    re-armed because a shell may start background jobs with it ignored."""
+    signal.signal(signal.SIGINT, _raise_interrupt)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
 
 
 @app.command("train")
@@ -47,6 +59,7 @@ def train(
     )
 
     def run() -> None:
+        _stop_cleanly_on_signals()
         with progress_bar(TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[speed]}"),
                           TextColumn("val {task.fields[psnr]}")) as progress:
             task = progress.add_task("training", total=iters, loss="-", speed="-", psnr="-")
