@@ -1,0 +1,230 @@
+"""`animesr upscale-image` end to end, with a tiny model: names, formats, skips, errors, exit codes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from animesr import __version__, save_checkpoint
+from animesr.cli import _register, app
+from animesr.imaging import read_image, write_image
+from animesr.pretrained import MODELS_ENV
+from conftest import smooth_image, tiny_model
+
+_register()
+
+
+@pytest.fixture(scope="module")
+def tiny_x2(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("models") / "tiny_x2.safetensors"
+    save_checkpoint(path, tiny_model(2), value_range=1.0, training={"note": "test model"})
+    return path
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """in/a.png, in/b.jpg, in/sub/c.webp, in/sub/deep/d.bmp (gray), in/notes.txt"""
+    root = tmp_path / "in"
+    (root / "sub" / "deep").mkdir(parents=True)
+    write_image(root / "a.png", smooth_image(12, 16, seed=1))
+    write_image(root / "b.jpg", smooth_image(10, 10, seed=2))
+    write_image(root / "sub" / "c.webp", smooth_image(8, 14, seed=3))
+    from PIL import Image
+    Image.fromarray(smooth_image(9, 9, channels=1, seed=4)[..., 0]).save(root / "sub" / "deep" / "d.bmp")
+    (root / "notes.txt").write_text("not an image")
+    return root
+
+
+def run(*args: str, env: dict[str, str] | None = None):
+    result = CliRunner().invoke(app, ["upscale-image", *map(str, args)], env=env)
+    result.flat = " ".join(result.output.split())  # rich wraps long lines
+    assert "Traceback" not in result.output
+    return result
+
+
+def files(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
+def test_folder_non_recursive(tree: Path, tiny_x2: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = run(tree, "-o", out, "--scale", "2", "--model", tiny_x2)
+    assert result.exit_code == 0, result.output
+    assert files(out) == ["a.png", "b.jpg"]
+    assert "done 2, skipped 0, failed 0" in result.flat
+    assert read_image(out / "a.png").shape == (24, 32, 3)
+
+
+def test_recursive_mirrors_folders_with_suffix_and_same_format(tree: Path, tiny_x2: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = run(tree, "-o", out, "--scale", "2", "--model", tiny_x2, "--recursive", "--suffix", "_x2")
+    assert result.exit_code == 0, result.output
+    # same: png, jpg and webp kept; bmp (not writable) becomes png
+    assert files(out) == ["a_x2.png", "b_x2.jpg", "sub/c_x2.webp", "sub/deep/d_x2.png"]
+    assert read_image(out / "sub" / "deep" / "d_x2.png").shape == (18, 18, 1)  # gray stays gray
+    assert not [p for p in out.rglob(".*")], "no temporary files left"
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpg", "webp"])
+def test_format(tree: Path, tiny_x2: Path, tmp_path: Path, fmt: str) -> None:
+    out = tmp_path / "out"
+    result = run(tree, "-o", out, "--scale", "2", "--model", tiny_x2, "-r", "--format", fmt)
+    assert result.exit_code == 0, result.output
+    assert files(out) == [f"a.{fmt}", f"b.{fmt}", f"sub/c.{fmt}", f"sub/deep/d.{fmt}"]
+    assert read_image(out / f"a.{fmt}").shape == (24, 32, 3)
+
+
+def test_single_files_and_bit_depth_and_alpha(tmp_path: Path, tiny_x2: Path) -> None:
+    write_image(tmp_path / "deep16.png", smooth_image(8, 8, dtype=np.uint16))
+    write_image(tmp_path / "sprite.png", smooth_image(8, 10, channels=4))
+    out = tmp_path / "out"
+    result = run(tmp_path / "deep16.png", tmp_path / "sprite.png", "-o", out, "-s", "2", "-m", tiny_x2)
+    assert result.exit_code == 0, result.output
+    deep, sprite = read_image(out / "deep16.png"), read_image(out / "sprite.png")
+    assert deep.dtype == np.uint16 and deep.shape == (16, 16, 3)
+    assert sprite.dtype == np.uint8 and sprite.shape == (16, 20, 4)
+
+
+def test_existing_outputs_are_skipped_unless_overwrite(tree: Path, tiny_x2: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert run(tree, "-o", out, "-s", "2", "-m", tiny_x2).exit_code == 0
+    marker = smooth_image(3, 3)
+    write_image(out / "a.png", marker)
+    again = run(tree, "-o", out, "-s", "2", "-m", tiny_x2)
+    assert again.exit_code == 0, again.output
+    assert "done 0, skipped 2, failed 0" in again.flat
+    assert "a.png exists" in again.flat and "--overwrite" in again.flat
+    np.testing.assert_array_equal(read_image(out / "a.png"), marker)  # left alone
+    forced = run(tree, "-o", out, "-s", "2", "-m", tiny_x2, "--overwrite")
+    assert forced.exit_code == 0, forced.output
+    assert "done 2, skipped 0, failed 0" in forced.flat
+    assert read_image(out / "a.png").shape == (24, 32, 3)
+
+
+def test_a_corrupt_file_is_reported_and_the_rest_go_on(tree: Path, tiny_x2: Path, tmp_path: Path) -> None:
+    (tree / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    (tree / "empty.jpg").write_bytes(b"")
+    out = tmp_path / "out"
+    result = run(tree, "-o", out, "-s", "2", "-m", tiny_x2)
+    assert result.exit_code != 0
+    assert "broken.png" in result.flat and "empty.jpg" in result.flat
+    assert "done 2, skipped 0, failed 2" in result.flat
+    assert files(out) == ["a.png", "b.jpg"]
+
+
+def test_tiles_give_the_same_result(tree: Path, tiny_x2: Path, tmp_path: Path) -> None:
+    big = tmp_path / "big"
+    big.mkdir()
+    write_image(big / "wide.png", smooth_image(40, 90, seed=9))
+    whole = run(big, "-o", tmp_path / "whole", "-s", "2", "-m", tiny_x2)
+    tiled = run(big, "-o", tmp_path / "tiled", "-s", "2", "-m", tiny_x2, "--tile", "32")
+    assert whole.exit_code == 0 and tiled.exit_code == 0, tiled.output
+    a, b = read_image(tmp_path / "whole" / "wide.png"), read_image(tmp_path / "tiled" / "wide.png")
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+# ---- one clear line, non-zero exit, no traceback ----------------------------------------------
+
+def test_missing_input(tmp_path: Path, tiny_x2: Path) -> None:
+    result = run(tmp_path / "nope", "-o", tmp_path / "out", "-s", "2", "-m", tiny_x2)
+    assert result.exit_code != 0
+    assert "nope: no such file or folder" in result.flat
+
+
+def test_empty_folder(tmp_path: Path, tiny_x2: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    result = run(tmp_path / "empty", "-o", tmp_path / "out", "-s", "2", "-m", tiny_x2)
+    assert result.exit_code != 0
+    assert "no images found" in result.flat
+
+
+def test_output_is_an_existing_file(tree: Path, tiny_x2: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "out.png"
+    blocker.write_bytes(b"x")
+    result = run(tree, "-o", blocker, "-s", "2", "-m", tiny_x2)
+    assert result.exit_code != 0
+    assert "is an existing file" in result.flat
+    assert blocker.read_bytes() == b"x"
+
+
+def test_output_folder_under_a_file(tree: Path, tiny_x2: Path, tmp_path: Path) -> None:
+    (tmp_path / "file").write_bytes(b"x")
+    result = run(tree, "-o", tmp_path / "file" / "out", "-s", "2", "-m", tiny_x2)
+    assert result.exit_code != 0
+    assert "cannot create output folder" in result.flat
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--scale", "5"], "--scale must be 2, 3 or 4"),
+    (["--scale", "2", "--tile", "8"], "--tile must be at least 32"),
+    (["--scale", "2", "--format", "bmp"], "--format must be one of same, png, jpg, webp"),
+    (["--scale", "2", "--suffix", "a/b"], "--suffix must not contain"),
+    (["--scale", "2", "--device", "tpu"], "tpu"),
+])
+def test_bad_options(tree: Path, tiny_x2: Path, tmp_path: Path, args: list[str], message: str) -> None:
+    result = run(tree, "-o", tmp_path / "out", "-m", tiny_x2, *args)
+    assert result.exit_code != 0
+    assert message in result.flat
+    assert not any((tmp_path / "out").rglob("*.png"))
+
+
+def test_typer_usage_errors(tmp_path: Path) -> None:
+    result = run("-o", tmp_path / "out", "--scale", "two")
+    assert result.exit_code == 2
+
+
+def test_scale_mismatch_with_the_model(tree: Path, tiny_x2: Path, tmp_path: Path) -> None:
+    result = run(tree, "-o", tmp_path / "out", "-s", "3", "-m", tiny_x2)
+    assert result.exit_code == 4
+    assert "is an x2 model, but --scale is 3" in result.flat
+
+
+def test_not_a_model(tree: Path, tmp_path: Path) -> None:
+    result = run(tree, "-o", tmp_path / "out", "-s", "2", "-m", tree / "a.png")
+    assert result.exit_code == 4
+    assert "a.png is not a checkpoint" in result.flat
+
+
+def test_no_shipped_model_says_how_to_pass_one(tree: Path, tmp_path: Path) -> None:
+    models = tmp_path / "no-models"
+    models.mkdir()
+    result = run(tree, "-o", tmp_path / "out", "--scale", "3", env={MODELS_ENV: str(models)})
+    assert result.exit_code != 0
+    assert "no x3 model ships with animesr" in result.flat and "--model PATH" in result.flat
+    assert len(result.output.strip().splitlines()) <= 2  # one message (rich may wrap it once)
+
+
+def test_shipped_model_is_used_without_model(tree: Path, tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    save_checkpoint(models / "a2n-anime-x2.safetensors", tiny_model(2), value_range=1.0)
+    result = run(tree, "-o", tmp_path / "out", "--scale", "2", env={MODELS_ENV: str(models)})
+    assert result.exit_code == 0, result.output
+    assert files(tmp_path / "out") == ["a.png", "b.jpg"]
+
+
+def test_two_inputs_writing_the_same_output(tmp_path: Path, tiny_x2: Path) -> None:
+    for folder in ("one", "two"):
+        (tmp_path / folder).mkdir()
+        write_image(tmp_path / folder / "same.png", smooth_image(6, 6))
+    result = run(tmp_path / "one", tmp_path / "two", "-o", tmp_path / "out", "-s", "2", "-m", tiny_x2)
+    assert result.exit_code != 0
+    assert "would both be written to" in result.flat
+
+
+def test_version() -> None:
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"animesr {__version__}"
+
+
+def test_python_dash_m_animesr() -> None:
+    result = subprocess.run([sys.executable, "-m", "animesr", "--help"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "upscale-image" in result.stdout

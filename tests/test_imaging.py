@@ -1,0 +1,184 @@
+"""Image files ↔ arrays: bit depths, channel layouts, converted modes, corrupt files, atomic writes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from animesr import imaging
+from animesr.errors import InputError, OutputError
+from animesr.imaging import encode_image, list_images, read_image, write_image
+from conftest import smooth_image
+
+
+@pytest.mark.parametrize(("channels", "dtype", "fmt"), [
+    (3, np.uint8, "png"), (4, np.uint8, "png"), (1, np.uint8, "png"),
+    (3, np.uint16, "png"), (1, np.uint16, "png"), (4, np.uint16, "png"),
+    (3, np.uint8, "webp"),
+])
+def test_lossless_round_trip(tmp_path: Path, channels: int, dtype, fmt: str) -> None:
+    image = smooth_image(21, 34, channels=channels, dtype=dtype)
+    path = tmp_path / f"img.{fmt}"
+    if fmt == "webp":
+        path.write_bytes(encode_image(image, fmt, quality=101))  # > 100: lossless WebP
+    else:
+        write_image(path, image)
+    back = read_image(path)
+    assert back.dtype == dtype and back.shape == image.shape
+    np.testing.assert_array_equal(back, image)
+
+
+def test_sixteen_bit_png_written_by_pillow_reads_as_uint16(tmp_path: Path) -> None:
+    image = smooth_image(10, 12, channels=1, dtype=np.uint16)
+    Image.fromarray(image[..., 0]).save(tmp_path / "g16.png")  # mode I;16
+    back = read_image(tmp_path / "g16.png")
+    assert back.dtype == np.uint16 and back.shape == (10, 12, 1)
+    np.testing.assert_array_equal(back, image)
+
+
+def test_jpeg_round_trip_is_close(tmp_path: Path) -> None:
+    image = smooth_image(32, 32)
+    write_image(tmp_path / "a.jpg", image)
+    back = read_image(tmp_path / "a.jpg")
+    assert back.shape == image.shape and back.dtype == np.uint8
+    assert np.abs(back.astype(int) - image.astype(int)).mean() < 4
+
+
+def test_rgb_order_is_rgb(tmp_path: Path) -> None:
+    red = np.zeros((4, 4, 3), np.uint8)
+    red[..., 0] = 255
+    Image.fromarray(red).save(tmp_path / "red.png")
+    assert (read_image(tmp_path / "red.png")[..., 0] == 255).all()
+    write_image(tmp_path / "red2.png", red)
+    assert np.asarray(Image.open(tmp_path / "red2.png").convert("RGB"))[0, 0].tolist() == [255, 0, 0]
+
+
+def test_palette_png_is_converted(tmp_path: Path) -> None:
+    rgb = smooth_image(16, 16)
+    palette = Image.fromarray(rgb).quantize(colors=16)
+    palette.save(tmp_path / "p.png")
+    back = read_image(tmp_path / "p.png")
+    assert back.shape == (16, 16, 3) and back.dtype == np.uint8
+    np.testing.assert_array_equal(back, np.asarray(palette.convert("RGB")))
+
+
+def test_palette_png_with_transparency_keeps_alpha(tmp_path: Path) -> None:
+    img = Image.new("P", (8, 8), 0)
+    img.putpalette([255, 0, 0, 0, 0, 255] + [0] * 762)
+    img.paste(1, (0, 0, 4, 8))
+    img.info["transparency"] = 0
+    img.save(tmp_path / "pt.png", transparency=0)
+    back = read_image(tmp_path / "pt.png")
+    assert back.shape == (8, 8, 4)
+    assert (back[:, 4:, 3] == 0).all() and (back[:, :4, 3] == 255).all()
+    assert back[0, 0, :3].tolist() == [0, 0, 255]
+
+
+def test_gray_alpha_png_becomes_rgba(tmp_path: Path) -> None:
+    la = Image.fromarray(np.stack([smooth_image(6, 6, 1)[..., 0], np.full((6, 6), 200, np.uint8)], axis=2), "LA")
+    la.save(tmp_path / "la.png")
+    back = read_image(tmp_path / "la.png")
+    assert back.shape == (6, 6, 4)
+    assert (back[..., 0] == back[..., 1]).all() and (back[..., 3] == 200).all()
+
+
+def test_cmyk_jpeg_is_converted_to_rgb(tmp_path: Path) -> None:
+    rgb = smooth_image(24, 24)
+    cmyk = Image.fromarray(rgb).convert("CMYK")
+    cmyk.save(tmp_path / "cmyk.jpg", quality=98)
+    back = read_image(tmp_path / "cmyk.jpg")
+    assert back.shape == (24, 24, 3) and back.dtype == np.uint8
+    expected = np.asarray(Image.open(tmp_path / "cmyk.jpg").convert("RGB"))
+    assert np.abs(back.astype(int) - expected.astype(int)).mean() < 3
+    assert np.abs(back.astype(int) - rgb.astype(int)).mean() < 6
+
+
+def test_gif_reads(tmp_path: Path) -> None:
+    Image.fromarray(smooth_image(10, 10)).convert("P").save(tmp_path / "a.gif")
+    assert read_image(tmp_path / "a.gif").shape[:2] == (10, 10)
+
+
+@pytest.mark.parametrize("payload", [b"", b"not an image at all", b"\x89PNG\r\n\x1a\n" + b"\x00" * 50])
+def test_corrupt_file_is_an_input_error(tmp_path: Path, payload: bytes) -> None:
+    path = tmp_path / "broken.png"
+    path.write_bytes(payload)
+    with pytest.raises(InputError, match="broken.png"):
+        read_image(path)
+
+
+def test_truncated_png_is_an_input_error_or_readable(tmp_path: Path) -> None:
+    write_image(tmp_path / "full.png", smooth_image(64, 64))
+    data = (tmp_path / "full.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 3])
+    with pytest.raises(InputError, match="cut.png"):
+        read_image(tmp_path / "cut.png")
+
+
+def test_missing_file_is_an_input_error(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no such file"):
+        read_image(tmp_path / "nope.png")
+
+
+def test_encode_rules() -> None:
+    rgba16 = smooth_image(8, 8, channels=4, dtype=np.uint16)
+    jpg = encode_image(rgba16, "jpeg")  # 16-bit → 8-bit, alpha dropped
+    assert jpg[:2] == b"\xff\xd8"
+    with pytest.raises(OutputError, match="cannot write format"):
+        encode_image(rgba16, "bmp")
+
+
+def test_atomic_write_leaves_no_temporary_file_on_failure(tmp_path: Path, monkeypatch) -> None:
+    target = tmp_path / "out.png"
+    old = smooth_image(8, 8, seed=1)
+    write_image(target, old)
+
+    def broken_replace(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(imaging.os, "replace", broken_replace)
+    with pytest.raises(OutputError, match="No space left"):
+        write_image(target, smooth_image(8, 8, seed=2))
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]  # no temporary file
+    np.testing.assert_array_equal(read_image(target), old)  # previous file intact
+
+
+def test_write_into_a_missing_folder_is_an_output_error(tmp_path: Path) -> None:
+    with pytest.raises(OutputError, match="cannot write"):
+        write_image(tmp_path / "missing" / "out.png", smooth_image(4, 4))
+    assert not (tmp_path / "missing").exists()
+
+
+def test_write_does_not_expose_partial_files(tmp_path: Path, monkeypatch) -> None:
+    # the payload is encoded fully before anything touches the disk: an encode failure writes nothing
+    def broken_encode(image, fmt, quality=95):
+        raise OutputError("encode failed")
+
+    monkeypatch.setattr(imaging, "encode_image", broken_encode)
+    with pytest.raises(OutputError):
+        write_image(tmp_path / "x.png", smooth_image(4, 4))
+    assert not os.listdir(tmp_path)
+
+
+def test_list_images(tmp_path: Path) -> None:
+    (tmp_path / "sub" / "deeper").mkdir(parents=True)
+    for rel in ("b.png", "a.JPG", "notes.txt", "sub/c.webp", "sub/deeper/d.bmp"):
+        (tmp_path / rel).write_bytes(b"x")
+    flat = list_images([tmp_path], recursive=False)
+    assert [rel.as_posix() for _, rel in flat] == ["a.JPG", "b.png"]
+    deep = list_images([tmp_path], recursive=True)
+    assert [rel.as_posix() for _, rel in deep] == ["a.JPG", "b.png", "sub/c.webp", "sub/deeper/d.bmp"]
+    single = list_images([tmp_path / "sub" / "c.webp"], recursive=False)
+    assert single == [(tmp_path / "sub" / "c.webp", Path("c.webp"))]
+
+
+def test_list_images_errors(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no such file or folder"):
+        list_images([tmp_path / "missing"], recursive=False)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no images found"):
+        list_images([tmp_path / "empty"], recursive=True)

@@ -1,0 +1,143 @@
+"""The Upscaler: dtypes, channel layouts, alpha, gray, and out-of-memory retries."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from animesr import Upscaler
+from animesr.config import InferenceSettings
+from animesr.errors import DeviceError, InputError
+from conftest import smooth_image, tiny_loaded
+
+CPU = InferenceSettings(device="cpu")
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_dtype_and_layout_are_kept(dtype, channels: int) -> None:
+    image = smooth_image(14, 19, channels=channels, dtype=dtype)
+    out = Upscaler(tiny_loaded(2), CPU).upscale(image)
+    assert out.dtype == dtype
+    assert out.shape == (28, 38, channels)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_scales(scale: int) -> None:
+    out = Upscaler(tiny_loaded(scale), CPU).upscale(smooth_image(10, 7))
+    assert out.shape == (10 * scale, 7 * scale, 3)
+
+
+def test_uint16_uses_the_full_range() -> None:
+    # the same picture at 8 and 16 bits gives the same result, to within 8-bit rounding
+    image8 = smooth_image(16, 16)
+    image16 = image8.astype(np.uint16) * 257
+    upscaler = Upscaler(tiny_loaded(2, value_range=255.0), CPU)
+    out8, out16 = upscaler.upscale(image8), upscaler.upscale(image16)
+    assert np.abs(out16.astype(np.float64) / 257.0 - out8).max() <= 1.0
+    assert out16.max() > 255  # really 16-bit values, not 8-bit ones in a 16-bit array
+
+
+def test_alpha_is_upscaled_separately_and_recombined() -> None:
+    colour = smooth_image(16, 20)
+    alpha = np.full((16, 20, 1), 255, dtype=np.uint8)
+    alpha[:, :8] = 0  # transparent left part
+    rgba = np.concatenate([colour, alpha], axis=2)
+    upscaler = Upscaler(tiny_loaded(2), CPU)
+    out = upscaler.upscale(rgba)
+    assert out.shape == (32, 40, 4)
+    np.testing.assert_array_equal(out[..., :3], upscaler.upscale(colour))  # colour unaffected by alpha
+    assert (out[:, 20:, 3] == 255).all()  # fully-opaque region stays 255
+    assert (out[:, :12, 3] == 0).all()  # transparent region stays 0
+
+    opaque = np.concatenate([colour, np.full((16, 20, 1), 255, np.uint8)], axis=2)
+    assert (upscaler.upscale(opaque)[..., 3] == 255).all()
+
+
+def test_gray_in_gray_out() -> None:
+    gray = smooth_image(12, 12, channels=1)
+    upscaler = Upscaler(tiny_loaded(2), CPU)
+    out = upscaler.upscale(gray)
+    assert out.shape == (24, 24, 1)
+    # gray goes through the network as three equal channels, then back to one
+    as_rgb = upscaler.upscale(np.repeat(gray, 3, axis=2)).astype(np.float32).mean(axis=2, keepdims=True)
+    assert np.abs(out.astype(np.float32) - as_rgb).max() <= 1.0
+
+
+@pytest.mark.parametrize("bad", [np.zeros((4, 4), np.uint8), np.zeros((4, 4, 2), np.uint8),
+                                 np.zeros((4, 4, 3), np.float32)])
+def test_unsupported_arrays_are_input_errors(bad: np.ndarray) -> None:
+    with pytest.raises(InputError):
+        Upscaler(tiny_loaded(2), CPU).upscale(bad)
+
+
+def test_frames_batch() -> None:
+    frames = np.stack([smooth_image(9, 11, seed=i) for i in range(3)])
+    upscaler = Upscaler(tiny_loaded(2), CPU)
+    out = upscaler.upscale_frames(frames)
+    assert out.shape == (3, 18, 22, 3) and out.dtype == np.uint8
+    for i in range(3):  # batching does not mix images (per-image ADM statistics)
+        assert np.abs(out[i].astype(int) - upscaler.upscale(frames[i]).astype(int)).max() <= 1
+
+
+def test_unknown_device_is_a_device_error() -> None:
+    with pytest.raises(DeviceError):
+        Upscaler(tiny_loaded(2), InferenceSettings(device="tpu"))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_cuda_without_a_gpu_is_a_device_error() -> None:
+    with pytest.raises(DeviceError, match="no CUDA"):
+        Upscaler(tiny_loaded(2), InferenceSettings(device="cuda"))
+
+
+# ---- out of memory ----------------------------------------------------------------------------
+
+class _FlakyForward:
+    """Wraps Upscaler._forward: raises OutOfMemoryError for the first `failures` calls."""
+
+    def __init__(self, real, failures: int) -> None:
+        self.real, self.failures, self.tiles = real, failures, []
+
+    def __call__(self, x, tile, on_tile):
+        self.tiles.append(tile)
+        if len(self.tiles) <= self.failures:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return self.real(x, tile, on_tile)
+
+
+def test_out_of_memory_retries_with_half_the_tile(monkeypatch) -> None:
+    image = smooth_image(40, 40)
+    upscaler = Upscaler(tiny_loaded(2), InferenceSettings(device="cpu", tile=64))
+    expected = upscaler.upscale(image)
+    flaky = _FlakyForward(upscaler._forward, failures=1)
+    monkeypatch.setattr(upscaler, "_forward", flaky)
+    notices: list[str] = []
+    out = upscaler.upscale(image, notice=notices.append)
+    assert flaky.tiles == [64, 32]
+    assert len(notices) == 1 and "32-pixel tiles" in notices[0]
+    assert np.abs(out.astype(int) - expected.astype(int)).max() <= 1  # exact tiling: same picture
+
+
+def test_out_of_memory_without_a_tile_starts_from_the_image_size(monkeypatch) -> None:
+    upscaler = Upscaler(tiny_loaded(2), CPU)
+    flaky = _FlakyForward(upscaler._forward, failures=1)
+    monkeypatch.setattr(upscaler, "_forward", flaky)
+    notices: list[str] = []
+    out = upscaler.upscale(smooth_image(80, 70), notice=notices.append)
+    assert flaky.tiles == [None, 40]
+    assert out.shape == (160, 140, 3) and notices
+
+
+def test_out_of_memory_below_the_smallest_tile_is_a_device_error(monkeypatch) -> None:
+    upscaler = Upscaler(tiny_loaded(2), InferenceSettings(device="cpu", tile=64))
+    flaky = _FlakyForward(upscaler._forward, failures=10**6)
+    monkeypatch.setattr(upscaler, "_forward", flaky)
+    notices: list[str] = []
+    result = None
+    with pytest.raises(DeviceError, match="out of memory"):
+        result = upscaler.upscale(smooth_image(40, 40), notice=notices.append)
+    assert result is None  # no partial output
+    assert flaky.tiles == [64, 32]  # 16 < min_tile (32): give up instead of trying
+    assert len(notices) == 1
