@@ -71,8 +71,9 @@ def output_format(source: Path, fmt: str) -> tuple[str, str]:
     return fmt, "." + fmt
 
 
-def plan_images(job: ImageJob) -> list[ImageTask]:
-    """Expand the inputs, name every output, and make sure the output folder is writable.
+def plan_images(job: ImageJob, prepare: bool = True) -> list[ImageTask]:
+    """Expand the inputs, name every output, and (with `prepare`) create the output folder
+    and make sure it is writable; without `prepare` nothing is created.
 
     Raises InputError (missing input, folder without images, two inputs → one output)
     and OutputError (output folder is a file or cannot be created or written).
@@ -91,7 +92,10 @@ def plan_images(job: ImageJob) -> list[ImageTask]:
                              "use separate runs or --suffix")
         claimed[key] = source
         tasks.append(ImageTask(source, target, fmt))
-    prepare_output_dir(job.output_dir)
+    if job.output_dir.exists() and not job.output_dir.is_dir():
+        raise OutputError(f"output folder {job.output_dir} is an existing file")
+    if prepare:
+        prepare_output_dir(job.output_dir)
     return tasks
 
 
@@ -127,6 +131,8 @@ def upscale_images(
         raise InputError(f"the model is x{upscaler.scale}, but the job asks for x{job.scale}")
     if tasks is None:
         tasks = plan_images(job)
+    else:
+        prepare_output_dir(job.output_dir)
     summary = ImageSummary()
     if callbacks.on_start:
         callbacks.on_start(len(tasks))

@@ -225,6 +225,6 @@ def test_version() -> None:
 
 def test_python_dash_m_animesr() -> None:
     result = subprocess.run([sys.executable, "-m", "animesr", "--help"], capture_output=True, text=True,
-                            timeout=120)
+                            timeout=600)
     assert result.returncode == 0, result.stderr
     assert "upscale-image" in result.stdout

@@ -37,7 +37,7 @@ def upscale_image(
 ) -> None:
     """Upscale images with A2N. Existing outputs are skipped unless --overwrite."""
     job = _build_job(inputs, output, scale, model, tile, device, fmt, suffix, recursive, overwrite)
-    tasks = guarded(lambda: plan_images(job))
+    tasks = guarded(lambda: plan_images(job, prepare=False))  # nothing created before the model loads
 
     from animesr.inference import Upscaler  # torch is imported only when there is work
     from animesr.pretrained import resolve_model
