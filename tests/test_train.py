@@ -204,14 +204,15 @@ def test_sigterm_saves_a_resumable_state(dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     command = [sys.executable, "-m", "animesr", "train", "--data", str(dataset), "--scale", "2", "--out", str(out),
                "--iters", "100000", "--checkpoint-every", "100000", "--batch-size", "2", "--patch", "8",
-               "--workers", "0", "--channels", "8", "--blocks", "1", "--up-channels", "8", "--device", "cpu"]
+               "--workers", "1", "--channels", "8", "--blocks", "1", "--up-channels", "8", "--device", "cpu"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True,
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     log = out / "metrics.jsonl"
-    deadline = time.time() + 120
+    deadline = time.time() + 300
     while time.time() < deadline and not (log.exists() and log.read_text().count("\n") >= 2):
         time.sleep(0.2)
-    process.send_signal(signal.SIGTERM)
+    os.killpg(process.pid, signal.SIGTERM)  # the main process and its DataLoader worker alike
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
     assert "continue with --resume" in stderr

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -164,6 +165,7 @@ def _train(settings: TrainSettings, callbacks: TrainCallbacks, processes: distri
         num_workers=settings.workers,
         pin_memory=processes.device.type == "cuda",
         persistent_workers=False,
+        worker_init_fn=_leave_termination_to_the_main_process,
     )
     autocast = _autocast(settings.amp, processes.device)
     scaler = torch.amp.GradScaler(enabled=autocast == torch.float16)
@@ -204,6 +206,13 @@ def _train(settings: TrainSettings, callbacks: TrainCallbacks, processes: distri
             f"interrupted at step {run.step}; state saved in {settings.out}, continue with --resume"
         ) from None
     return TrainResult(run.step, loss_value, run.best_psnr, tuple(losses))
+
+
+def _leave_termination_to_the_main_process(worker_id: int) -> None:
+    """`kill` on the whole process group must not kill workers mid-batch: the main process
+    saves a resumable state and then shuts its workers down."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _check_settings(s: TrainSettings) -> None:
