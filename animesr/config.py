@@ -99,7 +99,7 @@ class VideoJob:
     deinterlace: bool = False
     start: float | None = None  # seconds
     duration: float | None = None  # seconds
-    batch: int = 4
+    batch: int | None = None  # frames per network call; None: 4 on CUDA, 1 on the CPU
     resume: bool = True
     overwrite: bool = False
     dedup_threshold: float = DEFAULT_DEDUP_THRESHOLD
@@ -107,7 +107,7 @@ class VideoJob:
     inference: InferenceSettings = InferenceSettings()
 
     def __post_init__(self) -> None:
-        if self.batch < 1:
+        if self.batch is not None and self.batch < 1:
             raise ValueError("--batch must be at least 1")
         if self.chunk_frames < 1:
             raise ValueError("chunk_frames must be at least 1")

@@ -36,7 +36,8 @@ def upscale_video(
     deinterlace: bool = typer.Option(False, "--deinterlace", help="Deinterlace with ffmpeg's bwdif first."),
     start: str | None = typer.Option(None, "--start", help="Start here (seconds or [HH:]MM:SS[.ms])."),
     duration: str | None = typer.Option(None, "--duration", help="Upscale this long (seconds or [HH:]MM:SS)."),
-    batch: int = typer.Option(4, "--batch", "-b", help="Frames per network call."),
+    batch: int | None = typer.Option(None, "--batch", "-b", help="Frames per network call (default: 4 on CUDA, "
+                                                                 "1 on the CPU)."),
     tile: int | None = typer.Option(None, "--tile", "-t", help="Tile size in input pixels (exact)."),
     device: str = typer.Option("auto", "--device", "-d", help="auto, cpu, cuda or cuda:N."),
     resume: bool = typer.Option(True, "--resume/--no-resume",
@@ -81,7 +82,7 @@ def parse_time(text: str | None, option: str) -> float | None:
 
 
 def _build_job(input_path: Path, output: Path, scale: int, model: Path | None, encode: EncodeSettings,
-               fps: str | None, deinterlace: bool, start: str | None, duration: str | None, batch: int,
+               fps: str | None, deinterlace: bool, start: str | None, duration: str | None, batch: int | None,
                tile: int | None, device: str, resume: bool, overwrite: bool, dedup_threshold: float,
                chunk_frames: int) -> VideoJob:
     if scale not in SUPPORTED_SCALES:

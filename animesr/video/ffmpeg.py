@@ -81,6 +81,7 @@ class FFmpegProcess:
             stdin=subprocess.PIPE if reads_stdin else subprocess.DEVNULL,
             stdout=subprocess.DEVNULL if reads_stdin else subprocess.PIPE,
             stderr=subprocess.PIPE,
+            start_new_session=True,  # Ctrl-C reaches only us; we stop our children ourselves
         )
         self.stderr = _StderrTail(self.process.stderr)
 

@@ -29,6 +29,7 @@ from animesr.video.verify import Verification, verify_output
 from animesr.video.workdir import WorkFolder, file_identity, partial_output_path, work_folder_path
 
 Message = Callable[[str], None]
+CUDA_BATCH = 4  # frames per network call on CUDA; on the CPU batching gains nothing and costs memory
 
 
 def _ignore(*_: object) -> None:
@@ -74,7 +75,8 @@ def upscale_video(job: VideoJob, callbacks: VideoCallbacks = VideoCallbacks()) -
     if resumed_from:
         callbacks.note(f"resuming from frame {resumed_from} of {timeline.count} ({work.path.name})")
     callbacks.on_start(timeline.count, resumed_from, work.reused_done())
-    runner = ChunkRunner(upscaler, work, job.batch, job.dedup_threshold, padding, callbacks.on_frames)
+    batch = job.batch or (CUDA_BATCH if upscaler.device.type == "cuda" else 1)
+    runner = ChunkRunner(upscaler, work, batch, job.dedup_threshold, padding, callbacks.on_frames)
     if resumed_from < timeline.count:
         _run_chunks(runner, info, job, timeline, work, padding)
     callbacks.on_finishing()
@@ -116,6 +118,9 @@ def _check_paths(job: VideoJob) -> str:
 def _warn_about_source(info: VideoInfo, job: VideoJob, actions: tuple[StreamAction, ...], warn: Message) -> None:
     if info.interlaced and not job.deinterlace:
         warn(f"the source is interlaced ({info.field_order}): add --deinterlace to avoid combing")
+    for stream in info.streams:
+        if stream.index != info.video_index and stream.kind in ("video", "data"):
+            warn(f"stream {stream.describe()} dropped: only the first video stream is upscaled and kept")
     for action in actions:
         if action.reason:
             verb = "dropped" if not action.kept else "converted"

@@ -142,7 +142,7 @@ def _stream_from_json(s: dict) -> StreamInfo:
         index=int(s["index"]),
         kind=s.get("codec_type", "data"),
         codec=s.get("codec_name", "none"),
-        language=tags.get("language", ""),
+        language="" if tags.get("language") == "und" else tags.get("language", ""),
         title=tags.get("title", "") or tags.get("filename", ""),
     )
 
