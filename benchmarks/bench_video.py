@@ -40,11 +40,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-video-") as folder:
         work = Path(folder)
         clip = _make_clip(work, args.frames)
-        rows = [_throughput(work, clip, scale, device, args.batch)
+        config = {"channels": 8, "up_channels": 8, "blocks": 1} if args.tiny else {}
+        rows = [_throughput(work, clip, scale, device, args.batch, config)
                 for device in devices for scale in (int(s) for s in args.scales.split(","))]
-        reuse = _reuse(work, args.reuse_clip, args.reuse_frames, devices[0], args.batch)
-    report = {"machine": _machine(), "frames": args.frames, "batch": args.batch, "throughput": rows,
-              "held_frame_reuse": reuse}
+        reuse = _reuse(work, args.reuse_clip, args.reuse_frames, devices[0], args.batch, config)
+    report = {"machine": _machine(), "model": "tiny" if args.tiny else "a2n-full (random weights)",
+              "frames": args.frames, "batch": args.batch, "throughput": rows, "held_frame_reuse": reuse}
     _print(report)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=1))
@@ -61,6 +62,8 @@ def _parse() -> argparse.Namespace:
                         help="real anime clip for the held-frame measurement (default: from ../shared)")
     parser.add_argument("--reuse-frames", type=int, default=24)
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/bench_video.json"))
+    parser.add_argument("--tiny", action="store_true",
+                        help="an 8-channel one-block A2N: checks the script, and shows pure pipeline overhead")
     return parser.parse_args()
 
 
@@ -75,16 +78,16 @@ def _make_clip(folder: Path, frames: int) -> Path:
     return clip
 
 
-def _model_file(folder: Path, scale: int) -> Path:
+def _model_file(folder: Path, scale: int, config: dict) -> Path:
     path = folder / f"a2n-random-x{scale}.safetensors"
     if not path.exists():
         torch.manual_seed(0)
-        save_checkpoint(path, A2N(A2NConfig(scale=scale)), value_range=1.0)
+        save_checkpoint(path, A2N(A2NConfig(scale=scale, **config)), value_range=1.0)
     return path
 
 
-def _throughput(folder: Path, clip: Path, scale: int, device: str, batch: int) -> dict:
-    model = _model_file(folder, scale)
+def _throughput(folder: Path, clip: Path, scale: int, device: str, batch: int | None, config: dict) -> dict:
+    model = _model_file(folder, scale, config)
     job = VideoJob(input=clip, output=folder / f"out-x{scale}-{device}.mkv", scale=scale, model=model,
                    batch=batch, dedup_threshold=0, overwrite=True, inference=InferenceSettings(device=device))
     frames = _decode(job)
@@ -104,14 +107,15 @@ def _throughput(folder: Path, clip: Path, scale: int, device: str, batch: int) -
             "ratio": round(end_to_end_fps / model_fps, 3)}
 
 
-def _reuse(folder: Path, clip: Path | None, frames: int, device: str, batch: int) -> dict | None:
+def _reuse(folder: Path, clip: Path | None, frames: int, device: str, batch: int | None,
+           config: dict) -> dict | None:
     if clip is None or not clip.is_file():
         return None
     info = probe(clip)
     seconds = frames / float(info.frame_rate)
     timings = {}
     for threshold in (0.0, DEFAULT_DEDUP_THRESHOLD):
-        job = VideoJob(input=clip, output=folder / f"reuse-{threshold}.mkv", scale=2, model=_model_file(folder, 2),
+        job = VideoJob(input=clip, output=folder / f"reuse-{threshold}.mkv", scale=2, model=_model_file(folder, 2, config),
                        duration=seconds, batch=batch, dedup_threshold=threshold, overwrite=True,
                        inference=InferenceSettings(device=device))
         began = time.perf_counter()
