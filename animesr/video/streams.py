@@ -83,7 +83,7 @@ def _for_mp4(stream: StreamInfo, container: str) -> StreamAction:
         if stream.codec in _MP4_AUDIO or pcm_ok:
             return StreamAction(stream, "copy")
         return StreamAction(stream, "aac", f"{container} cannot hold {stream.codec} audio: converted to AAC")
-    if stream.codec == "mov_text" or (stream.codec == "dvd_subtitle" and container == "mp4"):
+    if stream.codec == "mov_text":
         return StreamAction(stream, "copy")
     if stream.codec in TEXT_SUBTITLES:
         return StreamAction(stream, "mov_text", f"{container} cannot hold {stream.codec}: converted to mov_text")
