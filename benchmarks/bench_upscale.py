@@ -184,7 +184,7 @@ def print_row(row: dict) -> None:
         _HEADER_PRINTED = True
     ratio = f"{row['ratio']:.2f}" if "ratio" in row else ""
     print(f"{row['kind']:<11} {'x' + str(row['scale']):>5} {row['device']:<7} {row['dtype']:<8} {row['layout']:<14} "
-          f"{row['size']:>5} {row['seconds']:>8.3f} {row['input_mpix_per_s']:>8.4f} {ratio:>9}", flush=True)
+          f"{row['size']:>5} {row['seconds']:>8.3f} {row['input_mpix_per_s']:>8.4g} {ratio:>9}", flush=True)
 
 
 if __name__ == "__main__":
