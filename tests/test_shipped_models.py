@@ -13,7 +13,7 @@ from animesr.pretrained import resolve_model, shipped_model_path
 from animesr.errors import CheckpointError
 from animesr.training.metrics import psnr_y
 
-SAMPLE = Path(__file__).parent / "data" / "peppercarrot_ep02_p3_crop192.png"
+SAMPLE = Path(__file__).parent / "data" / "renpy_lucy_happy_crop192.png"
 REPO_MODELS = Path(__file__).resolve().parents[1] / "models"
 
 
