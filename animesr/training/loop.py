@@ -72,7 +72,8 @@ class _Run:
         torch.manual_seed(settings.seed)
         self.config = A2NConfig(scale=settings.scale, channels=settings.channels,
                                 up_channels=settings.up_channels, blocks=settings.blocks)
-        self.model = A2N(self.config).to(processes.device)
+        # channels-last: 1.5–1.8× faster A2N convolutions on the CPU (benchmarks/bench_upscale.py)
+        self.model = A2N(self.config).to(processes.device, memory_format=torch.channels_last)
         self.ema = copy.deepcopy(self.model).requires_grad_(False) if settings.ema_decay else None
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=settings.lr)
         self.step = 0
@@ -178,8 +179,8 @@ def _train(settings: TrainSettings, callbacks: TrainCallbacks, processes: distri
             lr_now = learning_rate(run.step, settings)
             for group in run.optimizer.param_groups:
                 group["lr"] = lr_now
-            lr_batch = lr_batch.to(processes.device, non_blocking=True)
-            hr_batch = hr_batch.to(processes.device, non_blocking=True)
+            lr_batch = lr_batch.to(processes.device, non_blocking=True, memory_format=torch.channels_last)
+            hr_batch = hr_batch.to(processes.device, non_blocking=True, memory_format=torch.channels_last)
             with torch.autocast(processes.device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
                 sr = network(lr_batch)
             loss = charbonnier(sr.float(), hr_batch, settings.charbonnier_eps)
