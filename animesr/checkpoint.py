@@ -18,6 +18,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
+from animesr.atomic import replaced_on_success
 from animesr.errors import CheckpointError
 from animesr.model import A2N, A2NConfig, from_authors_state_dict, is_authors_state_dict
 from animesr.model.names import authors_scale_is_four
@@ -63,13 +64,9 @@ def save_checkpoint(
         "training": json.dumps(training or {}, sort_keys=True),
     }
     tensors = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()}
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with replaced_on_success(path) as temporary:
         save_file(tensors, str(temporary), metadata=metadata)
         os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: str | Path, scale: int | None = None) -> LoadedModel:

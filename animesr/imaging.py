@@ -5,13 +5,14 @@ Arrays are H×W×C in RGB(A) order, uint8 or uint16, C in (1, 3, 4); grayscale i
 
 from __future__ import annotations
 
-import os
+import io
 from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image
 
+from animesr.atomic import replaced_on_success
 from animesr.errors import InputError, OutputError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
@@ -23,19 +24,23 @@ cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 def read_image(path: str | Path) -> np.ndarray:
     path = Path(path)
-    data = np.fromfile(path, dtype=np.uint8) if path.is_file() else None
-    if data is None:
+    if not path.is_file():
         raise InputError(f"{path}: no such file")
-    decoded = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    return decode_image(path.read_bytes(), path)
+
+
+def decode_image(data: bytes, path: Path) -> np.ndarray:
+    """The file content `data` of `path` (named in errors) -> H×W×C RGB(A) array."""
+    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
     if decoded is None:
-        decoded = _read_with_pillow(path)
+        decoded = _read_with_pillow(data, path)
     return _to_rgb_layout(decoded, path)
 
 
-def _read_with_pillow(path: Path) -> np.ndarray:
+def _read_with_pillow(data: bytes, path: Path) -> np.ndarray:
     """Fallback for what OpenCV cannot decode (GIF, some palette and CMYK files)."""
     try:
-        with Image.open(path) as img:
+        with Image.open(io.BytesIO(data)) as img:
             if img.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "1", "LA", "I;16B"):
                 img = img.convert("RGBA" if "transparency" in img.info or img.mode in ("PA", "LA") else "RGB")
             array = np.asarray(img)
@@ -105,14 +110,11 @@ def write_image(path: str | Path, image: np.ndarray, fmt: str | None = None) -> 
 
 
 def write_bytes_atomically(path: Path, payload: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        temporary.write_bytes(payload)
-        os.replace(temporary, path)
+        with replaced_on_success(path) as temporary:
+            temporary.write_bytes(payload)
     except OSError as error:
         raise OutputError(f"cannot write {path}: {error.strerror or error}") from None
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def bicubic_resize(image: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from animesr import atomic
 from animesr import imaging
 from animesr.errors import InputError, OutputError
 from animesr.imaging import encode_image, list_images, read_image, write_image
@@ -139,7 +140,7 @@ def test_atomic_write_leaves_no_temporary_file_on_failure(tmp_path: Path, monkey
     def broken_replace(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(imaging.os, "replace", broken_replace)
+    monkeypatch.setattr(atomic.os, "replace", broken_replace)
     with pytest.raises(OutputError, match="No space left"):
         write_image(target, smooth_image(8, 8, seed=2))
     monkeypatch.undo()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,9 +19,10 @@ import h5py
 import numpy as np
 
 from animesr import __version__
+from animesr.atomic import replaced_on_success
 from animesr.config import PrepareSettings
 from animesr.errors import AnimeSRError, DatasetError, InputError, OutputError
-from animesr.imaging import downscale, list_images, read_image
+from animesr.imaging import decode_image, downscale, list_images
 
 FORMAT_NAME = "animesr-sr-pairs"
 FORMAT_VERSION = 1
@@ -67,17 +67,14 @@ def prepare_dataset(settings: PrepareSettings, on_image: ImageCallback | None = 
     if settings.output.exists() and not settings.overwrite:
         raise OutputError(f"{settings.output} exists; pass --overwrite to replace it")
     files = [path for path, _ in list_images(list(settings.sources), recursive=True)]
-    temporary = settings.output.with_name(f".{settings.output.name}.tmp-{os.getpid()}")
     try:
-        with h5py.File(temporary, "w", track_order=True) as h5:
-            report = _write_samples(h5, files, settings, on_image)
-        if report.samples == 0:
-            raise InputError("no usable image: every input was unreadable or smaller than the crop")
-        os.replace(temporary, settings.output)
+        with replaced_on_success(settings.output) as temporary:
+            with h5py.File(temporary, "w", track_order=True) as h5:
+                report = _write_samples(h5, files, settings, on_image)
+            if report.samples == 0:
+                raise InputError("no usable image: every input was unreadable or smaller than the crop")
     except OSError as error:
         raise OutputError(f"cannot write {settings.output}: {error.strerror or error}") from None
-    finally:
-        temporary.unlink(missing_ok=True)
     return report
 
 
@@ -118,7 +115,11 @@ def _write_samples(h5: h5py.File, files: list[Path], settings: PrepareSettings,
         if on_image:
             on_image(index, len(files), path.name)
         try:
-            image = to_rgb8(read_image(path))
+            content = path.read_bytes()
+            image = to_rgb8(decode_image(content, path))
+        except OSError as error:
+            skipped.append((str(path), f"cannot read: {error.strerror or error}"))
+            continue
         except AnimeSRError as error:
             skipped.append((str(path), str(error)))
             continue
@@ -127,7 +128,8 @@ def _write_samples(h5: h5py.File, files: list[Path], settings: PrepareSettings,
             skipped.append((str(path), f"{w}×{h} is smaller than {min_size} px"))
             continue
         added = _append_image(h5, image, len(sources), settings)
-        sources.append({"name": path.name, "sha256": _sha256(path), "width": w, "height": h, "samples": added})
+        sources.append({"name": path.name, "sha256": hashlib.sha256(content).hexdigest(), "width": w, "height": h,
+                        "samples": added})
         count += added
     if on_image:
         on_image(len(files), len(files), "")
@@ -167,14 +169,6 @@ def _write_attributes(h5: h5py.File, settings: PrepareSettings, sources: list[di
         "sources": json.dumps(sources),
         "samples": count,
     })
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def check_dataset(path: Path, scale: int) -> dict:

@@ -21,7 +21,7 @@ from animesr.inference.tiling import TileCallback, tiled_forward
 
 Notice = Callable[[str], None]
 
-# Peak activation bytes per input pixel per unit of element size, measured on the network
+# Peak activation bytes per input pixel per unit of element size, estimated from the network
 # (trunk ≈ 8 live maps of 40 channels; reconstruction ≈ 4 maps of 24 channels at s²).
 _TRUNK_BYTES_PER_PIXEL = 8 * 40
 _RECON_BYTES_PER_PIXEL = 4 * 24

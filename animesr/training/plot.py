@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
+
+from animesr.atomic import replaced_on_success
 
 
 def read_metrics(log: Path) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
@@ -48,7 +49,6 @@ def write_plot(log: Path, output: Path) -> None:
         right.plot(steps, values, "o-", color="tab:red", label="validation Y-PSNR")
         right.set_ylabel("validation Y-PSNR (dB)", color="tab:red")
     fig.tight_layout()
-    temporary = output.with_name(f".{output.name}.tmp-{os.getpid()}.png")
-    fig.savefig(temporary)
+    with replaced_on_success(output, suffix=".png") as temporary:
+        fig.savefig(temporary)
     plt.close(fig)
-    os.replace(temporary, output)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -10,19 +9,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from animesr.atomic import replaced_on_success
 from animesr.errors import TrainingError
 
 STATE_NAME = "state.pt"
 
 
 def save_state(run_dir: Path, state: dict[str, Any]) -> None:
-    path = run_dir / STATE_NAME
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with replaced_on_success(run_dir / STATE_NAME) as temporary:
         torch.save(state, temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def load_state(run_dir: Path) -> dict[str, Any]:

@@ -61,12 +61,30 @@ def plan_streams(streams: tuple[StreamInfo, ...], container: str) -> tuple[Strea
     return tuple(_action(s, container) for s in streams if s.kind in ("audio", "subtitle", "attachment"))
 
 
+@dataclass(frozen=True)
+class _Limits:
+    """What a container other than Matroska holds as it is, and what the rest becomes."""
+
+    label: str
+    audio: frozenset[str]
+    audio_encoder: str
+    audio_encoder_label: str
+    text_subtitle: str  # the one text subtitle codec it holds; others are converted to it
+    text_subtitle_label: str
+    holds_pcm: bool = False
+
+
+_LIMITS = {
+    "mp4": _Limits("mp4", _MP4_AUDIO, "aac", "AAC", "mov_text", "mov_text"),
+    "mov": _Limits("mov", _MP4_AUDIO, "aac", "AAC", "mov_text", "mov_text", holds_pcm=True),
+    "webm": _Limits("WebM", _WEBM_AUDIO, "libopus", "Opus", "webvtt", "WebVTT"),
+}
+
+
 def _action(stream: StreamInfo, container: str) -> StreamAction:
     if container == "matroska":
         return _for_matroska(stream)
-    if container in ("mp4", "mov"):
-        return _for_mp4(stream, container)
-    return _for_webm(stream)
+    return _for_limited(stream, _LIMITS[container])
 
 
 def _for_matroska(stream: StreamInfo) -> StreamAction:
@@ -75,33 +93,21 @@ def _for_matroska(stream: StreamInfo) -> StreamAction:
     return StreamAction(stream, "copy")
 
 
-def _for_mp4(stream: StreamInfo, container: str) -> StreamAction:
+def _for_limited(stream: StreamInfo, limits: _Limits) -> StreamAction:
+    name = limits.label
     if stream.kind == "attachment":
-        return StreamAction(stream, None, f"{container} cannot hold attachments")
+        return StreamAction(stream, None, f"{name} cannot hold attachments")
     if stream.kind == "audio":
-        pcm_ok = container == "mov" and stream.codec.startswith("pcm_")
-        if stream.codec in _MP4_AUDIO or pcm_ok:
+        if stream.codec in limits.audio or (limits.holds_pcm and stream.codec.startswith("pcm_")):
             return StreamAction(stream, "copy")
-        return StreamAction(stream, "aac", f"{container} cannot hold {stream.codec} audio: converted to AAC")
-    if stream.codec == "mov_text":
+        return StreamAction(stream, limits.audio_encoder,
+                            f"{name} cannot hold {stream.codec} audio: converted to {limits.audio_encoder_label}")
+    if stream.codec == limits.text_subtitle:
         return StreamAction(stream, "copy")
     if stream.codec in TEXT_SUBTITLES:
-        return StreamAction(stream, "mov_text", f"{container} cannot hold {stream.codec}: converted to mov_text")
-    return StreamAction(stream, None, f"{container} cannot hold {stream.codec} subtitles and they are pictures")
-
-
-def _for_webm(stream: StreamInfo) -> StreamAction:
-    if stream.kind == "attachment":
-        return StreamAction(stream, None, "WebM cannot hold attachments")
-    if stream.kind == "audio":
-        if stream.codec in _WEBM_AUDIO:
-            return StreamAction(stream, "copy")
-        return StreamAction(stream, "libopus", f"WebM cannot hold {stream.codec} audio: converted to Opus")
-    if stream.codec == "webvtt":
-        return StreamAction(stream, "copy")
-    if stream.codec in TEXT_SUBTITLES:
-        return StreamAction(stream, "webvtt", f"WebM cannot hold {stream.codec}: converted to WebVTT")
-    return StreamAction(stream, None, f"WebM cannot hold {stream.codec} subtitles and they are pictures")
+        return StreamAction(stream, limits.text_subtitle,
+                            f"{name} cannot hold {stream.codec}: converted to {limits.text_subtitle_label}")
+    return StreamAction(stream, None, f"{name} cannot hold {stream.codec} subtitles and they are pictures")
 
 
 def stream_args(actions: tuple[StreamAction, ...]) -> list[str]:

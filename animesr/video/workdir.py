@@ -10,6 +10,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from animesr.atomic import replaced_on_success
 from animesr.errors import OutputError
 from animesr.video.timeline import Timeline
 
@@ -124,9 +125,8 @@ class WorkFolder:
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
+    with replaced_on_success(path) as temporary:
+        temporary.write_text(text)
 
 
 def _changed_keys(old: dict, new: dict) -> list[str]:
