@@ -55,6 +55,7 @@ class TrainSettings:
     iters: int = 100_000
     batch_size: int = 32
     patch: int = 64  # LR pixels
+    min_detail: float = 2.0  # redraw LR patches flatter than this (mean |gradient|, grey levels)
     lr: float = 5e-4
     lr_milestones: tuple[float, ...] = (0.5, 0.75, 0.9)  # fractions of iters; LR halves at each
     val_dir: Path | None = None

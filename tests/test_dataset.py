@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from animesr.data.dataset import PairedPatches, StepSampler
+from animesr.data.dataset import PairedPatches, StepSampler, detail
 from animesr.data.prepare import FORMAT_NAME, FORMAT_VERSION
 from animesr.errors import DatasetError
 
@@ -77,3 +77,22 @@ def test_patch_larger_than_crops_is_refused(tmp_path: Path) -> None:
     blocky_dataset(path)
     with pytest.raises(DatasetError, match="larger than"):
         PairedPatches(path, 2, 64)
+
+
+def test_flat_patches_are_redrawn(tmp_path: Path) -> None:
+    path = tmp_path / "d.h5"
+    blocky_dataset(path, samples=4)
+    with h5py.File(path, "r+") as h5:  # crops 0-1 flat grey, crops 2-3 noise
+        h5["lr_x2"][:2] = 128
+        h5["hr"][:2] = 128
+
+    def flat_share(min_detail: float) -> float:
+        data = PairedPatches(path, 2, 6, seed=0, min_detail=min_detail)
+        return sum(bool((data[n][0] == data[n][0][0, 0, 0]).all()) for n in range(60)) / 60
+
+    assert flat_share(0.0) > 0.3
+    assert flat_share(2.0) < 0.05
+    kept = PairedPatches(path, 2, 6, seed=0, min_detail=2.0)
+    assert torch.equal(kept[5][1], PairedPatches(path, 2, 6, seed=0, min_detail=2.0)[5][1])
+    assert detail(np.full((6, 6, 3), 7, np.uint8)) == 0.0
+    assert detail(np.tile(np.array([0, 10], np.uint8), (6, 3)).reshape(6, 6, 1)) == 5.0

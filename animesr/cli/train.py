@@ -32,6 +32,8 @@ def train(
     iters: int = typer.Option(100_000, help="Total optimiser steps."),
     batch_size: int = typer.Option(32, help="Global batch (split across processes under torchrun)."),
     patch: int = typer.Option(64, help="LR patch size in pixels (HR = patch × scale)."),
+    min_detail: float = typer.Option(
+        2.0, help="Redraw flat LR patches: mean absolute gradient under N grey levels (0 keeps all)."),
     lr: float = typer.Option(5e-4, help="Adam learning rate; halved at 50%, 75% and 90% of --iters."),
     val: Path = typer.Option(None, help="Folder of HR images for validation."),
     val_every: int = typer.Option(1000, help="Validate every N steps."),
@@ -52,7 +54,8 @@ def train(
     from animesr.training.loop import TrainCallbacks, train as run_training
 
     settings = TrainSettings(
-        data=data, scale=scale, out=out, iters=iters, batch_size=batch_size, patch=patch, lr=lr,
+        data=data, scale=scale, out=out, iters=iters, batch_size=batch_size, patch=patch,
+        min_detail=min_detail, lr=lr,
         val_dir=val, val_every=val_every, val_crop=val_crop, checkpoint_every=checkpoint_every,
         init=init, resume=resume, device=device, workers=workers, seed=seed,
         ema_decay=ema or None, amp=amp, channels=channels, up_channels=up_channels, blocks=blocks,

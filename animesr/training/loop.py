@@ -149,7 +149,7 @@ def _prepare_run(settings: TrainSettings, processes: distributed.Processes) -> _
 
 def _train(settings: TrainSettings, callbacks: TrainCallbacks, processes: distributed.Processes) -> TrainResult:
     _check_settings(settings)
-    dataset = PairedPatches(settings.data, settings.scale, settings.patch, settings.seed)
+    dataset = PairedPatches(settings.data, settings.scale, settings.patch, settings.seed, settings.min_detail)
     validation_images = load_hr_images([settings.val_dir], settings.val_crop) if settings.val_dir else None
     settings.out.mkdir(parents=True, exist_ok=True)
     run = _prepare_run(settings, processes)
@@ -221,6 +221,7 @@ def _check_settings(s: TrainSettings) -> None:
         (s.iters < 1, "--iters must be at least 1"),
         (s.batch_size < 1, "--batch-size must be at least 1"),
         (s.patch < 4, "--patch must be at least 4 LR pixels"),
+        (s.min_detail < 0, "--min-detail cannot be negative"),
         (not s.lr > 0, "--lr must be positive"),
         (s.val_every < 1, "--val-every must be at least 1"),
         (s.workers < 0, "--workers cannot be negative"),
@@ -274,6 +275,7 @@ def _provenance(run: _Run, settings: TrainSettings, val_psnr: float | None) -> d
         "iters": settings.iters,
         "batch_size": settings.batch_size,
         "patch": settings.patch,
+        "min_detail": settings.min_detail,
         "lr": settings.lr,
         "lr_milestones": list(settings.lr_milestones),
         "seed": settings.seed,
