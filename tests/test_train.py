@@ -64,6 +64,8 @@ def test_ten_steps_equal_five_plus_resume_plus_five(dataset: Path, tmp_path: Pat
     assert whole.losses[5:] == second.losses
     a, b = weights(tmp_path / "whole" / "last.safetensors"), weights(tmp_path / "split" / "last.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    segments = load_checkpoint(tmp_path / "split" / "last.safetensors").training["segments"]
+    assert [(s["from_step"], s["iters"]) for s in segments] == [(0, 10), (5, 10)]
 
 
 def _interrupt_at(step_to_stop: int):
@@ -215,5 +217,6 @@ def test_sigterm_saves_a_resumable_state(dataset: Path, tmp_path: Path) -> None:
     os.killpg(process.pid, signal.SIGTERM)  # the main process and its DataLoader worker alike
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
-    assert "continue with --resume" in stderr
+    assert "stopped at step" in stderr and "continue with --resume" in stderr
+    assert "error" not in stderr
     assert torch.load(out / "state.pt", weights_only=False)["step"] >= 2

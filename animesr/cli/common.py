@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from animesr.errors import AnimeSRError
+from animesr.errors import AnimeSRError, TrainingInterrupted
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 T = TypeVar("T")
@@ -41,6 +41,9 @@ def guarded(run: Callable[[], T]) -> T:
     """Run a core call; our errors become one red line and the error's exit code."""
     try:
         return run()
+    except TrainingInterrupted as stopped:  # asked for, and nothing was lost: not an error
+        note(str(stopped))
+        raise typer.Exit(stopped.exit_code) from None
     except AnimeSRError as error:
         raise fail(_escape(str(error)), error.exit_code) from None
     except KeyboardInterrupt:

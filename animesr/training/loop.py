@@ -79,6 +79,7 @@ class _Run:
         self.step = 0
         self.best_psnr: float | None = None
         self.init_note = ""
+        self.segments: list[dict[str, Any]] = []  # one per start or resume: what each ran with
 
     def state(self) -> dict[str, Any]:
         return {
@@ -89,6 +90,7 @@ class _Run:
             "best_psnr": self.best_psnr,
             "config": asdict(self.config),
             "random": random_states(),
+            "segments": self.segments,
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -99,7 +101,15 @@ class _Run:
             self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.step, self.best_psnr = state["step"], state["best_psnr"]
+        self.segments = list(state.get("segments", []))
         restore_random_states(state["random"])
+
+    def start_segment(self) -> None:
+        s = self.settings
+        self.segments.append({
+            "from_step": self.step, "iters": s.iters, "batch_size": s.batch_size, "patch": s.patch,
+            "min_detail": s.min_detail, "lr": s.lr, "ema_decay": s.ema_decay, "processes": self.processes.world,
+        })
 
     def initialise_from(self, path: Path) -> None:
         source = load_checkpoint(path, scale=None if path.suffix == ".safetensors" else self.config.scale)
@@ -144,6 +154,7 @@ def _prepare_run(settings: TrainSettings, processes: distributed.Processes) -> _
         run.restore(load_state(settings.out))
     elif settings.init:
         run.initialise_from(settings.init)
+    run.start_segment()
     return run
 
 
@@ -204,7 +215,7 @@ def _train(settings: TrainSettings, callbacks: TrainCallbacks, processes: distri
     except KeyboardInterrupt:
         _save(run, settings, dataset)
         raise TrainingInterrupted(
-            f"interrupted at step {run.step}; state saved in {settings.out}, continue with --resume"
+            f"stopped at step {run.step}; state saved in {settings.out}, continue with --resume"
         ) from None
     return TrainResult(run.step, loss_value, run.best_psnr, tuple(losses))
 
@@ -284,6 +295,7 @@ def _provenance(run: _Run, settings: TrainSettings, val_psnr: float | None) -> d
         "init": settings.init.name if settings.init else None,
         "val_psnr": val_psnr,
         "processes": run.processes.world,
+        "segments": run.segments,
     }
 
 
