@@ -8,6 +8,7 @@ Our metadata (all strings, as safetensors requires):
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from dataclasses import dataclass, field
@@ -108,6 +109,8 @@ def _load_ours(path: Path, scale: int | None) -> LoadedModel:
     meta = _read_metadata(path)
     if meta.get("format") != FORMAT_NAME:
         raise CheckpointError(f"{path.name} is a safetensors file but not an animesr checkpoint")
+    if not meta.get("format_version", "0").isdigit():
+        raise CheckpointError(f"{path.name}: bad checkpoint format version {meta['format_version']!r}")
     if int(meta.get("format_version", "0")) > FORMAT_VERSION:
         raise CheckpointError(
             f"{path.name} has checkpoint format {meta['format_version']}; "
@@ -115,12 +118,7 @@ def _load_ours(path: Path, scale: int | None) -> LoadedModel:
         )
     if meta.get("arch") != "a2n":
         raise CheckpointError(f"{path.name} holds architecture {meta.get('arch')!r}, not A2N")
-    config = A2NConfig(
-        scale=int(meta["scale"]),
-        channels=int(meta["channels"]),
-        up_channels=int(meta["up_channels"]),
-        blocks=int(meta["blocks"]),
-    )
+    config, value_range, training = _described(meta, path)
     if scale is not None and scale != config.scale:
         raise CheckpointError(f"{path.name} is an x{config.scale} model, but --scale is {scale}")
     try:
@@ -128,12 +126,23 @@ def _load_ours(path: Path, scale: int | None) -> LoadedModel:
     except (SafetensorError, OSError, ValueError) as error:
         raise CheckpointError(f"{path.name} is truncated or damaged ({error})") from None
     model = _build(config, {k: v.float() for k, v in state.items()}, path)
-    return LoadedModel(
-        model=model,
-        value_range=float(meta["value_range"]),
-        source=str(path),
-        training=json.loads(meta.get("training", "{}")),
-    )
+    return LoadedModel(model=model, value_range=value_range, source=str(path), training=training)
+
+
+def _described(meta: dict[str, str], path: Path) -> tuple[A2NConfig, float, dict]:
+    """The architecture, value range and training record from our metadata, checked."""
+    try:
+        config = A2NConfig(scale=int(meta["scale"]), channels=int(meta["channels"]),
+                           up_channels=int(meta["up_channels"]), blocks=int(meta["blocks"]))
+        value_range = float(meta["value_range"])
+        training = json.loads(meta.get("training", "{}"))
+    except KeyError as missing:
+        raise CheckpointError(f"{path.name}: the checkpoint metadata lacks {missing}") from None
+    except ValueError as error:  # int("x"), an unsupported scale, bad JSON
+        raise CheckpointError(f"{path.name}: bad checkpoint metadata ({error})") from None
+    if value_range not in (1.0, 255.0):
+        raise CheckpointError(f"{path.name}: value range {value_range:g} is not 1 or 255")
+    return config, value_range, training
 
 
 def _load_authors(path: Path, scale: int | None) -> LoadedModel:
@@ -160,6 +169,18 @@ def _load_authors(path: Path, scale: int | None) -> LoadedModel:
         raise CheckpointError(f"{path.name} has an unexpected tensor {error}") from None
     model = _build(A2NConfig(scale=scale), {k: v.float() for k, v in renamed.items()}, path)
     return LoadedModel(model=model, value_range=AUTHORS_VALUE_RANGE, source=str(path))
+
+
+def on_unit_range(loaded: LoadedModel) -> A2N:
+    """The same function on [0, 1] pixels: M1(x) = M255(255 x) / 255. Only the head's weights
+    see the input scale and only the tail's the output scale (the bilinear skip is linear)."""
+    model = copy.deepcopy(loaded.model)
+    factor = loaded.value_range
+    with torch.no_grad():
+        model.head.weight.mul_(factor)
+        model.tail.weight.div_(factor)
+        model.tail.bias.div_(factor)
+    return model
 
 
 def _build(config: A2NConfig, state: dict[str, torch.Tensor], path: Path) -> A2N:

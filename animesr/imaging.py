@@ -34,7 +34,34 @@ def decode_image(data: bytes, path: Path) -> np.ndarray:
     decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
     if decoded is None:
         decoded = _read_with_pillow(data, path)
-    return _to_rgb_layout(decoded, path)
+    return _upright(_to_rgb_layout(decoded, path), _exif_orientation(data))
+
+
+# EXIF orientation tag -> how to turn the stored H×W×C pixels upright, as viewers show them.
+_UPRIGHT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.transpose(1, 0, 2),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: np.rot90(a, 2).transpose(1, 0, 2),
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def _exif_orientation(data: bytes) -> int:
+    """Camera and phone pictures store pixels sideways with a tag saying how to turn them;
+    neither OpenCV (unchanged mode) nor Pillow's decoder applies it. 1 when absent."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return int(img.getexif().get(0x0112, 1))
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return 1
+
+
+def _upright(image: np.ndarray, orientation: int) -> np.ndarray:
+    turn = _UPRIGHT.get(orientation)
+    return np.ascontiguousarray(turn(image)) if turn else image
 
 
 def _read_with_pillow(data: bytes, path: Path) -> np.ndarray:

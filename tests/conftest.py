@@ -51,6 +51,12 @@ def anime_val_dir(shared: Path) -> Path:
     return _need(shared / "data" / "anime" / "val")
 
 
+def handled(result) -> bool:
+    """A CliRunner result that ended by our own exit (typer.Exit), not an uncaught exception:
+    CliRunner catches exceptions, so their tracebacks never show up in its output."""
+    return result.exception is None or isinstance(result.exception, SystemExit)
+
+
 def tiny_model(scale: int, seed: int = 0) -> A2N:
     """A2N with 8 channels and one block: the same code paths in milliseconds."""
     torch.manual_seed(seed)

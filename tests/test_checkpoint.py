@@ -14,7 +14,7 @@ from PIL import Image
 from safetensors.torch import safe_open, save_file
 
 from animesr import Upscaler, load_checkpoint, save_checkpoint
-from animesr.checkpoint import FORMAT_VERSION, LoadedModel
+from animesr.checkpoint import FORMAT_VERSION, LoadedModel, on_unit_range
 from animesr.config import InferenceSettings
 from animesr.errors import CheckpointError
 from animesr.imaging import downscale, read_image
@@ -72,33 +72,10 @@ def test_value_range_must_be_1_or_255(tmp_path: Path) -> None:
 
 # ---- the value range is honoured --------------------------------------------------------------
 
-def _as_unit_range(model: A2N) -> A2N:
-    """The same function on [0, 1] input as `model` on [0, 255] input (divided by 255).
-
-    A2N is positively homogeneous except for its biases and the arguments of its sigmoid gates
-    and of the ADM softmax: divide the biases that add to features by 255, and multiply the
-    weights feeding a sigmoid (k2, PA) or the softmax (adm.2) by 255.
-    """
-    converted = A2N(model.config)
-    state = {}
-    for key, value in model.state_dict().items():
-        value = value.clone()
-        gate = key.endswith("attention.k2.weight") or key.endswith("attention.conv.weight") \
-            or key.endswith("adm.2.weight")
-        if gate:
-            value *= 255.0
-        elif key.endswith(".bias") and not key.endswith("attention.k2.bias") \
-                and not key.endswith("attention.conv.bias"):
-            value /= 255.0
-        state[key] = value
-    converted.load_state_dict(state, strict=True)
-    return converted.eval()
-
-
 def test_equivalent_255_and_1_models_give_the_same_image_tiny(tmp_path: Path) -> None:
     model_255 = tiny_model(2)
     save_checkpoint(tmp_path / "r255.safetensors", model_255, value_range=255.0)
-    save_checkpoint(tmp_path / "r1.safetensors", _as_unit_range(model_255), value_range=1.0)
+    save_checkpoint(tmp_path / "r1.safetensors", on_unit_range(LoadedModel(model_255, 255.0, "r255")), value_range=1.0)
     image = smooth_image(24, 20)
     a = Upscaler(load_checkpoint(tmp_path / "r255.safetensors"), CPU).upscale(image)
     b = Upscaler(load_checkpoint(tmp_path / "r1.safetensors"), CPU).upscale(image)
@@ -115,7 +92,7 @@ def test_authors_weights_load_as_range_255_and_the_range_matters(tmp_path: Path,
     reference = Upscaler(authors, CPU).upscale(image)
 
     unit = tmp_path / "x2_unit.safetensors"
-    save_checkpoint(unit, _as_unit_range(load_checkpoint(authors_x2, scale=2).model), value_range=1.0)
+    save_checkpoint(unit, on_unit_range(authors), value_range=1.0)
     same = Upscaler(load_checkpoint(unit), CPU).upscale(image)
     assert np.abs(same.astype(int) - reference.astype(int)).max() <= 1
 
@@ -126,6 +103,17 @@ def test_authors_weights_load_as_range_255_and_the_range_matters(tmp_path: Path,
 
 
 # ---- scale -----------------------------------------------------------------------------------
+
+def test_a_range_255_model_becomes_the_same_function_on_range_1() -> None:
+    model = tiny_model(4, seed=3)
+    x = torch.rand(1, 3, 12, 10)
+    unit = on_unit_range(LoadedModel(model=model, value_range=255.0, source="t"))
+    with torch.no_grad():
+        expected = model(x * 255) / 255
+        assert torch.allclose(unit(x), expected, atol=1e-5)
+        assert not torch.allclose(model(x), expected, atol=1e-3)  # the conversion did something
+    assert on_unit_range(LoadedModel(model=model, value_range=1.0, source="t")).head.weight.equal(model.head.weight)
+
 
 def test_scale_mismatch_with_ours_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "x2.safetensors"
@@ -218,6 +206,28 @@ def test_newer_format_version_asks_for_an_upgrade(tmp_path: Path) -> None:
     meta["format_version"] = str(FORMAT_VERSION + 1)
     save_file(tensors, str(path), metadata=meta)
     with pytest.raises(CheckpointError, match="upgrade animesr"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("scale", None, "lacks 'scale'"),
+    ("channels", "forty", "bad checkpoint metadata"),
+    ("scale", "8", "bad checkpoint metadata"),
+    ("value_range", "100", "value range 100 is not 1 or 255"),
+    ("training", "{not json", "bad checkpoint metadata"),
+    ("format_version", "v2", "bad checkpoint format version"),
+])
+def test_damaged_metadata_is_a_checkpoint_error(tmp_path: Path, key: str, value: str | None, message: str) -> None:
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, tiny_model(2), value_range=1.0)
+    with safe_open(str(path), framework="pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    if value is None:
+        del meta[key]
+    else:
+        meta[key] = value
+    save_file(tensors, str(path), metadata=meta)
+    with pytest.raises(CheckpointError, match=message):
         load_checkpoint(path)
 
 

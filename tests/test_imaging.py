@@ -58,6 +58,32 @@ def test_rgb_order_is_rgb(tmp_path: Path) -> None:
     assert np.asarray(Image.open(tmp_path / "red2.png").convert("RGB"))[0, 0].tolist() == [255, 0, 0]
 
 
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied_like_viewers_do(tmp_path: Path, orientation: int) -> None:
+    from PIL import ImageOps
+
+    stored = np.random.default_rng(orientation).integers(0, 256, (5, 8, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / "photo.png"
+    Image.fromarray(stored).save(path, exif=exif)
+    with Image.open(path) as img:
+        upright = np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
+    assert np.array_equal(read_image(path), upright)
+    assert (upright.shape[:2] == (8, 5)) == (orientation >= 5)
+
+
+def test_exif_orientation_of_a_jpeg(tmp_path: Path) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: turn 90° clockwise
+    path = tmp_path / "phone.jpg"
+    stored = smooth_image(40, 64)
+    Image.fromarray(stored).save(path, quality=98, exif=exif)
+    image = read_image(path)
+    assert image.shape == (64, 40, 3)
+    assert np.abs(image.astype(int) - np.rot90(stored, -1)).mean() < 3
+
+
 def test_palette_png_is_converted(tmp_path: Path) -> None:
     rgb = smooth_image(16, 16)
     palette = Image.fromarray(rgb).quantize(colors=16)

@@ -15,7 +15,7 @@ from animesr.config import PrepareSettings
 from animesr.data.prepare import check_dataset, prepare_dataset, window_starts
 from animesr.errors import DatasetError, InputError, OutputError
 from animesr.imaging import downscale, write_image
-from tests.conftest import smooth_image
+from tests.conftest import handled, smooth_image
 
 _register()
 
@@ -132,4 +132,4 @@ def test_cli_prepare_reports_and_fails_cleanly(pictures: Path, tmp_path: Path) -
     assert again.exit_code != 0 and "--overwrite" in again.output
     missing = runner.invoke(app, ["prepare", str(tmp_path / "nope"), "-o", str(tmp_path / "x.h5")])
     assert missing.exit_code != 0 and "no such file" in missing.output
-    assert "Traceback" not in missing.output
+    assert handled(missing) and handled(again), repr(missing.exception)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import replace
@@ -22,7 +24,7 @@ from animesr.imaging import write_image
 from animesr.inference.upscaler import Upscaler
 from animesr.training import loop
 from animesr.training.loop import TrainCallbacks, train
-from tests.conftest import smooth_image
+from tests.conftest import handled, smooth_image
 
 _register()
 
@@ -66,6 +68,7 @@ def test_ten_steps_equal_five_plus_resume_plus_five(dataset: Path, tmp_path: Pat
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     segments = load_checkpoint(tmp_path / "split" / "last.safetensors").training["segments"]
     assert [(s["from_step"], s["iters"]) for s in segments] == [(0, 10), (5, 10)]
+    assert (tmp_path / "whole" / "plot.png").stat().st_size > 1000  # drawn without --val too
 
 
 def _interrupt_at(step_to_stop: int):
@@ -122,6 +125,19 @@ def test_init_takes_every_tensor_whose_shape_fits(dataset: Path, tmp_path: Path)
     assert torch.allclose(source["blocks.0.attention.k1.weight"], target["blocks.0.attention.k1.weight"], atol=1e-6)
 
 
+def test_init_from_the_authors_x2_file_into_an_x4_run(dataset: Path, tmp_path: Path, authors_x2: Path) -> None:
+    """The authors' weights work on 0..255 pixels; training works on 0..1: --init converts."""
+    notices: list[str] = []
+    settings = tiny_settings(dataset, tmp_path, scale=4, iters=1, lr=1e-12, ema_decay=None, channels=40,
+                             up_channels=24, blocks=16, init=authors_x2, batch_size=2)
+    train(settings, TrainCallbacks(on_notice=notices.append))
+    assert notices and notices[0].startswith("initialised") and "aan_x2.pt" in notices[0]
+    authors = load_checkpoint(authors_x2, scale=2).model.state_dict()
+    ours = weights(tmp_path / "last.safetensors")
+    assert torch.allclose(ours["head.weight"], authors["head.weight"] * 255, rtol=1e-5)
+    assert torch.allclose(ours["blocks.7.non_attention.weight"], authors["blocks.7.non_attention.weight"], atol=1e-6)
+
+
 def test_init_from_another_architecture_is_a_clear_error(dataset: Path, tmp_path: Path) -> None:
     from safetensors.torch import save_file
 
@@ -157,10 +173,13 @@ def test_cli_train_bad_inputs_are_one_line_errors(dataset: Path, tmp_path: Path)
         (["--data", str(dataset), "--scale", "3"], "no x3 pairs"),
         (["--data", str(dataset), "--resume"], "no training state"),
         (["--data", str(dataset), "--val", str(tmp_path / "empty")], "no such file or folder"),
+        (["--data", str(dataset), "--checkpoint-every", "0"], "--checkpoint-every"),
+        (["--data", str(dataset), "--amp", "fp8"], "--amp must be one of"),
+        (["--data", str(dataset), "--min-detail", "-1"], "--min-detail"),
     ]:
         result = runner.invoke(app, base + extra)
         assert result.exit_code != 0, (extra, result.output)
-        assert expected in result.output and "Traceback" not in result.output
+        assert expected in result.output and handled(result), (extra, result.output, result.exception)
 
 
 def test_two_gloo_processes_train_like_one(dataset: Path, tmp_path: Path) -> None:
@@ -172,8 +191,14 @@ def test_two_gloo_processes_train_like_one(dataset: Path, tmp_path: Path) -> Non
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                 "-m", "animesr", "train", "--out", str(tmp_path / "ddp"), *common]
-    done = subprocess.run(torchrun, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
+    launcher = subprocess.Popen(torchrun, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+    try:
+        _, stderr = launcher.communicate(timeout=300)
+    finally:  # an interrupted or timed-out test must not leave torchrun's workers running
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(launcher.pid, signal.SIGKILL)
+    assert launcher.returncode == 0, stderr[-2000:]
     single = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "one"), *common])
     assert single.exit_code == 0, single.output
     a, b = weights(tmp_path / "ddp" / "last.safetensors"), weights(tmp_path / "one" / "last.safetensors")
@@ -190,6 +215,8 @@ def test_charbonnier_matches_its_formula() -> None:
 def test_settings_are_checked(dataset: Path, tmp_path: Path) -> None:
     with pytest.raises(TrainingError, match="--iters"):
         train(replace(tiny_settings(dataset, tmp_path), iters=0))
+    with pytest.raises(TrainingError, match="does not split across 2 processes"):
+        loop._check_settings(replace(tiny_settings(dataset, tmp_path), batch_size=3), processes=2)
 
 
 def test_learning_rate_halves_at_each_milestone(dataset: Path, tmp_path: Path) -> None:
@@ -200,7 +227,6 @@ def test_learning_rate_halves_at_each_milestone(dataset: Path, tmp_path: Path) -
 
 def test_sigterm_saves_a_resumable_state(dataset: Path, tmp_path: Path) -> None:
     """A background job (SIGINT possibly ignored by the shell) stopped with `kill` keeps its work."""
-    import signal
     import time
 
     out = tmp_path / "run"

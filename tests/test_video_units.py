@@ -139,7 +139,9 @@ def test_held_frames_compare_with_the_last_processed_frame_so_pans_cannot_creep(
     assert not detector.is_held(base)
     steps = [base + np.uint8(k) for k in (1, 2, 3)]  # each 1 level from the previous frame
     assert [detector.is_held(f) for f in steps] == [True, True, False]  # 3 levels from `base`
-    assert not HeldFrameDetector(threshold=0).is_held(base) and not HeldFrameDetector(0).is_held(base)
+    disabled = HeldFrameDetector(threshold=0)
+    assert not disabled.is_held(base)
+    assert not disabled.is_held(base.copy())  # identical frame, but threshold 0 turns reuse off
 
 
 def test_stream_plans_per_container() -> None:

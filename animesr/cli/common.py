@@ -19,7 +19,7 @@ INTERRUPTED_EXIT_CODE = 130
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
+    console.print(f"[bold red]error:[/] {_escape(message)}")  # user text may hold [brackets]
     return typer.Exit(code)
 
 
@@ -45,7 +45,7 @@ def guarded(run: Callable[[], T]) -> T:
         note(str(stopped))
         raise typer.Exit(stopped.exit_code) from None
     except AnimeSRError as error:
-        raise fail(_escape(str(error)), error.exit_code) from None
+        raise fail(str(error), error.exit_code) from None
     except KeyboardInterrupt:
         raise fail("interrupted", INTERRUPTED_EXIT_CODE) from None
 

@@ -22,10 +22,10 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from animesr.checkpoint import LoadedModel, load_checkpoint, save_checkpoint
+from animesr.checkpoint import LoadedModel, load_checkpoint, on_unit_range, save_checkpoint
 from animesr.config import InferenceSettings, TrainSettings
 from animesr.data.dataset import PairedPatches, StepSampler
-from animesr.errors import TrainingError, TrainingInterrupted
+from animesr.errors import CheckpointError, TrainingError, TrainingInterrupted
 from animesr.inference.upscaler import Upscaler
 from animesr.model import A2N, A2NConfig
 from animesr.training import distributed
@@ -34,6 +34,7 @@ from animesr.training.state import STATE_NAME, load_state, random_states, restor
 from animesr.training.validation import load_hr_images, mean_score, score_images
 
 VALUE_RANGE = 1.0
+AMP_MODES = ("auto", "off", "bf16", "fp16")
 LOG_NAME = "metrics.jsonl"
 
 
@@ -76,6 +77,8 @@ class _Run:
         self.model = A2N(self.config).to(processes.device, memory_format=torch.channels_last)
         self.ema = copy.deepcopy(self.model).requires_grad_(False) if settings.ema_decay else None
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=settings.lr)
+        self.autocast = _autocast(settings.amp, processes.device)
+        self.scaler = torch.amp.GradScaler(enabled=self.autocast == torch.float16)
         self.step = 0
         self.best_psnr: float | None = None
         self.init_note = ""
@@ -86,6 +89,7 @@ class _Run:
             "model": self.model.state_dict(),
             "ema": self.ema.state_dict() if self.ema else None,
             "optimizer": self.optimizer.state_dict(),
+            "grad_scaler": self.scaler.state_dict(),
             "step": self.step,
             "best_psnr": self.best_psnr,
             "config": asdict(self.config),
@@ -100,6 +104,8 @@ class _Run:
         if self.ema is not None and state["ema"] is not None:
             self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if state.get("grad_scaler"):
+            self.scaler.load_state_dict(state["grad_scaler"])
         self.step, self.best_psnr = state["step"], state["best_psnr"]
         self.segments = list(state.get("segments", []))
         restore_random_states(state["random"])
@@ -112,12 +118,9 @@ class _Run:
         })
 
     def initialise_from(self, path: Path) -> None:
-        source = load_checkpoint(path, scale=None if path.suffix == ".safetensors" else self.config.scale)
-        if source.value_range != VALUE_RANGE:
-            raise TrainingError(f"--init {path.name} expects pixel range 0..{source.value_range:g}; "
-                                "training uses 0..1")
+        source = on_unit_range(_load_for_init(path, self.config.scale))
         ours = self.model.state_dict()
-        fitting = {k: v for k, v in source.model.state_dict().items() if k in ours and ours[k].shape == v.shape}
+        fitting = {k: v for k, v in source.state_dict().items() if k in ours and ours[k].shape == v.shape}
         self.model.load_state_dict(fitting, strict=False)
         if self.ema is not None:
             self.ema.load_state_dict(self.model.state_dict())
@@ -133,6 +136,17 @@ class _Run:
 
     def export_model(self) -> A2N:
         return self.ema if self.ema is not None else self.model
+
+
+def _load_for_init(path: Path, scale: int) -> LoadedModel:
+    """Ours say their scale. The authors' files do not: an x4 file loads as x4, any other as
+    x2 (x2 and x3 files share every tensor shape); only the fitting tensors are used anyway."""
+    if path.suffix == ".safetensors":
+        return load_checkpoint(path)
+    try:
+        return load_checkpoint(path, scale=scale)
+    except CheckpointError:
+        return load_checkpoint(path, scale=2 if scale == 4 else 4)
 
 
 def train(settings: TrainSettings, callbacks: TrainCallbacks = TrainCallbacks()) -> TrainResult:
@@ -159,7 +173,7 @@ def _prepare_run(settings: TrainSettings, processes: distributed.Processes) -> _
 
 
 def _train(settings: TrainSettings, callbacks: TrainCallbacks, processes: distributed.Processes) -> TrainResult:
-    _check_settings(settings)
+    _check_settings(settings, processes.world)
     dataset = PairedPatches(settings.data, settings.scale, settings.patch, settings.seed, settings.min_detail)
     validation_images = load_hr_images([settings.val_dir], settings.val_crop) if settings.val_dir else None
     settings.out.mkdir(parents=True, exist_ok=True)
@@ -179,8 +193,7 @@ def _train(settings: TrainSettings, callbacks: TrainCallbacks, processes: distri
         persistent_workers=False,
         worker_init_fn=_leave_termination_to_the_main_process,
     )
-    autocast = _autocast(settings.amp, processes.device)
-    scaler = torch.amp.GradScaler(enabled=autocast == torch.float16)
+    autocast, scaler = run.autocast, run.scaler
     callbacks.on_start(run.step, settings.iters)
     losses: list[float] = []
     log = _MetricsLog(settings.out / LOG_NAME) if processes.is_main else None
@@ -227,8 +240,9 @@ def _leave_termination_to_the_main_process(worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _check_settings(s: TrainSettings) -> None:
+def _check_settings(s: TrainSettings, processes: int = 1) -> None:
     problems = [
+        (s.batch_size % processes != 0, f"--batch-size {s.batch_size} does not split across {processes} processes"),
         (s.iters < 1, "--iters must be at least 1"),
         (s.batch_size < 1, "--batch-size must be at least 1"),
         (s.patch < 4, "--patch must be at least 4 LR pixels"),
@@ -236,6 +250,8 @@ def _check_settings(s: TrainSettings) -> None:
         (not s.lr > 0, "--lr must be positive"),
         (s.val_every < 1, "--val-every must be at least 1"),
         (s.workers < 0, "--workers cannot be negative"),
+        (s.checkpoint_every < 1, "--checkpoint-every must be at least 1"),
+        (s.amp not in AMP_MODES, f"--amp must be one of {', '.join(AMP_MODES)}"),
     ]
     for failed, message in problems:
         if failed:
@@ -276,6 +292,8 @@ def _save(run: _Run, settings: TrainSettings, dataset: PairedPatches) -> None:
         if settings.val_dir is None:
             save_checkpoint(settings.out / "best.safetensors", run.export_model(), VALUE_RANGE, provenance)
         save_state(settings.out, run.state())
+        if settings.val_dir is None:  # otherwise each validation redraws it
+            write_plot(settings.out / LOG_NAME, settings.out / "plot.png")
     distributed.barrier(run.processes)
 
 
