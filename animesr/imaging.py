@@ -99,16 +99,34 @@ def _to_rgb_layout(decoded: np.ndarray, path: Path) -> np.ndarray:
     raise InputError(f"{path}: unsupported channel count {channels}")
 
 
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    if image.dtype == np.uint16:
+        return (image.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
+    return image
+
+
+def to_rgb8(image: np.ndarray) -> np.ndarray:
+    """Any H×W×C uint8/uint16 image -> H×W×3 uint8 (alpha composited on white, gray spread)."""
+    image = to_uint8(image)
+    if image.shape[2] == 1:
+        return np.repeat(image, 3, axis=2)
+    if image.shape[2] == 4:
+        alpha = image[..., 3:].astype(np.float32) / 255.0
+        blended = image[..., :3] * alpha + 255.0 * (1.0 - alpha)
+        return (blended + 0.5).astype(np.uint8)
+    return image
+
+
 def encode_image(image: np.ndarray, fmt: str, quality: int = 95) -> bytes:
     fmt = fmt.lower().lstrip(".")
     if fmt == "jpeg":
         fmt = "jpg"
     if fmt not in WRITE_FORMATS:
         raise OutputError(f"cannot write format {fmt!r}; choose one of {', '.join(WRITE_FORMATS)}")
-    if fmt in ("jpg", "webp") and image.dtype == np.uint16:
-        image = (image.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
-    if fmt == "jpg" and image.shape[2] == 4:
-        image = image[..., :3]
+    if fmt in ("jpg", "webp"):
+        image = to_uint8(image)
+    if fmt == "jpg" and image.shape[2] == 4:  # JPEG has no alpha: show it as viewers do, on white
+        image = to_rgb8(image)
     bgr = _to_bgr_layout(image)
     params = {
         "jpg": [cv2.IMWRITE_JPEG_QUALITY, quality],

@@ -152,8 +152,11 @@ def test_missing_file_is_an_input_error(tmp_path: Path) -> None:
 
 def test_encode_rules() -> None:
     rgba16 = smooth_image(8, 8, channels=4, dtype=np.uint16)
-    jpg = encode_image(rgba16, "jpeg")  # 16-bit → 8-bit, alpha dropped
+    jpg = encode_image(rgba16, "jpeg")  # 16-bit → 8-bit, alpha composited on white
     assert jpg[:2] == b"\xff\xd8"
+    see_through = np.zeros((16, 16, 4), np.uint8)  # black, fully transparent
+    shown = imaging.decode_image(encode_image(see_through, "jpg"), Path("t.jpg"))
+    assert shown.shape == (16, 16, 3) and shown.min() >= 250  # white, as a viewer shows it
     with pytest.raises(OutputError, match="cannot write format"):
         encode_image(rgba16, "bmp")
 

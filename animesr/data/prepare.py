@@ -22,7 +22,7 @@ from animesr import __version__
 from animesr.atomic import replaced_on_success
 from animesr.config import PrepareSettings
 from animesr.errors import AnimeSRError, DatasetError, InputError, OutputError
-from animesr.imaging import decode_image, downscale, list_images
+from animesr.imaging import decode_image, downscale, list_images, to_rgb8
 
 FORMAT_NAME = "animesr-sr-pairs"
 FORMAT_VERSION = 1
@@ -47,19 +47,6 @@ def window_starts(length: int, crop: int, stride: int) -> list[int]:
     if starts[-1] != length - crop:
         starts.append(length - crop)
     return starts
-
-
-def to_rgb8(image: np.ndarray) -> np.ndarray:
-    """Any H×W×C uint8/uint16 image -> H×W×3 uint8 (alpha composited on white, gray spread)."""
-    if image.dtype == np.uint16:
-        image = (image.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
-    if image.shape[2] == 1:
-        return np.repeat(image, 3, axis=2)
-    if image.shape[2] == 4:
-        alpha = image[..., 3:].astype(np.float32) / 255.0
-        blended = image[..., :3] * alpha + 255.0 * (1.0 - alpha)
-        return (blended + 0.5).astype(np.uint8)
-    return image
 
 
 def prepare_dataset(settings: PrepareSettings, on_image: ImageCallback | None = None) -> PrepareReport:

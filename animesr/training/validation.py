@@ -8,9 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from animesr.data.prepare import to_rgb8
 from animesr.errors import InputError
-from animesr.imaging import bicubic_resize, crop_to_multiple, downscale, list_images, read_image
+from animesr.imaging import bicubic_resize, crop_to_multiple, downscale, list_images, read_image, to_rgb8
 from animesr.inference.upscaler import Upscaler
 from animesr.training.metrics import psnr_y, ssim_y
 
