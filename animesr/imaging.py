@@ -123,10 +123,10 @@ def encode_image(image: np.ndarray, fmt: str, quality: int = 95) -> bytes:
         fmt = "jpg"
     if fmt not in WRITE_FORMATS:
         raise OutputError(f"cannot write format {fmt!r}; choose one of {', '.join(WRITE_FORMATS)}")
-    if fmt in ("jpg", "webp"):
-        image = to_uint8(image)
     if fmt == "jpg" and image.shape[2] == 4:  # JPEG has no alpha: show it as viewers do, on white
         image = to_rgb8(image)
+    if fmt in ("jpg", "webp"):
+        image = to_uint8(image)
     bgr = _to_bgr_layout(image)
     params = {
         "jpg": [cv2.IMWRITE_JPEG_QUALITY, quality],

@@ -224,9 +224,9 @@ def _train(settings: TrainSettings, callbacks: TrainCallbacks, processes: distri
             if validation_images and (run.step % settings.val_every == 0 or run.step == settings.iters):
                 _validate(run, validation_images, settings, callbacks, log)
             if run.step % settings.checkpoint_every == 0 or run.step == settings.iters:
-                _save(run, settings, dataset)
+                _save(run, settings)
     except KeyboardInterrupt:
-        _save(run, settings, dataset)
+        _save(run, settings)
         raise TrainingInterrupted(
             f"stopped at step {run.step}; state saved in {settings.out}, continue with --resume"
         ) from None
@@ -285,14 +285,13 @@ def _validate(run: _Run, images, settings: TrainSettings, callbacks: TrainCallba
     distributed.barrier(run.processes)
 
 
-def _save(run: _Run, settings: TrainSettings, dataset: PairedPatches) -> None:
+def _save(run: _Run, settings: TrainSettings) -> None:
     if run.processes.is_main:
         provenance = _provenance(run, settings, run.best_psnr)
         save_checkpoint(settings.out / "last.safetensors", run.export_model(), VALUE_RANGE, provenance)
-        if settings.val_dir is None:
-            save_checkpoint(settings.out / "best.safetensors", run.export_model(), VALUE_RANGE, provenance)
         save_state(settings.out, run.state())
-        if settings.val_dir is None:  # otherwise each validation redraws it
+        if settings.val_dir is None:  # otherwise validation keeps the best and redraws the plot
+            save_checkpoint(settings.out / "best.safetensors", run.export_model(), VALUE_RANGE, provenance)
             write_plot(settings.out / LOG_NAME, settings.out / "plot.png")
     distributed.barrier(run.processes)
 
