@@ -12,11 +12,14 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from animesr.config import ImageJob
 from animesr.errors import AnimeSRError, InputError, OutputError
 from animesr.imaging import WRITE_FORMATS, list_images, read_image, write_image
-from animesr.inference.upscaler import Upscaler
+
+if TYPE_CHECKING:
+    from animesr.inference.upscaler import Upscaler
 
 FORMATS = ("same",) + WRITE_FORMATS
 # input suffix -> (format to write, suffix to keep) for --format same

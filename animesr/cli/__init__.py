@@ -31,14 +31,7 @@ def _root(
 
 def _register() -> None:
     # Each command module adds itself to `app` on import.
-    import importlib
-
-    for name in ("upscale_image", "upscale_video", "prepare", "train", "evaluate"):
-        try:
-            importlib.import_module(f"animesr.cli.{name}")
-        except ModuleNotFoundError as error:
-            if error.name != f"animesr.cli.{name}":
-                raise
+    from animesr.cli import evaluate, prepare, train, upscale_image, upscale_video  # noqa: F401
 
 
 def main() -> None:

@@ -13,7 +13,6 @@ from animesr.cli.common import console, fail, guarded, note, progress_bar, warn
 from animesr.config import ImageJob, InferenceSettings
 from animesr.errors import InputError
 from animesr.images import FORMATS, ImageCallbacks, ImageTask, plan_images, upscale_images
-from animesr.model.a2n import SUPPORTED_SCALES
 
 
 @app.command("upscale-image")
@@ -60,6 +59,8 @@ def upscale_image(
 
 def _build_job(inputs: list[Path], output: Path, scale: int, model: Path | None, tile: int | None,
                device: str, fmt: str, suffix: str, recursive: bool, overwrite: bool) -> ImageJob:
+    from animesr.model.a2n import SUPPORTED_SCALES
+
     if scale not in SUPPORTED_SCALES:
         raise fail(f"--scale must be 2, 3 or 4, not {scale}", InputError.exit_code)
     fmt = fmt.lower()

@@ -13,7 +13,6 @@ from animesr.cli.common import console, fail, guarded, note, progress_bar, warn
 from animesr.config import (DEFAULT_CHUNK_FRAMES, DEFAULT_DEDUP_THRESHOLD, EncodeSettings, InferenceSettings,
                             VideoJob)
 from animesr.errors import InputError
-from animesr.model.a2n import SUPPORTED_SCALES
 
 
 @app.command("upscale-video")
@@ -85,6 +84,8 @@ def _build_job(input_path: Path, output: Path, scale: int, model: Path | None, e
                fps: str | None, deinterlace: bool, start: str | None, duration: str | None, batch: int | None,
                tile: int | None, device: str, resume: bool, overwrite: bool, dedup_threshold: float,
                chunk_frames: int) -> VideoJob:
+    from animesr.model.a2n import SUPPORTED_SCALES
+
     if scale not in SUPPORTED_SCALES:
         raise fail(f"--scale must be 2, 3 or 4, not {scale}", InputError.exit_code)
     try:
