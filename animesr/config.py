@@ -15,6 +15,7 @@ class InferenceSettings:
     tile: int | None = None  # input pixels; None: whole image on the CPU, from free memory on CUDA
     channels_last: bool = True
     min_tile: int = 32
+    tta: bool = False  # self-ensemble ×8: the mean over the 8 rotations/mirrors, 8× the compute
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:

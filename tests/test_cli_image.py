@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from animesr import __version__, save_checkpoint
+from animesr import Upscaler, __version__, load_checkpoint, save_checkpoint
 from animesr.cli import _register, app
+from animesr.config import InferenceSettings
 from animesr.imaging import read_image, write_image
 from animesr.pretrained import MODELS_ENV
 from conftest import handled, smooth_image, tiny_model
@@ -126,6 +127,17 @@ def test_tiles_give_the_same_result(tree: Path, tiny_x2: Path, tmp_path: Path) -
     assert whole.exit_code == 0 and tiled.exit_code == 0, tiled.output
     a, b = read_image(tmp_path / "whole" / "wide.png"), read_image(tmp_path / "tiled" / "wide.png")
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+def test_tta_writes_the_self_ensemble(tmp_path: Path, tiny_x2: Path) -> None:
+    folder = tmp_path / "one"
+    folder.mkdir()
+    image = smooth_image(14, 18, seed=5)
+    write_image(folder / "a.png", image)
+    result = run(folder, "-o", tmp_path / "tta", "-s", "2", "-m", tiny_x2, "--tta")
+    assert result.exit_code == 0, result.output
+    expected = Upscaler(load_checkpoint(tiny_x2), InferenceSettings(device="cpu", tta=True)).upscale(image)
+    np.testing.assert_array_equal(read_image(tmp_path / "tta" / "a.png"), expected)
 
 
 # ---- one clear line, non-zero exit, no traceback ----------------------------------------------

@@ -54,3 +54,21 @@ def test_evaluate_without_a_shipped_model_says_how(tmp_path: Path, monkeypatch) 
     result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "a.png"), "--scale", "3"])
     assert result.exit_code != 0
     assert "no x3 model ships" in result.output and "--model" in result.output
+
+
+def test_evaluate_tta_scores_the_self_ensemble(tmp_path: Path) -> None:
+    hr = smooth_image(36, 44, seed=3)
+    write_image(tmp_path / "a.png", hr)
+    model = tmp_path / "tiny.safetensors"
+    save_checkpoint(model, tiny_model(2), 1.0)
+    reports = {}
+    for flag in ([], ["--tta"]):
+        report = tmp_path / f"scores{len(flag)}.json"
+        result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "a.png"), "--scale", "2", "--model",
+                                          str(model), "--json", str(report), *flag])
+        assert result.exit_code == 0, result.output
+        reports[bool(flag)] = json.loads(report.read_text())
+    assert "TTA" in result.output
+    assert reports[True]["tta"] is True and reports[False]["tta"] is False
+    assert reports[True]["mean"]["bicubic_psnr"] == reports[False]["mean"]["bicubic_psnr"]
+    assert reports[True]["mean"]["psnr"] != reports[False]["mean"]["psnr"]

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from animesr.checkpoint import load_checkpoint
+from animesr.config import InferenceSettings
 from animesr.imaging import bicubic_resize, crop_to_multiple, downscale, read_image
 from animesr.inference.upscaler import Upscaler
 from animesr.pretrained import resolve_model, shipped_model_path
@@ -41,3 +42,13 @@ def test_no_x3_model_ships(monkeypatch) -> None:
     monkeypatch.delenv("ANIMESR_MODELS", raising=False)
     with pytest.raises(CheckpointError, match="no x3 model ships"):
         resolve_model(None, 3)
+
+
+def test_tta_improves_the_shipped_x2_model() -> None:
+    # self-ensemble must help a trained model (a wrong inverse transform would hurt it badly)
+    loaded = load_checkpoint(REPO_MODELS / "a2n-anime-x2.safetensors")
+    hr = crop_to_multiple(read_image(SAMPLE), 2)
+    lr = downscale(hr, 2)
+    plain = psnr_y(Upscaler(loaded, InferenceSettings(device="cpu")).upscale(lr), hr, 2)
+    tta = psnr_y(Upscaler(loaded, InferenceSettings(device="cpu", tta=True)).upscale(lr), hr, 2)
+    assert tta > plain + 0.05, (tta, plain)

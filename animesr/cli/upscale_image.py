@@ -28,6 +28,7 @@ def upscale_image(
                                     help="Tile size in input pixels (exact: same result as untiled). "
                                          "Default: whole image on the CPU, from free memory on CUDA."),
     device: str = typer.Option("auto", "--device", "-d", help="auto, cpu, cuda or cuda:N."),
+    tta: bool = typer.Option(False, "--tta", help="Self-ensemble: average the model over the 8 rotations/mirrors (8× slower, slightly more accurate)."),
     fmt: str = typer.Option("same", "--format", "-f",
                             help="Output format: same (the input's, png when it cannot be written), png, jpg, webp."),
     suffix: str = typer.Option("", "--suffix", help="Appended to each output's file name, e.g. _x2."),
@@ -35,7 +36,7 @@ def upscale_image(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs (default: skip them)."),
 ) -> None:
     """Upscale images with A2N. Existing outputs are skipped unless --overwrite."""
-    job = _build_job(inputs, output, scale, model, tile, device, fmt, suffix, recursive, overwrite)
+    job = _build_job(inputs, output, scale, model, tile, device, tta, fmt, suffix, recursive, overwrite)
     tasks = guarded(lambda: plan_images(job, prepare=False))  # nothing created before the model loads
 
     from animesr.inference import Upscaler  # torch is imported only when there is work
@@ -58,7 +59,7 @@ def upscale_image(
 
 
 def _build_job(inputs: list[Path], output: Path, scale: int, model: Path | None, tile: int | None,
-               device: str, fmt: str, suffix: str, recursive: bool, overwrite: bool) -> ImageJob:
+               device: str, tta: bool, fmt: str, suffix: str, recursive: bool, overwrite: bool) -> ImageJob:
     from animesr.model.a2n import SUPPORTED_SCALES
 
     if scale not in SUPPORTED_SCALES:
@@ -71,7 +72,7 @@ def _build_job(inputs: list[Path], output: Path, scale: int, model: Path | None,
     if any(sep in suffix for sep in ("/", "\\")):
         raise fail(f"--suffix must not contain a path separator: {suffix!r}", InputError.exit_code)
     try:
-        settings = InferenceSettings(device=device, tile=tile)
+        settings = InferenceSettings(device=device, tile=tile, tta=tta)
     except ValueError as error:
         raise fail(str(error), InputError.exit_code) from None
     return ImageJob(

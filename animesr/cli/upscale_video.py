@@ -39,6 +39,7 @@ def upscale_video(
                                                                  "1 on the CPU)."),
     tile: int | None = typer.Option(None, "--tile", "-t", help="Tile size in input pixels (exact)."),
     device: str = typer.Option("auto", "--device", "-d", help="auto, cpu, cuda or cuda:N."),
+    tta: bool = typer.Option(False, "--tta", help="Self-ensemble: average the model over the 8 rotations/mirrors (8× slower, slightly more accurate)."),
     resume: bool = typer.Option(True, "--resume/--no-resume",
                                 help="Continue an interrupted run from its last complete chunk."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUTPUT."),
@@ -52,7 +53,7 @@ def upscale_video(
     from animesr.video.pipeline import upscale_video as run_job  # torch only when there is work
 
     job = _build_job(input_path, output, scale, model, EncodeSettings(codec, crf, preset, pix_fmt), fps,
-                     deinterlace, start, duration, batch, tile, device, resume, overwrite, dedup_threshold,
+                     deinterlace, start, duration, batch, tile, device, tta, resume, overwrite, dedup_threshold,
                      chunk_frames)
     with progress_bar(TextColumn("{task.fields[fps]} fps"), TextColumn("reused {task.fields[reused]}")) as bar:
         callbacks = _progress_callbacks(bar)
@@ -82,7 +83,7 @@ def parse_time(text: str | None, option: str) -> float | None:
 
 def _build_job(input_path: Path, output: Path, scale: int, model: Path | None, encode: EncodeSettings,
                fps: str | None, deinterlace: bool, start: str | None, duration: str | None, batch: int | None,
-               tile: int | None, device: str, resume: bool, overwrite: bool, dedup_threshold: float,
+               tile: int | None, device: str, tta: bool, resume: bool, overwrite: bool, dedup_threshold: float,
                chunk_frames: int) -> VideoJob:
     from animesr.model.a2n import SUPPORTED_SCALES
 
@@ -94,7 +95,7 @@ def _build_job(input_path: Path, output: Path, scale: int, model: Path | None, e
             deinterlace=deinterlace, start=parse_time(start, "--start"),
             duration=parse_time(duration, "--duration"), batch=batch, resume=resume, overwrite=overwrite,
             dedup_threshold=dedup_threshold, chunk_frames=chunk_frames,
-            inference=InferenceSettings(device=device, tile=tile),
+            inference=InferenceSettings(device=device, tile=tile, tta=tta),
         )
     except ValueError as error:
         raise fail(str(error), InputError.exit_code) from None

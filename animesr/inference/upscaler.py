@@ -17,6 +17,7 @@ from animesr.checkpoint import LoadedModel
 from animesr.config import InferenceSettings
 from animesr.device import free_memory_bytes, resolve_device, resolve_dtype
 from animesr.errors import DeviceError, InputError
+from animesr.inference.ensemble import TRANSFORMS, self_ensemble
 from animesr.inference.tiling import TileCallback, tiled_forward
 
 Notice = Callable[[str], None]
@@ -96,6 +97,21 @@ class Upscaler:
                     notice(f"out of memory on {self.device}: retrying with {tile}-pixel tiles")
 
     def _forward(self, x: torch.Tensor, tile: int | None, on_tile: TileCallback | None) -> torch.Tensor:
+        if not self.settings.tta:
+            return self._forward_once(x, tile, on_tile)
+        current_pass = 0
+
+        def on_pass(k: int) -> None:
+            nonlocal current_pass
+            current_pass = k
+
+        def on_pass_tile(done: int, steps: int) -> None:
+            if on_tile:
+                on_tile(current_pass * steps + done, TRANSFORMS * steps)
+
+        return self_ensemble(lambda v: self._forward_once(v, tile, on_pass_tile), x, on_pass)
+
+    def _forward_once(self, x: torch.Tensor, tile: int | None, on_tile: TileCallback | None) -> torch.Tensor:
         h, w = x.shape[2:]
         if tile is None or (h <= tile and w <= tile):
             return self.model(x)

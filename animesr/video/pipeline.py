@@ -133,6 +133,7 @@ def _identity(job: VideoJob, upscaler: Upscaler) -> dict[str, object]:
         "source": file_identity(job.input),
         "model": _model_identity(upscaler),
         "precision": str(upscaler.dtype).removeprefix("torch."),
+        "tta": upscaler.settings.tta,
         "scale": job.scale,
         "encode": asdict(job.encode),
         "fps": job.fps,
