@@ -14,7 +14,7 @@ import torch
 from typer.testing import CliRunner
 
 from animesr.checkpoint import save_checkpoint
-from animesr.config import EncodeSettings, VideoJob
+from animesr.config import EncodeSettings, InferenceSettings, VideoJob
 from animesr.errors import AnimeSRError, FFmpegError, InputError, OutputError
 from animesr.model import A2N, A2NConfig
 from animesr.video.ffmpeg import ffmpeg_exe
@@ -291,6 +291,8 @@ def test_changed_settings_do_not_resume_foreign_work(rich_mkv: Path, tmp_path: P
         run(rich_mkv, out, Recorder(stop_after=10), chunk_frames=8)
     with pytest.raises(OutputError, match="encode"):
         run(rich_mkv, out, chunk_frames=8, encode=EncodeSettings(crf=30))
+    with pytest.raises(OutputError, match="tta"):
+        run(rich_mkv, out, chunk_frames=8, inference=InferenceSettings(device="cpu", tta=True))
     result = run(rich_mkv, out, chunk_frames=8, encode=EncodeSettings(crf=30), resume=False)
     assert result.resumed_from == 0 and result.verification.ok
 
@@ -319,6 +321,13 @@ def test_bad_inputs_fail_with_one_line_and_leave_nothing(ffmpeg: str, clips: Pat
             run(source, out)
         assert "\n" not in str(caught.value)
         assert not leftovers(out)
+
+
+def test_an_encoder_this_ffmpeg_lacks_fails_before_any_work(rich_mkv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "typo.mkv"
+    with pytest.raises(InputError, match="--codec libx246: this ffmpeg has no such video encoder"):
+        run(rich_mkv, out, encode=EncodeSettings(codec="libx246"))
+    assert not leftovers(out)
 
 
 # ---- the command line -----------------------------------------------------------------------

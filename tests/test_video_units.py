@@ -10,7 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from animesr.config import EncodeSettings
 from animesr.errors import InputError
+from animesr.video.commands import quality_args
+from animesr.video.ffmpeg import parse_encoders, video_encoders
 from animesr.video.held import HeldFrameDetector, block_difference
 from animesr.video.pipeline import even_padding
 from animesr.video.probe import StreamInfo, _from_banner, _from_ffprobe
@@ -160,9 +163,46 @@ def test_containers_and_codecs() -> None:
     assert container_for(Path("a.MP4")) == "mp4" and container_for(Path("noext")) == "matroska"
     with pytest.raises(InputError, match="cannot write"):
         container_for(Path("a.avi"))
+    built = frozenset({"libx264", "ffv1", "h264_nvenc"})
     with pytest.raises(InputError, match="cannot go in webm"):
-        check_video_codec("webm", "libx264")
-    check_video_codec("matroska", "ffv1")
+        check_video_codec("webm", "libx264", built)
+    with pytest.raises(InputError, match="no such video encoder"):
+        check_video_codec("matroska", "libx246", built)
+    check_video_codec("matroska", "ffv1", built)
+    check_video_codec("mp4", "h264_nvenc", built)
+
+
+LISTING = """Encoders:
+ V..... = Video
+ A..... = Audio
+ ------
+ V....D libx264              libx264 H.264 / AVC / MPEG-4 AVC (codec h264)
+ V....D h264_nvenc           NVIDIA NVENC H.264 encoder (codec h264)
+ A....D aac                  AAC (Advanced Audio Coding)
+ S..... ass                  ASS (Advanced SubStation Alpha) subtitle
+"""
+
+
+def test_encoder_listing_keeps_video_encoders_only() -> None:
+    assert parse_encoders(LISTING) == {"libx264", "h264_nvenc"}
+
+
+def test_this_ffmpeg_lists_the_default_encoder() -> None:
+    encoders = video_encoders()
+    assert "libx264" in encoders and "ffv1" in encoders and "aac" not in encoders
+
+
+@pytest.mark.parametrize(("codec", "expected"), [
+    ("libx264", ["-crf", "20"]),
+    ("libvpx-vp9", ["-crf", "20", "-b:v", "0"]),
+    ("hevc_nvenc", ["-rc", "vbr", "-cq", "20", "-b:v", "0"]),
+    ("h264_qsv", ["-global_quality", "20"]),
+    ("av1_amf", ["-rc", "cqp", "-qp_i", "20", "-qp_p", "20"]),
+    ("ffv1", []),
+])
+def test_crf_becomes_each_encoders_constant_quality(codec: str, expected: list[str]) -> None:
+    assert quality_args(EncodeSettings(codec=codec, crf=20)) == expected
+    assert quality_args(EncodeSettings(codec=codec, crf=None, preset="p7"))[-2:] == ["-preset", "p7"]
 
 
 def test_even_padding_for_subsampled_chroma() -> None:

@@ -25,8 +25,10 @@ def upscale_video(
     model: Path | None = typer.Option(None, "--model", "-m",
                                       help="Model file; default: the shipped model for --scale."),
     codec: str = typer.Option("libx264", "--codec", help="ffmpeg video encoder: libx264, libx265, libsvtav1, "
-                                                         "libvpx-vp9, ffv1, ..."),
-    crf: int = typer.Option(18, "--crf", help="Constant quality for x264/x265/SVT-AV1/VP9/AOM (lower: better)."),
+                                                         "libvpx-vp9, ffv1, or hardware: h264_nvenc, "
+                                                         "hevc_qsv, av1_amf, ..."),
+    crf: int = typer.Option(18, "--crf", help="Constant quality (lower: better): CRF for x264/x265/SVT-AV1/VP9/"
+                                              "AOM, -cq for NVENC, -global_quality for QSV, QP for AMF."),
     preset: str | None = typer.Option(None, "--preset", help="Encoder preset (x264: ultrafast..veryslow)."),
     pix_fmt: str = typer.Option("yuv420p", "--pix-fmt", help="Output pixel format, e.g. yuv420p10le for 10-bit."),
     fps: str | None = typer.Option(None, "--fps",

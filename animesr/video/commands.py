@@ -83,14 +83,23 @@ def encode_args(info: VideoInfo, encode: EncodeSettings, *, width: int, height: 
 
 
 def quality_args(encode: EncodeSettings) -> list[str]:
-    args = []
-    if encode.crf is not None and encode.codec in _CRF_CODECS:
-        args += ["-crf", str(encode.crf)]
-        if encode.codec in ("libvpx-vp9", "libaom-av1"):
-            args += ["-b:v", "0"]
+    """--crf as each encoder's constant-quality mode (hardware encoders have their own names)."""
+    args = [] if encode.crf is None else _constant_quality(encode.codec, str(encode.crf))
     if encode.preset is not None:
         args += ["-preset", encode.preset]
     return args
+
+
+def _constant_quality(codec: str, level: str) -> list[str]:
+    if codec in _CRF_CODECS:
+        return ["-crf", level, *(["-b:v", "0"] if codec in ("libvpx-vp9", "libaom-av1") else [])]
+    if codec.endswith("_nvenc"):
+        return ["-rc", "vbr", "-cq", level, "-b:v", "0"]
+    if codec.endswith("_qsv"):
+        return ["-global_quality", level]
+    if codec.endswith("_amf"):
+        return ["-rc", "cqp", "-qp_i", level, "-qp_p", level]
+    return []
 
 
 def _colour_params(info: VideoInfo) -> str:

@@ -39,6 +39,19 @@ def ffprobe_exe() -> str | None:
     return shutil.which("ffprobe")
 
 
+@lru_cache(maxsize=1)
+def video_encoders() -> frozenset[str]:
+    """The names of the video encoders this ffmpeg was built with (`ffmpeg -encoders`)."""
+    return parse_encoders(run_ffmpeg(["-hide_banner", "-encoders"], "list its encoders"))
+
+
+def parse_encoders(listing: str) -> frozenset[str]:
+    # after the " ------" rule each line is " FLAGS name description"; video flags start with V
+    body = listing.split("------", 1)[-1]
+    rows = (line.split() for line in body.splitlines())
+    return frozenset(row[1] for row in rows if len(row) >= 2 and row[0].startswith("V"))
+
+
 def last_lines(stderr: str, count: int = STDERR_LINES_SHOWN) -> str:
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     return " | ".join(lines[-count:]) or "(no message)"

@@ -20,7 +20,7 @@ from animesr.errors import FFmpegError, InputError, OutputError
 from animesr.inference.upscaler import Upscaler
 from animesr.pretrained import resolve_model
 from animesr.video import commands
-from animesr.video.ffmpeg import FrameReader, FrameWriter, run_ffmpeg
+from animesr.video.ffmpeg import FrameReader, FrameWriter, run_ffmpeg, video_encoders
 from animesr.video.probe import VideoInfo, probe
 from animesr.video.runner import ChunkPlan, ChunkRunner
 from animesr.video.streams import StreamAction, check_video_codec, container_for, plan_streams, stream_args
@@ -62,7 +62,7 @@ def upscale_video(job: VideoJob, callbacks: VideoCallbacks = VideoCallbacks()) -
     began = time.perf_counter()
     info = probe(job.input)
     container = _check_paths(job)
-    check_video_codec(container, job.encode.codec)
+    check_video_codec(container, job.encode.codec, video_encoders())
     actions = plan_streams(info.streams, container)
     _warn_about_source(info, job, actions, callbacks.warn)
     loaded = resolve_model(job.model, job.scale)
