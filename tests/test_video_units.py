@@ -12,8 +12,8 @@ import pytest
 
 from animesr.config import EncodeSettings
 from animesr.errors import InputError
-from animesr.video.commands import quality_args
-from animesr.video.ffmpeg import parse_encoders, video_encoders
+from animesr.video.commands import check_quality, quality_args
+from animesr.video.ffmpeg import _encodable_video, parse_listing, video_encoders
 from animesr.video.held import HeldFrameDetector, block_difference
 from animesr.video.pipeline import even_padding
 from animesr.video.probe import StreamInfo, _from_banner, _from_ffprobe
@@ -183,13 +183,23 @@ LISTING = """Encoders:
 """
 
 
-def test_encoder_listing_keeps_video_encoders_only() -> None:
-    assert parse_encoders(LISTING) == {"libx264", "h264_nvenc"}
+CODECS = """Codecs:
+ D..... = Decoding supported
+ -------
+ DEV.LS h264                 H.264 / AVC / MPEG-4 part 10 (encoders: libx264 h264_nvenc )
+ D.V.L. 4xm                  4X Movie
+ DEA.L. aac                  AAC (Advanced Audio Coding)
+"""
 
 
-def test_this_ffmpeg_lists_the_default_encoder() -> None:
-    encoders = video_encoders()
-    assert "libx264" in encoders and "ffv1" in encoders and "aac" not in encoders
+def test_listings_keep_what_can_encode_video() -> None:
+    assert parse_listing(LISTING, lambda flags: flags[0] == "V") == {"libx264", "h264_nvenc"}
+    assert parse_listing(CODECS, _encodable_video) == {"h264"}
+
+
+def test_this_ffmpeg_accepts_encoders_and_codec_names() -> None:
+    names = video_encoders()
+    assert {"libx264", "ffv1", "h264", "hevc"} <= names and "aac" not in names and "4xm" not in names
 
 
 @pytest.mark.parametrize(("codec", "expected"), [
@@ -197,12 +207,26 @@ def test_this_ffmpeg_lists_the_default_encoder() -> None:
     ("libvpx-vp9", ["-crf", "20", "-b:v", "0"]),
     ("hevc_nvenc", ["-rc", "vbr", "-cq", "20", "-b:v", "0"]),
     ("h264_qsv", ["-global_quality", "20"]),
-    ("av1_amf", ["-rc", "cqp", "-qp_i", "20", "-qp_p", "20"]),
+    ("h264_amf", ["-rc", "cqp", "-qp_i", "20", "-qp_p", "20", "-qp_b", "20"]),
+    ("hevc_amf", ["-rc", "cqp", "-qp_i", "20", "-qp_p", "20"]),
+    ("av1_amf", ["-rc", "cqp", "-qp_i", "80", "-qp_p", "80", "-qp_b", "80"]),
     ("ffv1", []),
 ])
 def test_crf_becomes_each_encoders_constant_quality(codec: str, expected: list[str]) -> None:
     assert quality_args(EncodeSettings(codec=codec, crf=20)) == expected
     assert quality_args(EncodeSettings(codec=codec, crf=None, preset="p7"))[-2:] == ["-preset", "p7"]
+
+
+@pytest.mark.parametrize(("codec", "crf"), [("libx264", 52), ("libsvtav1", 64), ("h264_nvenc", 0),
+                                            ("hevc_qsv", 52), ("hevc_amf", -1)])
+def test_crf_out_of_the_encoders_range_is_one_line(codec: str, crf: int) -> None:
+    with pytest.raises(InputError, match=f"--crf {crf} is out of range for {codec}: use"):
+        check_quality(EncodeSettings(codec=codec, crf=crf))
+
+
+def test_crf_in_range_or_unused_passes() -> None:
+    for codec, crf in (("libx264", 0), ("libsvtav1", 63), ("h264_nvenc", 51), ("av1_amf", 63), ("ffv1", 99)):
+        check_quality(EncodeSettings(codec=codec, crf=crf))
 
 
 def test_even_padding_for_subsampled_chroma() -> None:

@@ -26,7 +26,7 @@ def untransform(y: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def self_ensemble(forward: Forward, x: torch.Tensor, on_pass: PassCallback | None = None) -> torch.Tensor:
-    """Mean of untransform(forward(transform(x, k)), k) over the 8 transforms, summed in float32.
+    """Mean of untransform(forward(transform(x, k)), k) over the 8 transforms, in float32.
     `on_pass(k)` is called before pass k runs (for progress)."""
 
     def run(k: int) -> torch.Tensor:
@@ -37,4 +37,4 @@ def self_ensemble(forward: Forward, x: torch.Tensor, on_pass: PassCallback | Non
     total = run(0)
     for k in range(1, TRANSFORMS):
         total += run(k)
-    return (total / TRANSFORMS).to(x.dtype)
+    return total / TRANSFORMS

@@ -7,6 +7,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from animesr.config import EncodeSettings, VideoJob
+from animesr.errors import InputError
 from animesr.video.ffmpeg import path_arg
 from animesr.video.probe import VideoInfo
 
@@ -84,13 +85,31 @@ def encode_args(info: VideoInfo, encode: EncodeSettings, *, width: int, height: 
 
 def quality_args(encode: EncodeSettings) -> list[str]:
     """--crf as each encoder's constant-quality mode (hardware encoders have their own names)."""
-    args = [] if encode.crf is None else _constant_quality(encode.codec, str(encode.crf))
+    args = [] if encode.crf is None else _constant_quality(encode.codec, encode.crf)
     if encode.preset is not None:
         args += ["-preset", encode.preset]
     return args
 
 
-def _constant_quality(codec: str, level: str) -> list[str]:
+def check_quality(encode: EncodeSettings) -> None:
+    """--crf inside the range of the encoder's constant-quality setting (0 is "automatic" for NVENC)."""
+    bounds = _quality_range(encode.codec)
+    if encode.crf is not None and bounds and not bounds[0] <= encode.crf <= bounds[1]:
+        raise InputError(f"--crf {encode.crf} is out of range for {encode.codec}: use {bounds[0]} to {bounds[1]}")
+
+
+def _quality_range(codec: str) -> tuple[int, int] | None:
+    if codec in _CRF_CODECS:
+        return (0, 51) if codec in ("libx264", "libx265") else (0, 63)
+    if codec.endswith(("_nvenc", "_qsv")):
+        return 1, 51
+    if codec.endswith("_amf"):
+        return (0, 63) if codec.startswith("av1") else (0, 51)
+    return None
+
+
+def _constant_quality(codec: str, crf: int) -> list[str]:
+    level = str(crf)
     if codec in _CRF_CODECS:
         return ["-crf", level, *(["-b:v", "0"] if codec in ("libvpx-vp9", "libaom-av1") else [])]
     if codec.endswith("_nvenc"):
@@ -98,7 +117,9 @@ def _constant_quality(codec: str, level: str) -> list[str]:
     if codec.endswith("_qsv"):
         return ["-global_quality", level]
     if codec.endswith("_amf"):
-        return ["-rc", "cqp", "-qp_i", level, "-qp_p", level]
+        qp = str(crf * 4) if codec.startswith("av1") else level  # AV1 AMF counts 0..255, like AV1's q-index
+        frames = "ip" if codec.startswith("hevc") else "ipb"  # HEVC AMF has no B-frame QP
+        return ["-rc", "cqp", *(arg for f in frames for arg in (f"-qp_{f}", qp))]
     return []
 
 

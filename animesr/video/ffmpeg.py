@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -41,15 +41,22 @@ def ffprobe_exe() -> str | None:
 
 @lru_cache(maxsize=1)
 def video_encoders() -> frozenset[str]:
-    """The names of the video encoders this ffmpeg was built with (`ffmpeg -encoders`)."""
-    return parse_encoders(run_ffmpeg(["-hide_banner", "-encoders"], "list its encoders"))
+    """What `-c:v` accepts in this ffmpeg: its video encoders, and the video codecs it can encode
+    (`h264` picks the default H.264 encoder)."""
+    encoders = run_ffmpeg(["-hide_banner", "-encoders"], "list its encoders")
+    codecs = run_ffmpeg(["-hide_banner", "-codecs"], "list its codecs")
+    return parse_listing(encoders, lambda flags: flags[0] == "V") | parse_listing(codecs, _encodable_video)
 
 
-def parse_encoders(listing: str) -> frozenset[str]:
-    # after the " ------" rule each line is " FLAGS name description"; video flags start with V
+def parse_listing(listing: str, wanted: Callable[[str], bool]) -> frozenset[str]:
+    # after the " ------" rule each line is " FLAGS name description"
     body = listing.split("------", 1)[-1]
     rows = (line.split() for line in body.splitlines())
-    return frozenset(row[1] for row in rows if len(row) >= 2 and row[0].startswith("V"))
+    return frozenset(row[1] for row in rows if len(row) >= 2 and wanted(row[0]))
+
+
+def _encodable_video(flags: str) -> bool:
+    return len(flags) >= 3 and flags[1] == "E" and flags[2] == "V"  # D E V I L S
 
 
 def last_lines(stderr: str, count: int = STDERR_LINES_SHOWN) -> str:

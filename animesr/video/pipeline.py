@@ -63,6 +63,7 @@ def upscale_video(job: VideoJob, callbacks: VideoCallbacks = VideoCallbacks()) -
     info = probe(job.input)
     container = _check_paths(job)
     check_video_codec(container, job.encode.codec, video_encoders())
+    commands.check_quality(job.encode)
     actions = plan_streams(info.streams, container)
     _warn_about_source(info, job, actions, callbacks.warn)
     loaded = resolve_model(job.model, job.scale)
@@ -133,7 +134,6 @@ def _identity(job: VideoJob, upscaler: Upscaler) -> dict[str, object]:
         "source": file_identity(job.input),
         "model": _model_identity(upscaler),
         "precision": str(upscaler.dtype).removeprefix("torch."),
-        "tta": upscaler.settings.tta,
         "scale": job.scale,
         "encode": asdict(job.encode),
         "fps": job.fps,
@@ -142,6 +142,7 @@ def _identity(job: VideoJob, upscaler: Upscaler) -> dict[str, object]:
         "duration": job.duration,
         "dedup_threshold": job.dedup_threshold,
         "chunk_frames": job.chunk_frames,
+        **({"tta": True} if upscaler.settings.tta else {}),  # absent when off: older work folders resume
     }
 
 
