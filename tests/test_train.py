@@ -87,6 +87,15 @@ def test_ctrl_c_saves_a_resumable_state(dataset: Path, tmp_path: Path) -> None:
     assert load_checkpoint(tmp_path / "last.safetensors").training["step"] == 3
 
 
+def test_turning_ema_on_at_resume_starts_it_from_the_trained_weights(dataset: Path, tmp_path: Path) -> None:
+    with pytest.raises(TrainingInterrupted):
+        train(tiny_settings(dataset, tmp_path, ema_decay=None), TrainCallbacks(on_step=_interrupt_at(3)))
+    trained = weights(tmp_path / "last.safetensors")
+    train(tiny_settings(dataset, tmp_path, iters=4, lr=1e-12, ema_decay=0.999, resume=True))
+    averaged = weights(tmp_path / "last.safetensors")  # the EMA weights are the ones exported
+    assert all(torch.allclose(averaged[k], trained[k], atol=1e-6) for k in trained)
+
+
 def test_validation_picks_best_and_writes_log_and_plot(dataset: Path, val_dir: Path, tmp_path: Path) -> None:
     psnrs: list[float] = []
     result = train(tiny_settings(dataset, tmp_path, val_dir=val_dir, val_every=5),

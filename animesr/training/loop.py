@@ -101,8 +101,9 @@ class _Run:
         if state["config"] != asdict(self.config):
             raise TrainingError(f"the run in {self.settings.out} is {state['config']}, not {asdict(self.config)}")
         self.model.load_state_dict(state["model"])
-        if self.ema is not None and state["ema"] is not None:
-            self.ema.load_state_dict(state["ema"])
+        if self.ema is not None:
+            # a run that trained without EMA starts averaging from its current weights
+            self.ema.load_state_dict(state["ema"] if state["ema"] is not None else state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if state.get("grad_scaler"):
             self.scaler.load_state_dict(state["grad_scaler"])
