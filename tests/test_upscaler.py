@@ -141,3 +141,18 @@ def test_out_of_memory_below_the_smallest_tile_is_a_device_error(monkeypatch) ->
     assert result is None  # no partial output
     assert flaky.tiles == [64, 32]  # 16 < min_tile (32): give up instead of trying
     assert len(notices) == 1
+
+
+def test_tiles_are_sized_from_free_memory_less_the_output_held_on_the_device(monkeypatch) -> None:
+    free = {"bytes": 2**40}
+    monkeypatch.setattr("animesr.inference.upscaler.free_memory_bytes", lambda device: free["bytes"])
+    plain = Upscaler(tiny_loaded(4), InferenceSettings(device="cpu"))
+    tta = Upscaler(tiny_loaded(4), InferenceSettings(device="cpu", tta=True))
+    x = torch.zeros(1, 3, 200, 200)
+    assert plain._auto_tile(x) is None  # room for the whole image
+    free["bytes"] = 100 * 2**20
+    plain_tile, tta_tile = plain._auto_tile(x), tta._auto_tile(x)
+    assert plain_tile is not None and tta_tile is not None
+    assert 32 <= tta_tile < plain_tile < 200 and plain_tile % 8 == 0 == tta_tile % 8
+    free["bytes"] = 10 * 2**20  # less than the x4 output and its float32 sum
+    assert tta._auto_tile(x) == 32
