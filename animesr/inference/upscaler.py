@@ -125,7 +125,7 @@ class Upscaler:
         element = torch.finfo(self.dtype).bits // 8
         per_pixel = x.shape[0] * element * (_TRUNK_BYTES_PER_PIXEL + _RECON_BYTES_PER_PIXEL * self.scale**2)
         # the whole output stays on the device beside the tiles, and with --tta its float32 sum too
-        resident = x.numel() * self.scale**2 * (element + 4 * self.settings.tta)
+        resident = x.numel() * self.scale**2 * (element + (4 if self.settings.tta else 0))
         pixels = 0.6 * max(0, free - resident) / per_pixel
         if pixels >= x.shape[2] * x.shape[3]:
             return None

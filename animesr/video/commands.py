@@ -3,6 +3,8 @@ Pure functions of frozen settings; nothing here runs a process. No torch."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -85,42 +87,52 @@ def encode_args(info: VideoInfo, encode: EncodeSettings, *, width: int, height: 
 
 def quality_args(encode: EncodeSettings) -> list[str]:
     """--crf as each encoder's constant-quality mode (hardware encoders have their own names)."""
-    args = [] if encode.crf is None else _constant_quality(encode.codec, encode.crf)
+    mode = _quality_mode(encode.codec)
+    args = mode.args(encode.crf) if mode and encode.crf is not None else []
     if encode.preset is not None:
         args += ["-preset", encode.preset]
     return args
 
 
 def check_quality(encode: EncodeSettings) -> None:
-    """--crf inside the range of the encoder's constant-quality setting (0 is "automatic" for NVENC)."""
-    bounds = _quality_range(encode.codec)
-    if encode.crf is not None and bounds and not bounds[0] <= encode.crf <= bounds[1]:
-        raise InputError(f"--crf {encode.crf} is out of range for {encode.codec}: use {bounds[0]} to {bounds[1]}")
+    """--crf inside the range of the encoder's constant-quality setting."""
+    mode = _quality_mode(encode.codec)
+    if encode.crf is not None and mode and not mode.low <= encode.crf <= mode.high:
+        raise InputError(f"--crf {encode.crf} is out of range for {encode.codec}: use {mode.low} to {mode.high}")
 
 
-def _quality_range(codec: str) -> tuple[int, int] | None:
+@dataclass(frozen=True)
+class _QualityMode:
+    """An encoder's constant-quality setting: the range --crf must fall in, and its arguments."""
+
+    low: int
+    high: int
+    args: Callable[[int], list[str]]
+
+
+def _quality_mode(codec: str) -> _QualityMode | None:
     if codec in _CRF_CODECS:
-        return (0, 51) if codec in ("libx264", "libx265") else (0, 63)
-    if codec.endswith(("_nvenc", "_qsv")):
-        return 1, 51
+        bitrate = ["-b:v", "0"] if codec in ("libvpx-vp9", "libaom-av1") else []
+        high = 51 if codec in ("libx264", "libx265") else 63
+        return _QualityMode(0, high, lambda crf: ["-crf", str(crf), *bitrate])
+    if codec.endswith("_nvenc"):  # -cq 0 means "automatic", so the range starts at 1
+        return _QualityMode(1, 51, lambda crf: ["-rc", "vbr", "-cq", str(crf), "-b:v", "0"])
+    if codec.endswith("_qsv"):
+        return _QualityMode(1, 51, lambda crf: ["-global_quality", str(crf)])
     if codec.endswith("_amf"):
-        return (0, 63) if codec.startswith("av1") else (0, 51)
+        return _amf_quality_mode(codec)
     return None
 
 
-def _constant_quality(codec: str, crf: int) -> list[str]:
-    level = str(crf)
-    if codec in _CRF_CODECS:
-        return ["-crf", level, *(["-b:v", "0"] if codec in ("libvpx-vp9", "libaom-av1") else [])]
-    if codec.endswith("_nvenc"):
-        return ["-rc", "vbr", "-cq", level, "-b:v", "0"]
-    if codec.endswith("_qsv"):
-        return ["-global_quality", level]
-    if codec.endswith("_amf"):
-        qp = str(crf * 4) if codec.startswith("av1") else level  # AV1 AMF counts 0..255, like AV1's q-index
-        frames = "ip" if codec.startswith("hevc") else "ipb"  # HEVC AMF has no B-frame QP
+def _amf_quality_mode(codec: str) -> _QualityMode:
+    av1 = codec.startswith("av1")
+    frames = "ip" if codec.startswith("hevc") else "ipb"  # HEVC AMF has no B-frame QP
+
+    def args(crf: int) -> list[str]:
+        qp = str(crf * 4 if av1 else crf)  # AV1 AMF counts 0..255, like AV1's q-index
         return ["-rc", "cqp", *(arg for f in frames for arg in (f"-qp_{f}", qp))]
-    return []
+
+    return _QualityMode(0, 63 if av1 else 51, args)
 
 
 def _colour_params(info: VideoInfo) -> str:
