@@ -29,12 +29,13 @@ class ImageJob:
     inputs: tuple[Path, ...]
     output_dir: Path
     scale: int
-    model: Path | None
+    model: Path | str | None  # a file, a shipped model's name (clean, real), or None: the default
     fmt: str = "same"  # same | png | jpg | webp
     suffix: str = ""
     recursive: bool = False
     overwrite: bool = False
     inference: InferenceSettings = InferenceSettings()
+    denoise: float | None = None  # mix of the shipped clean (0) and real (1) models
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,9 @@ class TrainSettings:
     up_channels: int = 24
     blocks: int = 16
     charbonnier_eps: float = 1e-6  # applied on [0, 1] pixel values
+    degrade: str = "clean"  # a preset of animesr.data.degrade: the LR is made from the HR crop on the fly
+    clean_share: float = 0.25  # with a degrading preset: share of samples kept clean (bicubic)
+    sharpen_target: float = 0.0  # unsharp-mask weight of the HR targets (0: the HR as it is)
 
 
 # ---- video (upscale-video) ------------------------------------------------------------------
@@ -95,7 +99,8 @@ class VideoJob:
     input: Path
     output: Path
     scale: int
-    model: Path | None = None
+    model: Path | str | None = None  # a file, a shipped model's name (clean, real), or None: the default
+    denoise: float | None = None  # mix of the shipped clean (0) and real (1) models
     encode: EncodeSettings = EncodeSettings()
     fps: str | None = None  # ffmpeg rate syntax: "25", "24000/1001"; None keeps the source timing
     deinterlace: bool = False

@@ -1,14 +1,21 @@
-"""The shipped models in models/ and how a command picks its model."""
+"""The shipped models in models/, by name, and how a command picks its model.
+
+Two kinds ship per scale: `clean` (trained on bicubic down-scaling) and `real` (fine-tuned
+from `clean` on realistically degraded inputs: blur, noise, JPEG/WebP and video codecs).
+`--denoise S` interpolates their weights, (1 − S)·clean + S·real: both start from the same
+weights, so every point between them is a working network.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from animesr.checkpoint import LoadedModel, load_checkpoint
-from animesr.errors import CheckpointError
+from animesr.errors import CheckpointError, InputError
 
 MODELS_ENV = "ANIMESR_MODELS"
+MODEL_NAMES = ("clean", "real")
+DEFAULT_MODEL = "clean"
 
 
 def models_dir() -> Path:
@@ -17,17 +24,65 @@ def models_dir() -> Path:
     return Path(override) if override else Path(__file__).resolve().parents[1] / "models"
 
 
-def shipped_model_path(scale: int) -> Path:
-    return models_dir() / f"a2n-anime-x{scale}.safetensors"
+def shipped_model_path(scale: int, name: str = DEFAULT_MODEL) -> Path:
+    stem = "a2n-anime" if name == "clean" else f"a2n-anime-{name}"
+    return models_dir() / f"{stem}-x{scale}.safetensors"
 
 
-def resolve_model(model: Path | None, scale: int) -> LoadedModel:
-    """Load `model` (ours or the authors'), or the shipped model for `scale`."""
-    if model is not None:
+def model_choice(value: str | None) -> str | Path | None:
+    """--model as given: a shipped model's name, a file path, or None (the default model)."""
+    if value is None or value in MODEL_NAMES:
+        return value
+    return Path(value)
+
+
+def check_model_choice(model: str | Path | None, scale: int, denoise: float | None) -> None:
+    """What can be known before any work: a --denoise in range, with both shipped models there."""
+    if denoise is None:
+        return
+    if not 0.0 <= denoise <= 1.0:
+        raise InputError(f"--denoise must be between 0 and 1, not {denoise}")
+    if isinstance(model, Path):
+        raise InputError("--denoise mixes the shipped clean and real models; it cannot be used with --model PATH")
+    for name in MODEL_NAMES:
+        if not shipped_model_path(scale, name).is_file():
+            raise CheckpointError(f"--denoise needs the {name} x{scale} model, which does not ship "
+                                  f"(looked for {shipped_model_path(scale, name)})")
+
+
+def resolve_model(model: str | Path | None, scale: int, denoise: float | None = None):
+    """Load `model` (a path to ours or the authors', or a shipped model's name), the default
+    shipped model for `scale`, or with `denoise` the mix of the shipped clean and real models."""
+    from animesr.checkpoint import load_checkpoint
+
+    check_model_choice(model, scale, denoise)
+    if denoise is not None:
+        return _interpolated(scale, denoise)
+    if isinstance(model, Path):
         return load_checkpoint(model, scale=scale)
-    path = shipped_model_path(scale)
+    path = shipped_model_path(scale, model or DEFAULT_MODEL)
     if not path.is_file():
         raise CheckpointError(
-            f"no x{scale} model ships with animesr (looked for {path}); pass one with --model PATH"
+            f"no {model or DEFAULT_MODEL} x{scale} model ships with animesr (looked for {path}); "
+            "pass one with --model PATH"
         )
     return load_checkpoint(path, scale=scale)
+
+
+def _interpolated(scale: int, denoise: float):
+    import torch
+
+    from animesr.checkpoint import LoadedModel, load_checkpoint
+
+    clean, real = (load_checkpoint(shipped_model_path(scale, name), scale=scale) for name in MODEL_NAMES)
+    if clean.model.config != real.model.config or clean.value_range != real.value_range:
+        raise CheckpointError(f"the clean and real x{scale} models differ in shape or value range; "
+                              "they cannot be mixed")
+    real_weights = real.model.state_dict()
+    with torch.no_grad():
+        mixed = {k: torch.lerp(v, real_weights[k], denoise) if v.is_floating_point() else v
+                 for k, v in clean.model.state_dict().items()}
+    clean.model.load_state_dict(mixed)
+    return LoadedModel(model=clean.model, value_range=clean.value_range,
+                       source=f"denoise {denoise:g} (clean/real x{scale})",
+                       training={"denoise": denoise, "clean": clean.training, "real": real.training})

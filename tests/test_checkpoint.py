@@ -133,7 +133,7 @@ def test_authors_scale_comes_from_the_caller(authors_x2: Path) -> None:
 
 def test_resolve_model_names_the_missing_shipped_model(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv(MODELS_ENV, str(tmp_path))
-    with pytest.raises(CheckpointError, match=r"no x3 model ships with animesr.*--model PATH"):
+    with pytest.raises(CheckpointError, match=r"no clean x3 model ships with animesr.*--model PATH"):
         resolve_model(None, 3)
     save_checkpoint(tmp_path / "a2n-anime-x3.safetensors", tiny_model(3), value_range=1.0)
     assert resolve_model(None, 3).scale == 3

@@ -208,7 +208,7 @@ def test_no_shipped_model_says_how_to_pass_one(tree: Path, tmp_path: Path) -> No
     models.mkdir()
     result = run(tree, "-o", tmp_path / "out", "--scale", "3", env={MODELS_ENV: str(models)})
     assert result.exit_code != 0
-    assert "no x3 model ships with animesr" in result.flat and "--model PATH" in result.flat
+    assert "no clean x3 model ships with animesr" in result.flat and "--model PATH" in result.flat
     assert len(result.output.strip().splitlines()) <= 2  # one message (rich may wrap it once)
 
 

@@ -53,7 +53,7 @@ def test_evaluate_without_a_shipped_model_says_how(tmp_path: Path, monkeypatch) 
     write_image(tmp_path / "a.png", smooth_image(24, 24))
     result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "a.png"), "--scale", "3"])
     assert result.exit_code != 0
-    assert "no x3 model ships" in result.output and "--model" in result.output
+    assert "no clean x3 model ships" in result.output and "--model" in result.output
 
 
 def test_evaluate_tta_scores_the_self_ensemble(tmp_path: Path) -> None:

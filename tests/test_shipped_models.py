@@ -40,7 +40,7 @@ def test_default_model_is_the_shipped_one(monkeypatch) -> None:
 
 def test_no_x3_model_ships(monkeypatch) -> None:
     monkeypatch.delenv("ANIMESR_MODELS", raising=False)
-    with pytest.raises(CheckpointError, match="no x3 model ships"):
+    with pytest.raises(CheckpointError, match="no clean x3 model ships"):
         resolve_model(None, 3)
 
 

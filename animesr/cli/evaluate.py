@@ -1,4 +1,4 @@
-"""animesr evaluate: Y-PSNR and SSIM of a model against bicubic on HR images."""
+"""animesr evaluate: Y-PSNR and SSIM of a model against bicubic on HR images, on clean or degraded LR."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import typer
 from rich.table import Table
 
 from animesr.cli import app
-from animesr.cli.common import console, guarded, progress_bar
+from animesr.cli.common import console, fail, guarded, progress_bar
 from animesr.config import InferenceSettings
+from animesr.errors import InputError
 from animesr.imaging import write_bytes_atomically
 
 
@@ -19,36 +20,83 @@ from animesr.imaging import write_bytes_atomically
 def evaluate(
     hr: list[Path] = typer.Argument(..., help="HR images or folders (walked recursively)."),
     scale: int = typer.Option(..., help="Upscaling factor: 2, 3 or 4."),
-    model: Path = typer.Option(None, help="Checkpoint (ours or the A2N authors'); default: the shipped model."),
+    model: str = typer.Option(None, help="clean, real or a checkpoint (ours or the A2N authors'); default: clean."),
+    denoise: float = typer.Option(None, help="0..1: evaluate the mix of the shipped clean (0) and real (1) models."),
+    compare: str = typer.Option(None, help="A second model (clean, real or a file), scored on the same LR."),
+    degrade: str = typer.Option("clean", help="How the LR is made from each HR image: clean (bicubic), dvd, web, "
+                                              "vhs or real; reproducible from --seed."),
+    seed: int = typer.Option(0, help="Seed of the degradation (image i uses (seed, i))."),
     crop: int = typer.Option(None, help="Centre-crop each HR image to N pixels first."),
     tile: int = typer.Option(None, help="Tile size in input pixels (exact for A2N)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     tta: bool = typer.Option(False, "--tta", help="Self-ensemble: average the model over the 8 rotations/mirrors (8× slower, slightly more accurate)."),
     json_path: Path = typer.Option(None, "--json", help="Also write the numbers to this JSON file."),
 ) -> None:
-    """Make the bicubic LR of each HR image, upscale it, and compare with the HR image."""
+    """Make the LR of each HR image (bicubic or degraded), upscale it, and compare with the HR image."""
+    from animesr.data.degrade import PRESETS
     from animesr.inference.upscaler import Upscaler
-    from animesr.pretrained import resolve_model
+    from animesr.model.a2n import SUPPORTED_SCALES
+    from animesr.pretrained import check_model_choice, model_choice, resolve_model
     from animesr.training.validation import load_hr_images, mean_score, score_images
 
+    if scale not in SUPPORTED_SCALES:
+        raise fail(f"--scale must be 2, 3 or 4, not {scale}", InputError.exit_code)
+    if degrade not in PRESETS:
+        raise fail(f"--degrade must be one of {', '.join(PRESETS)}, not {degrade!r}", InputError.exit_code)
+    chosen, second = model_choice(model), model_choice(compare)
+    guarded(lambda: check_model_choice(chosen, scale, denoise))
+    preset = PRESETS[degrade]
+
     def run() -> None:
-        loaded = resolve_model(model, scale)
-        upscaler = Upscaler(loaded, InferenceSettings(device=device, tile=tile, tta=tta))
+        settings = InferenceSettings(device=device, tile=tile, tta=tta)
+        models = [resolve_model(chosen, scale, denoise)]
+        if compare is not None:
+            models.append(resolve_model(second, scale))
+        upscalers = [Upscaler(loaded, settings) for loaded in models]
         images = load_hr_images(list(hr), crop)
         with progress_bar() as progress:
-            task = progress.add_task("evaluating", total=len(images))
-            scores = score_images(images, upscaler, lambda done, total: progress.update(task, completed=done))
-        rows = [*scores, mean_score(scores)]
-        table = Table(title=f"x{scale} · {Path(loaded.source).name}{' · TTA ×8' if tta else ''} · Y channel, border {scale}")
-        for column in ("image", "bicubic PSNR", "bicubic SSIM", "model PSNR", "model SSIM", "gain dB"):
-            table.add_column(column, justify="left" if column == "image" else "right")
-        for r in rows:
-            table.add_row(r.name, f"{r.bicubic_psnr:.2f}", f"{r.bicubic_ssim:.4f}", f"{r.psnr:.2f}",
-                          f"{r.ssim:.4f}", f"{r.psnr - r.bicubic_psnr:+.2f}", end_section=r.name == scores[-1].name)
-        console.print(table)
+            task = progress.add_task("evaluating", total=len(images) * len(upscalers))
+            results = []
+            for number, upscaler in enumerate(upscalers):
+                def advance(done: int, total: int, base: int = number * len(images)) -> None:
+                    progress.update(task, completed=base + done)
+
+                results.append(score_images(images, upscaler, advance, preset=preset, seed=seed))
+        names = [_model_name(loaded.source) for loaded in models]
+        _print_table(results, names, scale, degrade, seed, tta)
         if json_path:
-            payload = {"scale": scale, "model": loaded.source, "crop": crop, "tta": tta,
-                       "images": [asdict(s) for s in scores], "mean": asdict(rows[-1])}
+            payload = {"scale": scale, "model": models[0].source, "crop": crop, "tta": tta,
+                       "degrade": degrade, "seed": seed,
+                       "images": [asdict(s) for s in results[0]], "mean": asdict(mean_score(results[0]))}
+            if len(results) > 1:
+                payload["compare"] = {"model": models[1].source,
+                                      "images": [asdict(s) for s in results[1]],
+                                      "mean": asdict(mean_score(results[1]))}
             write_bytes_atomically(json_path, json.dumps(payload, indent=2).encode())
 
     guarded(run)
+
+
+def _model_name(source: str) -> str:
+    return Path(source).name if "/" in source else source
+
+
+def _print_table(results, names: list[str], scale: int, degrade: str, seed: int, tta: bool) -> None:
+    from animesr.training.validation import mean_score
+
+    lr = "bicubic LR" if degrade == "clean" else f"{degrade} LR, seed {seed}"
+    table = Table(title=f"x{scale} · {lr}{' · TTA ×8' if tta else ''} · Y channel, border {scale}")
+    columns = ["image", "bicubic PSNR", "bicubic SSIM"]
+    for name in names:
+        columns += [f"{name} PSNR", f"{name} SSIM", "gain dB"]
+    for column in columns:
+        table.add_column(column, justify="left" if column == "image" else "right")
+    rows = [list(per_image) for per_image in zip(*results)] + [[mean_score(r) for r in results]]
+    for index, scores in enumerate(rows):
+        first = scores[0]
+        cells = [first.name if index < len(rows) - 1 else "mean", f"{first.bicubic_psnr:.2f}",
+                 f"{first.bicubic_ssim:.4f}"]
+        for s in scores:
+            cells += [f"{s.psnr:.2f}", f"{s.ssim:.4f}", f"{s.psnr - s.bicubic_psnr:+.2f}"]
+        table.add_row(*cells, end_section=index == len(rows) - 2)
+    console.print(table)

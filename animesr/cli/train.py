@@ -49,6 +49,9 @@ def train(
     channels: int = typer.Option(40, help="Trunk channels (A2N: 40)."),
     up_channels: int = typer.Option(24, help="Reconstruction channels (A2N: 24)."),
     blocks: int = typer.Option(16, help="Attention-in-attention blocks (A2N: 16)."),
+    degrade: str = typer.Option("clean", help="LR made on the fly from the HR crop: clean (bicubic), dvd, web, vhs or real (a mix)."),
+    clean_share: float = typer.Option(0.25, help="With --degrade other than clean: share of samples kept clean (0..1)."),
+    sharpen_target: float = typer.Option(0.0, help="Unsharp-mask the HR targets with this weight (0 off; 0.5 typical)."),
 ) -> None:
     """Train A2N: Adam, Charbonnier loss on [0, 1] pixels, EMA, best-by-validation checkpoints."""
     from animesr.training.loop import TrainCallbacks, train as run_training
@@ -59,6 +62,7 @@ def train(
         val_dir=val, val_every=val_every, val_crop=val_crop, checkpoint_every=checkpoint_every,
         init=init, resume=resume, device=device, workers=workers, seed=seed,
         ema_decay=ema or None, amp=amp, channels=channels, up_channels=up_channels, blocks=blocks,
+        degrade=degrade, clean_share=clean_share, sharpen_target=sharpen_target,
     )
 
     def run() -> None:

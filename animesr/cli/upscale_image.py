@@ -21,9 +21,12 @@ def upscale_image(
                                         help="Image files and/or folders of images."),
     output: Path = typer.Option(..., "--output", "-o", help="Output folder (created if missing)."),
     scale: int = typer.Option(..., "--scale", "-s", help="Upscaling factor: 2, 3 or 4."),
-    model: Path | None = typer.Option(None, "--model", "-m",
-                                      help="Model file (animesr .safetensors or the A2N authors' .pt); "
-                                           "default: the shipped model for --scale."),
+    model: str | None = typer.Option(None, "--model", "-m",
+                                     help="clean, real (the shipped models for --scale) or a model file "
+                                          "(animesr .safetensors or the A2N authors' .pt); default: clean."),
+    denoise: float | None = typer.Option(None, "--denoise",
+                                         help="0..1: mix the shipped clean (0) and real (1) models; higher "
+                                              "removes more blur, noise and compression."),
     tile: int | None = typer.Option(None, "--tile", "-t",
                                     help="Tile size in input pixels (exact: same result as untiled). "
                                          "Default: whole image on the CPU, from free memory on CUDA."),
@@ -36,13 +39,13 @@ def upscale_image(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs (default: skip them)."),
 ) -> None:
     """Upscale images with A2N. Existing outputs are skipped unless --overwrite."""
-    job = _build_job(inputs, output, scale, model, tile, device, tta, fmt, suffix, recursive, overwrite)
+    job = _build_job(inputs, output, scale, model, tile, device, tta, fmt, suffix, recursive, overwrite, denoise)
     tasks = guarded(lambda: plan_images(job, prepare=False))  # nothing created before the model loads
 
     from animesr.inference import Upscaler  # torch is imported only when there is work
     from animesr.pretrained import resolve_model
 
-    loaded = guarded(lambda: resolve_model(job.model, job.scale))
+    loaded = guarded(lambda: resolve_model(job.model, job.scale, job.denoise))
     upscaler = guarded(lambda: Upscaler(loaded, job.inference))
     note(f"{len(tasks)} image(s), x{job.scale}, model {loaded.source}, device {upscaler.device}")
 
@@ -58,9 +61,11 @@ def upscale_image(
         raise fail(f"{counts['failed']} image(s) failed:\n{names}", 1)
 
 
-def _build_job(inputs: list[Path], output: Path, scale: int, model: Path | None, tile: int | None,
-               device: str, tta: bool, fmt: str, suffix: str, recursive: bool, overwrite: bool) -> ImageJob:
+def _build_job(inputs: list[Path], output: Path, scale: int, model: str | None, tile: int | None,
+               device: str, tta: bool, fmt: str, suffix: str, recursive: bool, overwrite: bool,
+               denoise: float | None) -> ImageJob:
     from animesr.model.a2n import SUPPORTED_SCALES
+    from animesr.pretrained import check_model_choice, model_choice
 
     if scale not in SUPPORTED_SCALES:
         raise fail(f"--scale must be 2, 3 or 4, not {scale}", InputError.exit_code)
@@ -75,9 +80,11 @@ def _build_job(inputs: list[Path], output: Path, scale: int, model: Path | None,
         settings = InferenceSettings(device=device, tile=tile, tta=tta)
     except ValueError as error:
         raise fail(str(error), InputError.exit_code) from None
+    chosen = model_choice(model)
+    guarded(lambda: check_model_choice(chosen, scale, denoise))
     return ImageJob(
-        inputs=tuple(inputs), output_dir=output, scale=scale, model=model, fmt=fmt, suffix=suffix,
-        recursive=recursive, overwrite=overwrite, inference=settings,
+        inputs=tuple(inputs), output_dir=output, scale=scale, model=chosen, fmt=fmt, suffix=suffix,
+        recursive=recursive, overwrite=overwrite, inference=settings, denoise=denoise,
     )
 
 

@@ -22,8 +22,12 @@ def upscale_video(
                                 help="Output file; its extension picks the container (.mkv, .mp4, .mov, "
                                      ".webm; none: MKV)."),
     scale: int = typer.Option(..., "--scale", "-s", help="Upscaling factor: 2, 3 or 4."),
-    model: Path | None = typer.Option(None, "--model", "-m",
-                                      help="Model file; default: the shipped model for --scale."),
+    model: str | None = typer.Option(None, "--model", "-m",
+                                     help="clean, real (the shipped models for --scale) or a model file; "
+                                          "default: clean."),
+    denoise: float | None = typer.Option(None, "--denoise",
+                                         help="0..1: mix the shipped clean (0) and real (1) models; higher "
+                                              "removes more blur, noise and compression."),
     codec: str = typer.Option("libx264", "--codec", help="ffmpeg video encoder: libx264, libx265, libsvtav1, "
                                                          "libvpx-vp9, ffv1, or hardware: h264_nvenc, "
                                                          "hevc_qsv, av1_amf, ..."),
@@ -56,7 +60,7 @@ def upscale_video(
 
     job = _build_job(input_path, output, scale, model, EncodeSettings(codec, crf, preset, pix_fmt), fps,
                      deinterlace, start, duration, batch, tile, device, tta, resume, overwrite, dedup_threshold,
-                     chunk_frames)
+                     chunk_frames, denoise)
     with progress_bar(TextColumn("{task.fields[fps]} fps"), TextColumn("reused {task.fields[reused]}")) as bar:
         callbacks = _progress_callbacks(bar)
         result = guarded(lambda: run_job(job, callbacks))
@@ -83,17 +87,21 @@ def parse_time(text: str | None, option: str) -> float | None:
     return seconds
 
 
-def _build_job(input_path: Path, output: Path, scale: int, model: Path | None, encode: EncodeSettings,
+def _build_job(input_path: Path, output: Path, scale: int, model: str | None, encode: EncodeSettings,
                fps: str | None, deinterlace: bool, start: str | None, duration: str | None, batch: int | None,
                tile: int | None, device: str, tta: bool, resume: bool, overwrite: bool, dedup_threshold: float,
-               chunk_frames: int) -> VideoJob:
+               chunk_frames: int, denoise: float | None) -> VideoJob:
     from animesr.model.a2n import SUPPORTED_SCALES
+    from animesr.pretrained import check_model_choice, model_choice
 
     if scale not in SUPPORTED_SCALES:
         raise fail(f"--scale must be 2, 3 or 4, not {scale}", InputError.exit_code)
+    chosen = model_choice(model)
+    guarded(lambda: check_model_choice(chosen, scale, denoise))
     try:
         return VideoJob(
-            input=input_path, output=output, scale=scale, model=model, encode=encode, fps=_rate(fps),
+            input=input_path, output=output, scale=scale, model=chosen, denoise=denoise, encode=encode,
+            fps=_rate(fps),
             deinterlace=deinterlace, start=parse_time(start, "--start"),
             duration=parse_time(duration, "--duration"), batch=batch, resume=resume, overwrite=overwrite,
             dedup_threshold=dedup_threshold, chunk_frames=chunk_frames,

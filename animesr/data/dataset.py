@@ -15,11 +15,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
 import h5py
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from animesr.data.degrade import Degradation
 from animesr.data.prepare import check_dataset
 from animesr.errors import DatasetError
 
@@ -28,14 +30,19 @@ DRAWS = 8
 
 
 class PairedPatches(Dataset):
-    def __init__(self, path: Path, scale: int, patch: int, seed: int = 0, min_detail: float = 0.0) -> None:
+    def __init__(self, path: Path, scale: int, patch: int, seed: int = 0, min_detail: float = 0.0,
+                 degradation: Degradation | None = None, sharpen: float = 0.0) -> None:
         attrs = check_dataset(path, scale)
         self.path, self.scale, self.patch, self.seed = path, scale, patch, seed
         self.min_detail = min_detail
+        self.degradation = degradation if degradation and not degradation.preset.is_clean else None
+        self.sharpen = sharpen
         self.lr_size = int(attrs["crop"]) // scale
         if patch > self.lr_size:
             raise DatasetError(f"--patch {patch} is larger than the dataset's LR crops ({self.lr_size} px)")
         with h5py.File(path, "r") as h5:
+            if "hr" not in h5:
+                raise DatasetError(f"{path} holds no HR crops ('hr'); make it with `animesr prepare`")
             self.samples = h5["hr"].shape[0]
         if self.samples == 0:
             raise DatasetError(f"{path} holds no samples")
@@ -62,7 +69,13 @@ class PairedPatches(Dataset):
                 break
         hr = h5["hr"][index, y * s: (y + p) * s, x * s: (x + p) * s]
         flip_h, flip_v, rotate = rng.random(3) < 0.5
-        lr, hr = augment(lr, flip_h, flip_v, rotate), augment(hr, flip_h, flip_v, rotate)
+        hr = augment(hr, flip_h, flip_v, rotate)
+        if self.degradation is None:
+            lr = augment(lr, flip_h, flip_v, rotate)
+        else:  # its own stream: the patch drawn for sample i does not depend on the degradation
+            lr = self.degradation(np.ascontiguousarray(hr), s, np.random.default_rng([self.seed, number, 1]))
+        if self.sharpen:
+            hr = unsharp_mask(np.ascontiguousarray(hr), self.sharpen)
         return to_tensor(lr), to_tensor(hr)
 
 
@@ -72,6 +85,17 @@ def detail(image: np.ndarray) -> float:
     across = np.abs(np.diff(pixels, axis=1)).mean()
     down = np.abs(np.diff(pixels, axis=0)).mean()
     return float(across + down) / 2
+
+
+def unsharp_mask(image: np.ndarray, weight: float, sigma: float = 2.0, threshold: float = 10.0) -> np.ndarray:
+    """Crisper line art as the target: image + weight × (image − blurred), applied where the
+    detail exceeds `threshold` grey levels (with a soft edge), so flat areas gain no noise."""
+    pixels = image.astype(np.float32)
+    residual = pixels - cv2.GaussianBlur(pixels, (0, 0), sigma)
+    mask = (np.abs(residual).max(axis=2, keepdims=True) > threshold).astype(np.float32)
+    soft = cv2.GaussianBlur(mask, (0, 0), sigma)[..., None]
+    sharpened = pixels + weight * residual * soft
+    return np.clip(np.rint(sharpened), 0, 255).astype(np.uint8)
 
 
 def augment(image: np.ndarray, flip_h: bool, flip_v: bool, rotate: bool) -> np.ndarray:

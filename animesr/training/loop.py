@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 from animesr.checkpoint import LoadedModel, load_checkpoint, on_unit_range, save_checkpoint
 from animesr.config import InferenceSettings, TrainSettings
 from animesr.data.dataset import PairedPatches, StepSampler
+from animesr.data.degrade import PRESETS, Degradation
 from animesr.errors import CheckpointError, TrainingError, TrainingInterrupted
 from animesr.inference.upscaler import Upscaler
 from animesr.model import A2N, A2NConfig
@@ -36,6 +37,7 @@ from animesr.training.validation import load_hr_images, mean_score, score_images
 VALUE_RANGE = 1.0
 AMP_MODES = ("auto", "off", "bf16", "fp16")
 LOG_NAME = "metrics.jsonl"
+VALIDATION_SEED = 0  # the degraded validation LR is the same at every validation and in `evaluate --seed 0`
 
 
 @dataclass
@@ -116,6 +118,7 @@ class _Run:
         self.segments.append({
             "from_step": self.step, "iters": s.iters, "batch_size": s.batch_size, "patch": s.patch,
             "min_detail": s.min_detail, "lr": s.lr, "ema_decay": s.ema_decay, "processes": self.processes.world,
+            "degrade": s.degrade, "clean_share": s.clean_share, "sharpen_target": s.sharpen_target,
         })
 
     def initialise_from(self, path: Path) -> None:
@@ -175,7 +178,9 @@ def _prepare_run(settings: TrainSettings, processes: distributed.Processes) -> _
 
 def _train(settings: TrainSettings, callbacks: TrainCallbacks, processes: distributed.Processes) -> TrainResult:
     _check_settings(settings, processes.world)
-    dataset = PairedPatches(settings.data, settings.scale, settings.patch, settings.seed, settings.min_detail)
+    dataset = PairedPatches(settings.data, settings.scale, settings.patch, settings.seed, settings.min_detail,
+                            degradation=Degradation(PRESETS[settings.degrade], settings.clean_share),
+                            sharpen=settings.sharpen_target)
     validation_images = load_hr_images([settings.val_dir], settings.val_crop) if settings.val_dir else None
     settings.out.mkdir(parents=True, exist_ok=True)
     run = _prepare_run(settings, processes)
@@ -253,6 +258,9 @@ def _check_settings(s: TrainSettings, processes: int = 1) -> None:
         (s.workers < 0, "--workers cannot be negative"),
         (s.checkpoint_every < 1, "--checkpoint-every must be at least 1"),
         (s.amp not in AMP_MODES, f"--amp must be one of {', '.join(AMP_MODES)}"),
+        (s.degrade not in PRESETS, f"--degrade must be one of {', '.join(PRESETS)}"),
+        (not 0 <= s.clean_share <= 1, "--clean-share must be between 0 and 1"),
+        (not 0 <= s.sharpen_target <= 2, "--sharpen-target must be between 0 and 2"),
     ]
     for failed, message in problems:
         if failed:
@@ -271,7 +279,8 @@ def _validate(run: _Run, images, settings: TrainSettings, callbacks: TrainCallba
         model = copy.deepcopy(run.export_model()).float()
         loaded = LoadedModel(model=model.eval(), value_range=VALUE_RANGE, source="validation")
         device = str(run.processes.device)
-        scores = score_images(images, Upscaler(loaded, InferenceSettings(device=device, precision="fp32")))
+        scores = score_images(images, Upscaler(loaded, InferenceSettings(device=device, precision="fp32")),
+                              preset=PRESETS[settings.degrade], seed=VALIDATION_SEED)
         mean = mean_score(scores)
         is_best = run.best_psnr is None or mean.psnr > run.best_psnr
         if is_best:
@@ -310,6 +319,10 @@ def _provenance(run: _Run, settings: TrainSettings, val_psnr: float | None) -> d
         "seed": settings.seed,
         "ema_decay": settings.ema_decay,
         "loss": f"charbonnier eps={settings.charbonnier_eps} on [0,1]",
+        "degrade": settings.degrade,
+        "clean_share": settings.clean_share if settings.degrade != "clean" else None,
+        "sharpen_target": settings.sharpen_target,
+        "validation": f"degrade={settings.degrade} seed={VALIDATION_SEED}",
         "init": settings.init.name if settings.init else None,
         "val_psnr": val_psnr,
         "processes": run.processes.world,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from animesr.data.degrade import Preset, degrade
 from animesr.errors import InputError
 from animesr.imaging import bicubic_resize, crop_to_multiple, downscale, list_images, read_image, to_rgb8
 from animesr.inference.upscaler import Upscaler
@@ -42,10 +43,17 @@ def centre_crop(image: np.ndarray, size: int | None) -> np.ndarray:
     return image[top: top + th, left: left + tw]
 
 
-def score_image(name: str, hr: np.ndarray, upscaler: Upscaler) -> ImageScore:
+def degraded_lr(hr: np.ndarray, scale: int, preset: Preset | None, seed: int, index: int) -> np.ndarray:
+    """The LR of image `index`: bicubic, or degraded by `preset` reproducibly from (seed, index)."""
+    if preset is None or preset.is_clean:
+        return downscale(hr, scale)
+    return degrade(hr, scale, preset, np.random.default_rng([seed, index]))
+
+
+def score_image(name: str, hr: np.ndarray, upscaler: Upscaler, lr: np.ndarray | None = None) -> ImageScore:
     scale = upscaler.scale
     hr = crop_to_multiple(hr, scale)
-    lr = downscale(hr, scale)
+    lr = downscale(hr, scale) if lr is None else lr
     bicubic = bicubic_resize(lr, hr.shape[1], hr.shape[0])
     sr = upscaler.upscale(lr)
     return ImageScore(
@@ -58,10 +66,12 @@ def score_image(name: str, hr: np.ndarray, upscaler: Upscaler) -> ImageScore:
 
 
 def score_images(images: list[tuple[str, np.ndarray]], upscaler: Upscaler,
-                 on_image: Callable[[int, int], None] | None = None) -> list[ImageScore]:
+                 on_image: Callable[[int, int], None] | None = None,
+                 preset: Preset | None = None, seed: int = 0) -> list[ImageScore]:
     scores = []
     for i, (name, hr) in enumerate(images):
-        scores.append(score_image(name, hr, upscaler))
+        hr = crop_to_multiple(hr, upscaler.scale)
+        scores.append(score_image(name, hr, upscaler, degraded_lr(hr, upscaler.scale, preset, seed, i)))
         if on_image:
             on_image(i + 1, len(images))
     return scores

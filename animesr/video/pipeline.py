@@ -66,7 +66,7 @@ def upscale_video(job: VideoJob, callbacks: VideoCallbacks = VideoCallbacks()) -
     commands.check_quality(job.encode)
     actions = plan_streams(info.streams, container)
     _warn_about_source(info, job, actions, callbacks.warn)
-    loaded = resolve_model(job.model, job.scale)
+    loaded = resolve_model(job.model, job.scale, job.denoise)
     upscaler = Upscaler(loaded, job.inference)
     work = WorkFolder(work_folder_path(job.output), _identity(job, upscaler))
     timeline = _open_work(work, info, job)
