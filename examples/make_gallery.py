@@ -1,6 +1,9 @@
-"""Make the README's side-by-side crops (nearest | bicubic | animesr) from examples/inputs.
+"""Make the README's side-by-side crops (nearest | bicubic | each model) from examples/inputs.
 
-    python examples/make_gallery.py [--scale 4] [--model PATH] [--out examples/gallery]
+    python examples/make_gallery.py [--scale 4] [--model clean --model real] [--denoise-strip]
+                                    [--out examples/gallery]
+
+With --denoise-strip, one more picture per crop: --denoise 0, 0.25, 0.5, 0.75 and 1 side by side.
 
 Each picture is a crop of a real input, upscaled three ways, so what you see is what the
 tool does to low-resolution art (no ground truth is involved). The Popeye frame is decoded
@@ -20,7 +23,7 @@ import numpy as np
 from animesr.config import InferenceSettings
 from animesr.imaging import bicubic_resize, read_image, write_image
 from animesr.inference.upscaler import Upscaler
-from animesr.pretrained import resolve_model
+from animesr.pretrained import model_choice, resolve_model
 from animesr.video.ffmpeg import ffmpeg_exe
 
 HERE = Path(__file__).parent
@@ -72,25 +75,30 @@ def to_rgb(image: np.ndarray) -> np.ndarray:
     return (image[..., :3] * alpha + 255 * (1 - alpha) + 0.5).astype(np.uint8)
 
 
-def side_by_side(crop: np.ndarray, upscaler: Upscaler) -> np.ndarray:
-    s = upscaler.scale
+def side_by_side(crop: np.ndarray, upscalers: dict[str, Upscaler], scale: int, references: bool = True) -> np.ndarray:
     h, w = crop.shape[:2]
-    nearest = cv2.resize(crop, (w * s, h * s), interpolation=cv2.INTER_NEAREST)
-    bicubic = bicubic_resize(crop, w * s, h * s)
-    ours = upscaler.upscale(crop)
-    gap = np.full((h * s, 6, 3), 255, np.uint8)
-    panels = [label(nearest, "nearest"), gap, label(bicubic, "bicubic"), gap, label(ours, f"animesr x{s}")]
-    return np.concatenate(panels, axis=1)
+    panels = []
+    if references:
+        panels += [label(cv2.resize(crop, (w * scale, h * scale), interpolation=cv2.INTER_NEAREST), "nearest"),
+                   label(bicubic_resize(crop, w * scale, h * scale), "bicubic")]
+    panels += [label(upscaler.upscale(crop), name) for name, upscaler in upscalers.items()]
+    gap = np.full((h * scale, 6, 3), 255, np.uint8)
+    return np.concatenate([part for panel in panels for part in (panel, gap)][:-1], axis=1)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=int, default=4)
-    parser.add_argument("--model", type=Path)
+    parser.add_argument("--model", action="append", help="clean, real or a file; repeat for more panels")
+    parser.add_argument("--denoise-strip", action="store_true")
     parser.add_argument("--out", type=Path, default=HERE / "gallery")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    upscaler = Upscaler(resolve_model(args.model, args.scale), InferenceSettings())
+    names = args.model or ["clean"]
+    upscalers = {f"{name} x{args.scale}": Upscaler(resolve_model(model_choice(name), args.scale), InferenceSettings())
+                 for name in names}
+    strip = {f"denoise {d:g}": Upscaler(resolve_model(None, args.scale, d), InferenceSettings())
+             for d in (0, 0.25, 0.5, 0.75, 1)} if args.denoise_strip else {}
     popeye_frame(args.out)
     for c in CROPS:
         folder = args.out if c.source == "popeye_frame.png" else INPUTS
@@ -99,8 +107,11 @@ def main() -> None:
             h, w = image.shape[:2]
             image = bicubic_resize(image, w // c.prescale, h // c.prescale)
         crop = np.ascontiguousarray(image[c.top: c.top + c.size, c.left: c.left + c.size])
-        write_image(args.out / f"{c.name}_x{args.scale}.png", side_by_side(crop, upscaler))
+        write_image(args.out / f"{c.name}_x{args.scale}.png", side_by_side(crop, upscalers, args.scale))
         print(f"wrote {args.out / f'{c.name}_x{args.scale}.png'}")
+        if strip:
+            write_image(args.out / f"{c.name}_x{args.scale}_denoise.png",
+                        side_by_side(crop, strip, args.scale, references=False))
     (args.out / "popeye_frame.png").unlink(missing_ok=True)
 
 
