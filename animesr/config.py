@@ -112,6 +112,7 @@ class VideoJob:
     dedup_threshold: float = DEFAULT_DEDUP_THRESHOLD
     chunk_frames: int = DEFAULT_CHUNK_FRAMES
     inference: InferenceSettings = InferenceSettings()
+    accept_truncated: bool = False  # upscale what decodes of a source shorter than its container says
 
     def __post_init__(self) -> None:
         if self.batch is not None and self.batch < 1:

@@ -49,6 +49,12 @@ class TrainingError(AnimeSRError):
     exit_code = 8
 
 
+class VerificationError(AnimeSRError):
+    """A finished output that does not match its source: it is kept aside, never published."""
+
+    exit_code = 1
+
+
 class TrainingInterrupted(AnimeSRError):
     """Ctrl-C during training: the state was saved and the run can be resumed."""
 

@@ -11,16 +11,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import handled
 from typer.testing import CliRunner
 
 from animesr.checkpoint import save_checkpoint
 from animesr.config import EncodeSettings, InferenceSettings, VideoJob
-from animesr.errors import AnimeSRError, FFmpegError, InputError, OutputError
+from animesr.errors import FFmpegError, InputError, OutputError
 from animesr.model import A2N, A2NConfig
 from animesr.video.ffmpeg import ffmpeg_exe
 from animesr.video.pipeline import VideoCallbacks, VideoResult, upscale_video
 from animesr.video.probe import probe
-from animesr.video.workdir import partial_output_path, work_folder_path
+from animesr.video.workdir import lock_path, partial_output_path, work_folder_path
 
 SIZE = "64x48"
 
@@ -119,7 +120,8 @@ def decoded_frames_digest(ffmpeg: str, path: Path) -> str:
 
 
 def leftovers(output: Path) -> list[Path]:
-    return [p for p in (output, partial_output_path(output), work_folder_path(output)) if p.exists()]
+    return [p for p in (output, partial_output_path(output), work_folder_path(output), lock_path(output))
+            if p.exists()]
 
 
 # ---- faithful output ------------------------------------------------------------------------
@@ -348,5 +350,7 @@ def test_cli_upscales_and_reports(rich_mkv: Path, tmp_path: Path) -> None:
     assert again.exit_code == OutputError.exit_code and "--overwrite" in again.output
     missing = CliRunner().invoke(app, ["upscale-video", str(tmp_path / "nope.mp4"), "-o", str(tmp_path / "x.mkv"),
                                        "-s", "2", "-m", str(model)])
-    assert missing.exit_code == InputError.exit_code
-    assert issubclass(InputError, AnimeSRError)
+    assert missing.exit_code == InputError.exit_code and handled(missing), missing.exception
+    lines = [line for line in missing.output.splitlines() if line.strip()]
+    assert lines == [f"error: input not found: {tmp_path / 'nope.mp4'}"], lines
+    assert not (tmp_path / "x.mkv").exists() and not lock_path(tmp_path / "x.mkv").exists()

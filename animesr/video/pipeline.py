@@ -1,5 +1,5 @@
 """upscale_video(job): probe -> timestamps -> decode | Upscaler | encode in resumable chunks ->
-concatenate + copy every other stream -> verify -> rename into place.
+concatenate + copy every other stream -> verify -> rename into place, all under a lock on OUTPUT.
 
 Reports through `VideoCallbacks`; never imports typer or rich."""
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from animesr.config import VideoJob
-from animesr.errors import FFmpegError, InputError, OutputError
+from animesr.errors import FFmpegError, InputError, OutputError, VerificationError
 from animesr.inference.upscaler import Upscaler
 from animesr.pretrained import resolve_model
 from animesr.video import commands
@@ -25,8 +25,8 @@ from animesr.video.probe import VideoInfo, probe
 from animesr.video.runner import ChunkPlan, ChunkRunner
 from animesr.video.streams import StreamAction, check_video_codec, container_for, plan_streams, stream_args
 from animesr.video.timeline import Timeline, parse_framecrc
-from animesr.video.verify import Verification, verify_output
-from animesr.video.workdir import WorkFolder, file_identity, partial_output_path, work_folder_path
+from animesr.video.verify import Verification, find_truncation, verify_output
+from animesr.video.workdir import WorkFolder, file_identity, output_lock, partial_output_path, work_folder_path
 
 Message = Callable[[str], None]
 CUDA_BATCH = 4  # frames per network call on CUDA; on the CPU batching gains nothing and costs memory
@@ -64,12 +64,18 @@ def upscale_video(job: VideoJob, callbacks: VideoCallbacks = VideoCallbacks()) -
     container = _check_paths(job)
     check_video_codec(container, job.encode.codec, video_encoders())
     commands.check_quality(job.encode)
+    with output_lock(job.output):
+        return _upscale_locked(job, callbacks, info, container, began)
+
+
+def _upscale_locked(job: VideoJob, callbacks: VideoCallbacks, info: VideoInfo, container: str,
+                    began: float) -> VideoResult:
     actions = plan_streams(info.streams, container)
     _warn_about_source(info, job, actions, callbacks.warn)
     loaded = resolve_model(job.model, job.scale, job.denoise)
     upscaler = Upscaler(loaded, job.inference)
     work = WorkFolder(work_folder_path(job.output), _identity(job, upscaler))
-    timeline = _open_work(work, info, job)
+    timeline = _open_work(work, info, job, callbacks.warn)
     padding = even_padding(info.width * job.scale, info.height * job.scale, job.encode.pix_fmt)
     callbacks.note(_summary(info, job, timeline, padding, loaded.source, str(upscaler.device)))
     resumed_from = work.frames_done()
@@ -146,25 +152,40 @@ def _identity(job: VideoJob, upscaler: Upscaler) -> dict[str, object]:
     }
 
 
-def _model_identity(upscaler: Upscaler) -> str:
+def _model_identity(upscaler: Upscaler) -> dict[str, object]:
+    """The weights and everything in the model file's metadata that changes what they compute."""
     digest = hashlib.sha256()
     for name, tensor in upscaler.model.state_dict().items():
         digest.update(name.encode())
         digest.update(tensor.detach().to("cpu", torch.float32).numpy().tobytes())
-    return digest.hexdigest()
+    return {"weights_sha256": digest.hexdigest(), "value_range": upscaler.value_range,
+            "architecture": asdict(upscaler.model.config)}
 
 
-def _open_work(work: WorkFolder, info: VideoInfo, job: VideoJob) -> Timeline:
+def _open_work(work: WorkFolder, info: VideoInfo, job: VideoJob, warn: Message) -> Timeline:
     """Open or create the work folder; the frame timestamps are read once and kept there."""
     if job.resume and work.path.exists():
-        work.open(resume=True)
+        for problem in work.open(resume=True):
+            warn(problem)
         timeline = work.load_timeline()
         if timeline is not None:
+            _check_truncation(info, job, timeline, warn)
             return timeline
     timeline = scan_timeline(info, job)  # before the folder exists: bad input leaves nothing
+    _check_truncation(info, job, timeline, warn)
     work.open(resume=job.resume)
     work.save_timeline(timeline)
     return timeline
+
+
+def _check_truncation(info: VideoInfo, job: VideoJob, timeline: Timeline, warn: Message) -> None:
+    truncation = find_truncation(info, job, timeline)
+    if truncation is None:
+        return
+    if not job.accept_truncated:
+        raise InputError(f"{truncation.describe()}: add --accept-truncated to upscale the "
+                         f"{truncation.decoded_frames} frames there are")
+    warn(f"{truncation.describe()}; upscaling those (--accept-truncated)")
 
 
 def scan_timeline(info: VideoInfo, job: VideoJob) -> Timeline:
@@ -220,6 +241,14 @@ def _finish(info: VideoInfo, job: VideoJob, timeline: Timeline, work: WorkFolder
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-    os.replace(partial, job.output)
+    if not verification.ok:
+        failed = "; ".join(line for line in verification.lines() if "MISMATCH" in line)
+        raise VerificationError(f"{job.output.name} failed verification ({failed}) and was not published: "
+                                f"it is kept as {partial.name} for inspection, and {work.path.name} for "
+                                "the next run, which redoes damaged chunks (--no-resume starts over)")
+    try:
+        os.replace(partial, job.output)
+    except OSError as error:
+        raise OutputError(f"cannot rename {partial.name} to {job.output}: {error.strerror}") from None
     work.remove()
     return verification

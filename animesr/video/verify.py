@@ -1,17 +1,63 @@
-"""Checks on a finished output: frames in = frames out, duration within one frame, streams."""
+"""Checks on a source (does all it declares decode?) and on a finished output (frames in =
+frames out, duration within one frame, streams)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
+from animesr.config import VideoJob
 from animesr.video import commands
 from animesr.video.ffmpeg import run_ffmpeg
-from animesr.video.probe import probe
+from animesr.video.probe import VideoInfo, probe
 from animesr.video.streams import StreamAction
 from animesr.video.timeline import Timeline, parse_framecrc
 
 _CONTAINER_ROUNDING_SECONDS = 0.0015  # Matroska stores milliseconds
+# A source is truncated when it decodes shorter than declared by more than both of these: a
+# duration estimated from the container (duration × rate, or a longer audio track) is off by a
+# frame or two on whole files (measured on ../shared/data/video: at most one frame).
+TRUNCATION_TOLERANCE_FRAMES = 2
+TRUNCATION_TOLERANCE_SECONDS = 0.25
+
+
+@dataclass(frozen=True)
+class Truncation:
+    """A source that decodes shorter than its container declares: a cut download, a lost end."""
+
+    name: str
+    declared_seconds: float
+    declared_frames: int | None  # when the container counts frames and nothing changes the count
+    decoded_seconds: float
+    decoded_frames: int
+
+    def describe(self) -> str:
+        declared = f"{self.declared_seconds:.3f} s" + (f" ({self.declared_frames} frames)"
+                                                       if self.declared_frames is not None else "")
+        return (f"{self.name} is truncated or damaged: its container declares {declared} of video, "
+                f"but only {self.decoded_seconds:.3f} s ({self.decoded_frames} frames) decode")
+
+
+def find_truncation(info: VideoInfo, job: VideoJob, source: Timeline) -> Truncation | None:
+    """Compare what decodes (`source`, after --start/--duration) with what the container declares."""
+    frame = 1 / float(info.frame_rate)
+    if info.frame_count_from_container:
+        declared_total = info.frame_count * frame
+    elif info.duration:
+        declared_total = info.duration
+    else:
+        return None
+    declared = declared_total - (job.start or 0.0)
+    if job.duration is not None:
+        declared = min(declared, job.duration)
+    counted = info.frame_count_from_container and not (job.fps or job.start or job.duration)
+    shortfall = declared - source.seconds()
+    if counted:
+        shortfall = (info.frame_count - source.count) * frame
+    if shortfall <= max(TRUNCATION_TOLERANCE_FRAMES * frame, TRUNCATION_TOLERANCE_SECONDS):
+        return None
+    return Truncation(info.path.name, declared, info.frame_count if counted else None, source.seconds(),
+                      source.count)
 
 
 @dataclass(frozen=True)

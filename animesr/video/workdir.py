@@ -1,22 +1,27 @@
 """The resumable work folder beside OUTPUT: chunk files, the source's timeline, and a manifest
-that says which source, model and settings the chunks were made with and which are complete."""
+that says which source, model and settings the chunks were made with, and which chunks are
+complete (with each one's size and SHA-256, so a damaged chunk is redone); and the lock that
+keeps a second run off the same OUTPUT."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import shutil
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from animesr.atomic import replaced_on_success
-from animesr.errors import OutputError
+from animesr.errors import InputError, OutputError
 from animesr.video.timeline import Timeline
 
 MANIFEST_FORMAT = "animesr-video-work"
-MANIFEST_VERSION = 1
-_HASHED_BYTES = 1 << 20
+MANIFEST_VERSION = 2  # 2: the whole source hashed, chunk sizes and hashes, model value range
+_READ_BYTES = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -24,6 +29,8 @@ class ChunkRecord:
     index: int
     frames: int
     reused: int
+    size: int = 0  # bytes, and SHA-256, of the chunk file, filled in when it is complete
+    sha256: str = ""
 
 
 def partial_output_path(output: Path) -> Path:
@@ -34,16 +41,71 @@ def work_folder_path(output: Path) -> Path:
     return output.with_name(output.name + ".partial-work")
 
 
+def lock_path(output: Path) -> Path:
+    return output.with_name(output.name + ".lock")
+
+
 def file_identity(path: Path) -> dict[str, object]:
-    """Name, size, and a hash of the first and last MiB: cheap, and changes when the file does."""
-    size = path.stat().st_size
+    """Size and SHA-256 of the whole file: any changed byte is a different source (0.72 s per
+    GiB on the 2-core test machine, from the page cache: benchmarks/bench_source_hash.py).
+    Neither the name nor the mtime: a renamed or copied source is the same source."""
+    try:
+        return {"size": path.stat().st_size, "sha256": _sha256(path)}
+    except OSError as error:
+        raise InputError(f"cannot read {path}: {error.strerror}") from None
+
+
+def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
-        digest.update(f.read(_HASHED_BYTES))
-        if size > _HASHED_BYTES:
-            f.seek(max(_HASHED_BYTES, size - _HASHED_BYTES))
-            digest.update(f.read(_HASHED_BYTES))
-    return {"name": path.name, "size": size, "sha256_ends": digest.hexdigest()}
+        while block := f.read(_READ_BYTES):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@contextmanager
+def output_lock(output: Path) -> Iterator[Path]:
+    """Hold an exclusive lock beside OUTPUT for the whole job, or fail at once when another run
+    holds it. flock(2): the kernel releases it when the process dies, however it dies. Creating
+    the lock file is also the first write in OUTPUT's folder, so an unwritable folder fails here."""
+    path = lock_path(output)
+    fd = _locked_file(path, output)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield path
+    finally:
+        path.unlink(missing_ok=True)  # before closing: a run waiting on this file retries on a new one
+        os.close(fd)
+
+
+def _locked_file(path: Path, output: Path) -> int:
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as error:
+            raise OutputError(f"cannot write in folder {path.parent}: {error.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip()
+            os.close(fd)
+            process = f" (process {holder})" if holder.isdigit() else ""
+            raise OutputError(f"another animesr run{process} is writing {output.name} and holds {path.name}: "
+                              "wait for it to finish, or stop it and run this again to resume") from None
+        except OSError as error:
+            os.close(fd)
+            raise OutputError(f"cannot lock {path}: {error.strerror}") from None
+        if _same_file(fd, path):
+            return fd
+        os.close(fd)  # the holder removed it between our open and our lock: lock the new one
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        return os.stat(path).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        return False
 
 
 class WorkFolder:
@@ -54,34 +116,56 @@ class WorkFolder:
 
     # ---- opening ------------------------------------------------------------------------
 
-    def open(self, resume: bool) -> None:
-        """Continue a matching folder (resume), or start a clean one."""
-        if self.path.exists() and not resume:
-            shutil.rmtree(self.path)
-        if self.path.exists():
-            self._load()
-        else:
+    def open(self, resume: bool) -> list[str]:
+        """Continue a matching folder (resume), or start a clean one. Returns a line for each
+        chunk found damaged or missing: it and the chunks after it are done again."""
+        try:
+            if self.path.exists() and not resume:
+                shutil.rmtree(self.path)
+            if self.path.exists():
+                return self._load()
             self.path.mkdir(parents=True)
             self._save()
+        except OSError as error:
+            raise OutputError(f"cannot write the work folder {self.path}: {error.strerror}") from None
+        return []
 
-    def _load(self) -> None:
+    def _load(self) -> list[str]:
         try:
             manifest = json.loads((self.path / "manifest.json").read_text())
         except (OSError, json.JSONDecodeError):
             raise OutputError(f"{self.path} exists but has no readable manifest: remove it, "
                               "or run with --no-resume to start over") from None
-        if manifest.get("format") != MANIFEST_FORMAT or manifest.get("identity") != self.identity:
+        if manifest.get("format") != MANIFEST_FORMAT or manifest.get("version") != MANIFEST_VERSION:
+            raise OutputError(f"{self.path} was made by another version of animesr: "
+                              "add --no-resume to start over")
+        if manifest.get("identity") != self.identity:
             changed = _changed_keys(manifest.get("identity", {}), self.identity)
             raise OutputError(f"{self.path} holds work for another source, model or settings "
-                              f"({', '.join(changed) or 'format'} differ): run the same command to "
+                              f"({', '.join(changed)} differ): run the same command to "
                               "resume it, or add --no-resume to start over")
-        self.chunks = [ChunkRecord(**c) for c in manifest.get("chunks", [])
-                       if self.chunk_path(c["index"]).is_file()]
-        self.chunks = [c for i, c in enumerate(self.chunks) if c.index == i]
+        records = [ChunkRecord(**c) for c in manifest.get("chunks", [])]
+        records = [c for i, c in enumerate(records) if c.index == i]
+        problems: list[str] = []
+        for record in records:
+            problem = self._chunk_problem(record)
+            if problem:
+                problems.append(f"chunk {record.index} is {problem}: redoing from frame {self.frames_done()}")
+                break
+            self.chunks.append(record)
+        return problems
+
+    def _chunk_problem(self, record: ChunkRecord) -> str | None:
+        path = self.chunk_path(record.index)
+        if not path.is_file():
+            return "missing"
+        if path.stat().st_size != record.size or _sha256(path) != record.sha256:
+            return f"damaged ({path.name} differs from the size and SHA-256 it was written with)"
+        return None
 
     def _save(self) -> None:
         manifest = {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "identity": self.identity,
-                    "chunks": [c.__dict__ for c in self.chunks]}
+                    "chunks": [asdict(c) for c in self.chunks]}
         _write_atomically(self.path / "manifest.json", json.dumps(manifest, indent=1))
 
     # ---- timeline -----------------------------------------------------------------------
@@ -108,7 +192,9 @@ class WorkFolder:
         return sum(c.reused for c in self.chunks)
 
     def complete_chunk(self, record: ChunkRecord) -> None:
-        os.replace(self.temporary_chunk_path(record.index), self.chunk_path(record.index))
+        temporary = self.temporary_chunk_path(record.index)
+        record = replace(record, size=temporary.stat().st_size, sha256=_sha256(temporary))
+        os.replace(temporary, self.chunk_path(record.index))
         self.chunks.append(record)
         self._save()
 
@@ -125,8 +211,11 @@ class WorkFolder:
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    with replaced_on_success(path) as temporary:
-        temporary.write_text(text)
+    try:
+        with replaced_on_success(path) as temporary:
+            temporary.write_text(text)
+    except OSError as error:
+        raise OutputError(f"cannot write {path}: {error.strerror}") from None
 
 
 def _changed_keys(old: dict, new: dict) -> list[str]:

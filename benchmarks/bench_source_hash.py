@@ -1,0 +1,81 @@
+"""What resuming safely costs: upscale-video identifies its source by size and the SHA-256 of the
+whole file (animesr.video.workdir.file_identity), read once at the start of every run. This
+times that on a generated file against a plain read of the same file (both from the page cache,
+just written: the CPU's cost; a cold disk adds its own read speed to both).
+
+    python benchmarks/bench_source_hash.py              # 1 GiB
+    python benchmarks/bench_source_hash.py --mib 4096 --json benchmarks/results/bench_source_hash.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+from animesr.video.workdir import file_identity
+
+BLOCK = 1 << 22
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mib", type=int, default=1024, help="size of the generated file")
+    parser.add_argument("--repeats", type=int, default=3, help="best of this many")
+    parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "bench_source_hash.json")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-hash-") as folder:
+        path = Path(folder) / "source.bin"
+        _write(path, args.mib)
+        read = min(_timed(lambda: _read(path)) for _ in range(args.repeats))
+        hashed = min(_timed(lambda: file_identity(path)) for _ in range(args.repeats))
+    gib = args.mib / 1024
+    report = {
+        "machine": {"cpu": _cpu(), "cores": os.cpu_count(), "python": platform.python_version()},
+        "mib": args.mib,
+        "read_seconds": round(read, 3),
+        "identity_seconds": round(hashed, 3),
+        "identity_seconds_per_gib": round(hashed / gib, 3),
+        "identity_gib_per_second": round(gib / hashed, 2),
+        "identity_over_read": round(hashed / read, 2),
+    }
+    print(f"{args.mib} MiB from the page cache: plain read {read:.2f} s, size + SHA-256 {hashed:.2f} s "
+          f"({hashed / gib:.2f} s per GiB, {gib / hashed:.2f} GiB/s; {hashed / read:.1f}× a plain read)")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=1))
+    print(f"wrote {args.json}")
+
+
+def _write(path: Path, mib: int) -> None:
+    block = os.urandom(BLOCK)
+    with path.open("wb") as f:
+        for _ in range(mib * (1 << 20) // BLOCK):
+            f.write(block)
+
+
+def _read(path: Path) -> None:
+    with path.open("rb") as f:
+        while f.read(BLOCK):
+            pass
+
+
+def _timed(work) -> float:
+    began = time.perf_counter()
+    work()
+    return time.perf_counter() - began
+
+
+def _cpu() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        return next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or "unknown"
+
+
+if __name__ == "__main__":
+    main()

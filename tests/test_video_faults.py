@@ -1,0 +1,244 @@
+"""upscale-video under faults: resuming only onto the same source and model, damaged chunks,
+truncated sources, two runs on one output, an unwritable output folder. Generated clips and a
+tiny model; each test is the regression test of a defect of issue #11."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from animesr.checkpoint import load_checkpoint, save_checkpoint
+from animesr.errors import InputError, OutputError, VerificationError
+from animesr.video.pipeline import VideoCallbacks
+from animesr.video.workdir import lock_path, work_folder_path
+from test_video_pipeline import (Recorder, clips, decoded_frames_digest, ffmpeg, leftovers,  # noqa: F401 (fixtures)
+                                 lavfi_testsrc, make_clip, run, sine, tiny_model_file)
+
+_MIB = 1 << 20
+
+
+@pytest.fixture(scope="module")
+def clip50(ffmpeg: str, clips: Path) -> Path:
+    """50 frames at 25 fps with audio."""
+    return make_clip(ffmpeg, clips / "fifty.mkv", *lavfi_testsrc("25", 2.0), *sine(440, 48000, 2.0),
+                     "-c:v", "libx264", "-c:a", "flac")
+
+
+def cli(*args: str):
+    from animesr.cli import _register, app
+
+    _register()
+    return CliRunner().invoke(app, ["upscale-video", *args])
+
+
+def error_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.strip()]
+
+
+# ---- the work folder's identity -------------------------------------------------------------
+
+
+def test_resume_refuses_the_same_weights_with_another_value_range(clip50: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.mkv"
+    with pytest.raises(KeyboardInterrupt):
+        run(clip50, out, Recorder(stop_after=25), chunk_frames=10)
+    model = tiny_model_file(tmp_path)
+    loaded = load_checkpoint(model)
+    assert loaded.value_range == 1.0
+    save_checkpoint(model, loaded.model, value_range=255.0)  # same tensors, another input range
+    with pytest.raises(OutputError, match="model"):
+        run(clip50, out, chunk_frames=10)
+    result = run(clip50, out, chunk_frames=10, resume=False)
+    assert result.resumed_from == 0 and result.verification.ok
+
+
+def test_resume_refuses_a_source_changed_in_the_middle(ffmpeg: str, clips: Path, tmp_path: Path) -> None:
+    """Two sources of the same size and the same first and last MiB, differing in frames 30-42."""
+    common = [*lavfi_testsrc("24", 3.0, "160x120")]
+    codec = ["-c:v", "rawvideo", "-pix_fmt", "rgb24"]
+    original = make_clip(ffmpeg, clips / "raw-a.nut", *common, *codec)
+    edited = make_clip(ffmpeg, clips / "raw-b.nut", *common, "-vf",
+                       "drawbox=x=10:y=10:w=60:h=40:color=red:t=fill:enable='between(t,1.25,1.75)'", *codec)
+    a, b = original.read_bytes(), edited.read_bytes()
+    assert len(a) == len(b) > 2 * _MIB and a[:_MIB] == b[:_MIB] and a[-_MIB:] == b[-_MIB:] and a != b
+    source = tmp_path / "episode.nut"
+    shutil.copyfile(original, source)
+    out = tmp_path / "out.mkv"
+    with pytest.raises(KeyboardInterrupt):
+        run(source, out, Recorder(stop_after=20), chunk_frames=8)
+    shutil.copyfile(edited, source)  # replaced in place, as a re-download or a re-encode would
+    with pytest.raises(OutputError, match="source"):
+        run(source, out, chunk_frames=8)
+    assert work_folder_path(out).is_dir(), "the refused work folder is kept"
+
+
+# ---- damaged chunks and failed verification -------------------------------------------------
+
+
+def test_a_damaged_chunk_fails_verification_is_never_published_and_is_redone(ffmpeg: str, clip50: Path,
+                                                                            tmp_path: Path) -> None:
+    clean = run(clip50, tmp_path / "clean.mkv", chunk_frames=10)
+    out = tmp_path / "out.mkv"
+    work = work_folder_path(out)
+
+    def truncate_a_chunk() -> None:  # the disk loses the end of chunk 2 before the mux
+        chunk = work / "chunk_00002.nut"
+        chunk.write_bytes(chunk.read_bytes()[: chunk.stat().st_size // 2])
+
+    damaged = VideoCallbacks(on_finishing=truncate_a_chunk)
+    tiny_model_file(tmp_path)
+    from animesr.config import VideoJob
+    from animesr.video.pipeline import upscale_video
+
+    job = VideoJob(input=clip50, output=out, scale=2, model=tmp_path / "tiny-x2.safetensors", chunk_frames=10)
+    with pytest.raises(VerificationError, match=r"frames: 50 in, \d+ out") as caught:
+        upscale_video(job, damaged)
+    assert "\n" not in str(caught.value)
+    assert not out.exists(), "an output that failed verification is never published"
+    assert work.is_dir(), "the work folder is kept for the next run"
+
+    recorder = Recorder()
+    result = run(clip50, out, recorder, chunk_frames=10)
+    assert any("chunk 2" in w and "damaged" in w for w in recorder.warnings), recorder.warnings
+    assert result.resumed_from == 20 and result.verification.ok
+    assert decoded_frames_digest(ffmpeg, out) == decoded_frames_digest(ffmpeg, tmp_path / "clean.mkv")
+    assert result.reused == clean.reused
+    assert not leftovers(out)[1:]
+
+
+# ---- truncated sources ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def truncated_mp4(ffmpeg: str, clips: Path) -> Path:
+    """The index at the front (faststart) says 50 frames; only the first 40 % of the bytes remain."""
+    whole = make_clip(ffmpeg, clips / "faststart.mp4", *lavfi_testsrc("25", 2.0), *sine(440, 48000, 2.0),
+                      "-c:v", "libx264", "-c:a", "aac", "-movflags", "+faststart")
+    cut = clips / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 4 // 10])
+    return cut
+
+
+def test_a_truncated_source_is_refused_unless_accepted(truncated_mp4: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.mkv"
+    with pytest.raises(InputError, match=r"truncated.*2\.000 s.*--accept-truncated") as caught:
+        run(truncated_mp4, out)
+    assert "\n" not in str(caught.value)
+    assert not leftovers(out)
+
+    recorder = Recorder()
+    result = run(truncated_mp4, out, recorder, accept_truncated=True)
+    assert 5 < result.frames < 40 and result.verification.ok
+    assert any("truncated" in w for w in recorder.warnings), recorder.warnings
+
+
+def test_cli_truncated_source_exit_code_and_accept_option(truncated_mp4: Path, tmp_path: Path) -> None:
+    model = tiny_model_file(tmp_path)
+    out = tmp_path / "out.mkv"
+    refused = cli(str(truncated_mp4), "-o", str(out), "-s", "2", "-m", str(model))
+    assert refused.exit_code == InputError.exit_code, refused.output
+    assert error_lines(refused.output) == [line for line in error_lines(refused.output) if "error:" in line]
+    assert len(error_lines(refused.output)) == 1 and "truncated" in refused.output
+    accepted = cli(str(truncated_mp4), "-o", str(out), "-s", "2", "-m", str(model), "--accept-truncated")
+    assert accepted.exit_code == 0, accepted.output
+    assert "warning:" in accepted.output and "truncated" in accepted.output and out.is_file()
+
+
+# ---- two runs on one output -----------------------------------------------------------------
+
+_SLOW_RUN = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from animesr.config import VideoJob
+    from animesr.video.pipeline import VideoCallbacks, upscale_video
+
+    def on_frames(done, reused):
+        if done == 1:
+            print("running", flush=True)
+            time.sleep(300)
+
+    source, output, model = map(Path, sys.argv[1:4])
+    upscale_video(VideoJob(input=source, output=output, scale=2, model=model, chunk_frames=10),
+                  VideoCallbacks(on_frames=on_frames))
+""")
+
+
+def _wait_for_line(process: subprocess.Popen, expected: str, seconds: float) -> None:
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.append(process.stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(seconds)
+    if not lines or lines[0].strip() != expected:
+        raise AssertionError(f"the first run did not start: {lines} {process.poll()}")
+
+
+def test_a_second_run_on_the_same_output_is_refused_while_the_first_holds_the_lock(clip50: Path,
+                                                                                  tmp_path: Path) -> None:
+    model = tiny_model_file(tmp_path)
+    out = tmp_path / "out.mkv"
+    script = tmp_path / "slow_run.py"
+    script.write_text(_SLOW_RUN)
+    first = subprocess.Popen([sys.executable, str(script), str(clip50), str(out), str(model)],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        _wait_for_line(first, "running", 180)
+        second = cli(str(clip50), "-o", str(out), "-s", "2", "-m", str(model), "--chunk-frames", "10")
+        assert second.exit_code == OutputError.exit_code, second.output
+        lines = error_lines(second.output)
+        assert len(lines) == 1 and "another" in lines[0] and out.name in lines[0], lines
+        assert work_folder_path(out).is_dir() and not out.exists(), "the first run's work is untouched"
+        first.send_signal(signal.SIGKILL)  # a crash: the lock dies with its process
+        first.wait(30)
+        result = run(clip50, out, chunk_frames=10)
+        assert result.verification.ok and result.frames == 50
+        assert not lock_path(out).exists() and not leftovers(out)[1:]
+    finally:
+        if first.poll() is None:
+            first.kill()
+        first.wait()
+
+
+# ---- an output folder that cannot be written ------------------------------------------------
+
+
+def _run_in_read_only_folder(folder: Path, args: list[str]) -> subprocess.CompletedProcess:
+    """The CLI in a child process that cannot write in `folder`: mode 555 for a normal user; for
+    root (whom permission bits do not stop), a read-only bind mount in a private mount namespace."""
+    command = [sys.executable, "-m", "animesr", *args]
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        try:
+            return subprocess.run(command, capture_output=True, text=True, timeout=300)
+        finally:
+            folder.chmod(0o755)
+    if shutil.which("unshare") is None:
+        pytest.skip("running as root without unshare: no way to make a folder read-only")
+    probe = subprocess.run(["unshare", "--mount", "sh", "-c", 'mount -o bind,ro "$1" "$1"', "sh", str(folder)],
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot make a read-only bind mount here: {probe.stderr.strip()}")
+    wrapped = ["unshare", "--mount", "sh", "-c", 'mount -o bind,ro "$1" "$1" && shift && exec "$@"', "sh",
+               str(folder), *command]
+    return subprocess.run(wrapped, capture_output=True, text=True, timeout=300)
+
+
+def test_an_unwritable_output_folder_is_one_line_and_exit_3(clip50: Path, tmp_path: Path) -> None:
+    model = tiny_model_file(tmp_path)
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    result = _run_in_read_only_folder(folder, ["upscale-video", str(clip50), "-o", str(folder / "out.mkv"),
+                                               "-s", "2", "-m", str(model)])
+    lines = error_lines(result.stderr)
+    assert result.returncode == OutputError.exit_code, result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(lines) == 1 and lines[0].startswith("error:") and str(folder) in lines[0], lines
+    assert list(folder.iterdir()) == []
