@@ -3,22 +3,26 @@ timestamps, held-frame detection, stream plans, padding. No video files needed."
 
 from __future__ import annotations
 
+import os
 import re
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from animesr.config import EncodeSettings
-from animesr.errors import InputError
+from animesr.config import EncodeSettings, VideoJob
+from animesr.errors import InputError, OutputError
 from animesr.video.commands import check_quality, quality_args
 from animesr.video.ffmpeg import _encodable_video, parse_listing, video_encoders
 from animesr.video.held import HeldFrameDetector, block_difference
 from animesr.video.pipeline import even_padding
-from animesr.video.probe import StreamInfo, _from_banner, _from_ffprobe
+from animesr.video.probe import StreamInfo, VideoInfo, _from_banner, _from_ffprobe
 from animesr.video.streams import check_video_codec, container_for, plan_streams, stream_args
 from animesr.video.timeline import Timeline, parse_framecrc
+from animesr.video.verify import find_truncation
+from animesr.video.workdir import lock_path, output_lock
 
 BANNER = """\
 Input #0, matroska,webm, from 'ep01.mkv':
@@ -242,3 +246,62 @@ def test_cli_time_parsing() -> None:
     assert parse_time("90", "--start") == 90.0
     assert parse_time("1:30.5", "--start") == 90.5
     assert parse_time("01:00:00", "--start") == 3600.0
+
+
+# ---- truncated sources, the output lock -----------------------------------------------------
+
+
+def _info(duration: float | None, count: int, counted: bool) -> VideoInfo:
+    return replace(_from_banner(Path("ep01.mkv"), BANNER), frame_rate=Fraction(25), duration=duration,
+                   frame_count=count, frame_count_from_container=counted)
+
+
+def _steady(frames: int) -> Timeline:
+    return Timeline(Fraction(1, 25), tuple(range(frames)), (1,) * frames)
+
+
+def _job(**options) -> VideoJob:
+    return VideoJob(input=Path("ep01.mkv"), output=Path("out.mkv"), scale=2, **options)
+
+
+def test_truncation_is_what_decodes_short_of_the_declared_length_beyond_rounding() -> None:
+    estimated = _info(2.0, 50, counted=False)
+    assert find_truncation(estimated, _job(), _steady(50)) is None
+    assert find_truncation(estimated, _job(), _steady(49)) is None, "duration × rate is off by a frame"
+    assert find_truncation(estimated, _job(), _steady(45)) is None, "within a quarter second"
+    cut = find_truncation(estimated, _job(), _steady(20))
+    assert cut is not None and (cut.declared_frames, cut.decoded_frames) == (None, 20)
+    assert "declares 2.000 s of video, but only 0.800 s (20 frames) decode" in cut.describe()
+
+    counted = _info(None, 50, counted=True)
+    assert find_truncation(counted, _job(), _steady(48)) is None
+    assert find_truncation(counted, _job(), _steady(20)).declared_frames == 50
+    assert find_truncation(_info(None, 0, counted=False), _job(), _steady(1)) is None, "nothing declared"
+
+
+def test_truncation_of_a_trimmed_part_compares_with_the_part() -> None:
+    source = _info(2.0, 50, counted=True)
+    assert find_truncation(source, _job(start=1.0), _steady(25)) is None
+    assert find_truncation(source, _job(start=0.5, duration=0.5), _steady(12)) is None
+    assert find_truncation(source, _job(start=1.6, duration=1.0), _steady(10)) is None
+    short = find_truncation(source, _job(start=0.2, duration=1.0), _steady(8))
+    assert short is not None and short.declared_frames is None and short.declared_seconds == pytest.approx(1.0)
+
+
+def test_the_output_lock_is_exclusive_and_a_stale_lock_file_is_taken_over(tmp_path: Path) -> None:
+    out = tmp_path / "out.mkv"
+    lock_path(out).write_text("12345\n")  # left by a run that was killed: no process holds it
+    with output_lock(out) as held:
+        assert held.read_text() == f"{os.getpid()}\n"
+        with pytest.raises(OutputError, match=rf"another animesr run \(process {os.getpid()}\) is writing out.mkv"):
+            with output_lock(out):
+                pass
+    assert not lock_path(out).exists()
+    with output_lock(out):
+        pass
+
+
+def test_the_output_lock_in_a_missing_folder_is_an_output_error(tmp_path: Path) -> None:
+    with pytest.raises(OutputError, match="cannot write in folder"):
+        with output_lock(tmp_path / "no-such-folder" / "out.mkv"):
+            pass

@@ -119,15 +119,15 @@ class WorkFolder:
     def open(self, resume: bool) -> list[str]:
         """Continue a matching folder (resume), or start a clean one. Returns a line for each
         chunk found damaged or missing: it and the chunks after it are done again."""
+        if self.path.exists() and resume:
+            return self._load()
         try:
-            if self.path.exists() and not resume:
-                shutil.rmtree(self.path)
             if self.path.exists():
-                return self._load()
+                shutil.rmtree(self.path)
             self.path.mkdir(parents=True)
-            self._save()
         except OSError as error:
             raise OutputError(f"cannot write the work folder {self.path}: {error.strerror}") from None
+        self._save()
         return []
 
     def _load(self) -> list[str]:
@@ -193,8 +193,11 @@ class WorkFolder:
 
     def complete_chunk(self, record: ChunkRecord) -> None:
         temporary = self.temporary_chunk_path(record.index)
-        record = replace(record, size=temporary.stat().st_size, sha256=_sha256(temporary))
-        os.replace(temporary, self.chunk_path(record.index))
+        try:
+            record = replace(record, size=temporary.stat().st_size, sha256=_sha256(temporary))
+            os.replace(temporary, self.chunk_path(record.index))
+        except OSError as error:
+            raise OutputError(f"cannot keep chunk {record.index} in {self.path}: {error.strerror}") from None
         self.chunks.append(record)
         self._save()
 
@@ -203,7 +206,7 @@ class WorkFolder:
         for record, seconds in zip(self.chunks, durations):
             lines += [f"file '{self.chunk_path(record.index).name}'", f"duration {seconds:.6f}"]
         path = self.path / "chunks.ffconcat"
-        path.write_text("\n".join(lines) + "\n")
+        _write_atomically(path, "\n".join(lines) + "\n")
         return path
 
     def remove(self) -> None:
