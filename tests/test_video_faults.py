@@ -79,6 +79,10 @@ def test_resume_refuses_a_source_changed_in_the_middle(ffmpeg: str, clips: Path,
     with pytest.raises(OutputError, match="source"):
         run(source, out, chunk_frames=8)
     assert work_folder_path(out).is_dir(), "the refused work folder is kept"
+    renamed = tmp_path / "episode-copy.nut"
+    shutil.copyfile(original, renamed)  # the same bytes under another name and mtime: the same source
+    result = run(renamed, out, chunk_frames=8)
+    assert result.resumed_from == 16 and result.verification.ok
 
 
 # ---- damaged chunks and failed verification -------------------------------------------------
