@@ -108,6 +108,7 @@ def test_a_damaged_chunk_fails_verification_is_never_published_and_is_redone(ffm
         upscale_video(job, damaged)
     assert "\n" not in str(caught.value)
     assert not out.exists(), "an output that failed verification is never published"
+    assert (tmp_path / "out.mkv.partial").is_file(), "it is kept aside for inspection, as the message says"
     assert work.is_dir(), "the work folder is kept for the next run"
 
     recorder = Recorder()

@@ -30,6 +30,7 @@ from animesr.video.workdir import WorkFolder, file_identity, output_lock, partia
 
 Message = Callable[[str], None]
 CUDA_BATCH = 4  # frames per network call on CUDA; on the CPU batching gains nothing and costs memory
+_NOTED_HASH_BYTES = 1 << 30  # about a second of hashing: say why the start waits
 
 
 def _ignore(*_: object) -> None:
@@ -65,6 +66,7 @@ def upscale_video(job: VideoJob, callbacks: VideoCallbacks = VideoCallbacks()) -
     check_video_codec(container, job.encode.codec, video_encoders())
     commands.check_quality(job.encode)
     with output_lock(job.output):
+        _check_paths(job)  # again: a run that held the lock may have published OUTPUT meanwhile
         return _upscale_locked(job, callbacks, info, container, began)
 
 
@@ -74,6 +76,9 @@ def _upscale_locked(job: VideoJob, callbacks: VideoCallbacks, info: VideoInfo, c
     _warn_about_source(info, job, actions, callbacks.warn)
     loaded = resolve_model(job.model, job.scale, job.denoise)
     upscaler = Upscaler(loaded, job.inference)
+    size = job.input.stat().st_size
+    if size >= _NOTED_HASH_BYTES:
+        callbacks.note(f"hashing {job.input.name} ({size / 2**30:.1f} GiB) to match it with its work folder")
     work = WorkFolder(work_folder_path(job.output), _identity(job, upscaler))
     timeline = _open_work(work, info, job, callbacks.warn)
     padding = even_padding(info.width * job.scale, info.height * job.scale, job.encode.pix_fmt)
