@@ -277,6 +277,8 @@ def test_truncation_is_what_decodes_short_of_the_declared_length_beyond_rounding
     assert find_truncation(counted, _job(), _steady(48)) is None
     assert find_truncation(counted, _job(), _steady(20)).declared_frames == 50
     assert find_truncation(_info(None, 0, counted=False), _job(), _steady(1)) is None, "nothing declared"
+    half_rate = Timeline(Fraction(2, 25), tuple(range(25)), (1,) * 25)  # --fps 12.5: half the frames, 2 s
+    assert find_truncation(counted, _job(fps="25/2"), half_rate) is None, "a rate change compares seconds"
 
 
 def test_truncation_of_a_trimmed_part_compares_with_the_part() -> None:

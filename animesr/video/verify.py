@@ -50,7 +50,9 @@ def find_truncation(info: VideoInfo, job: VideoJob, source: Timeline) -> Truncat
     declared = declared_total - (job.start or 0.0)
     if job.duration is not None:
         declared = min(declared, job.duration)
-    counted = info.frame_count_from_container and not (job.fps or job.start or job.duration)
+    # frame counts compare only when no filter (--fps, deinterlacing, IVTC...) or trim changes them
+    counted = (info.frame_count_from_container and not commands.timing_filters(job)
+               and job.start is None and job.duration is None)
     shortfall = declared - source.seconds()
     if counted:
         shortfall = (info.frame_count - source.count) * frame
