@@ -13,6 +13,10 @@ class InputError(AnimeSRError):
     exit_code = 2
 
 
+class ImageTooLargeError(InputError):
+    """An image with more pixels than the limit, found from its header before decoding."""
+
+
 class OutputError(AnimeSRError):
     """An output that cannot be written, or exists and may not be overwritten."""
 
@@ -47,6 +51,12 @@ class TrainingError(AnimeSRError):
     """A run directory without state to resume, or a training setting that cannot work."""
 
     exit_code = 8
+
+
+class ModelOutputError(AnimeSRError):
+    """The network gave NaN or infinite values (weights that overflow): nothing is written."""
+
+    exit_code = 9
 
 
 class TrainingInterrupted(AnimeSRError):
