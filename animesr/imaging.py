@@ -89,7 +89,7 @@ def _read_header(data: bytes) -> _Header | None:
             width, height = img.size
             grey_alpha = img.mode in ("LA", "La") or _is_grey_alpha_png(data)
             return _Header(width, height, grey_alpha, _exif_orientation(img))
-    except (OSError, ValueError, SyntaxError, struct.error):
+    except Exception:  # noqa: BLE001 - any header Pillow cannot parse: OpenCV decides, the size is checked after
         return None
 
 
@@ -115,7 +115,7 @@ def _exif_orientation(img: Image.Image) -> int:
     neither OpenCV (unchanged mode) nor Pillow's decoder applies it. 1 when absent."""
     try:
         return int(img.getexif().get(0x0112, 1))
-    except (OSError, ValueError, SyntaxError, TypeError, struct.error):
+    except Exception:  # noqa: BLE001 - damaged EXIF says nothing about orientation
         return 1
 
 
@@ -131,7 +131,7 @@ def _read_with_pillow(data: bytes, path: Path) -> np.ndarray:
             if img.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "1", "La", "I;16B"):
                 img = img.convert("RGBA" if "transparency" in img.info or img.mode in ("PA", "La") else "RGB")
             array = np.asarray(img)  # LA stays two channels: grey + alpha
-    except (OSError, ValueError, SyntaxError, struct.error) as error:
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error) as error:
         raise InputError(f"{path}: not a readable image ({error})") from None
     if array.ndim == 3 and array.shape[2] in (3, 4):
         return array[..., [2, 1, 0, 3][: array.shape[2]]]  # back to OpenCV's BGR(A)
