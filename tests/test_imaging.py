@@ -140,6 +140,9 @@ def test_gray_alpha_in_lossy_formats(tmp_path: Path) -> None:
     assert webp.shape == (16, 16, 4)  # WebP has no grey: RGBA with equal colours
     np.testing.assert_array_equal(webp[..., 3], la[..., 1])
     np.testing.assert_array_equal(webp[..., 0], la[..., 0])
+    rgb = imaging.to_rgb8(la)  # what prepare and validation see: grey on white, spread to RGB
+    assert rgb.shape == (16, 16, 3) and (rgb[..., 0] == rgb[..., 2]).all()
+    assert rgb[0, 0, 0] == round(int(la[0, 0, 0]) * 90 / 255 + 255 * (1 - 90 / 255))
 
 
 def test_cmyk_jpeg_is_converted_to_rgb(tmp_path: Path) -> None:
