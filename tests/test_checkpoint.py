@@ -392,3 +392,20 @@ def test_a_legacy_file_claiming_more_elements_than_its_size(tmp_path: Path, monk
     monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("torch.load was called"))
     with pytest.raises(CheckpointError, match=r"claims.pt claims [\d,]+ tensor elements in a [\d,]+-byte file"):
         load_checkpoint(path, scale=2)
+
+
+def test_a_zip_file_claiming_more_elements_than_it_holds(tmp_path: Path) -> None:
+    """The zip format is memory-mapped: a storage is a view of the file and cannot be larger."""
+    import zipfile
+
+    state = _authors_state(2)
+    count = state["conv_first.weight"].numel() + 7
+    state["conv_first.weight"] = torch.zeros(count)
+    torch.save(state, tmp_path / "real.pt")
+    small, huge = b"M" + struct.pack("<H", count), b"\x8a\x06" + (5 * 10**11).to_bytes(6, "little")
+    with zipfile.ZipFile(tmp_path / "real.pt") as real, zipfile.ZipFile(tmp_path / "claims.pt", "w") as forged:
+        for info in real.infolist():
+            data = real.read(info)
+            forged.writestr(info, data.replace(small, huge) if info.filename.endswith("data.pkl") else data)
+    with pytest.raises(CheckpointError, match="claims.pt is not a checkpoint animesr can read"):
+        load_checkpoint(tmp_path / "claims.pt", scale=2)
