@@ -89,17 +89,24 @@ def plan_images(job: ImageJob, prepare: bool = True) -> list[ImageTask]:
     for source, relative in found:
         fmt, suffix = output_format(source, job.fmt)
         target = job.output_dir / relative.parent / f"{relative.stem}{job.suffix}{suffix}"
-        key = Path(os.path.normcase(os.path.abspath(target)))
+        key = _path_key(target)
         if key in claimed:
             raise InputError(f"{claimed[key]} and {source} would both be written to {target}; "
                              "use separate runs or --suffix")
         claimed[key] = source
         tasks.append(ImageTask(source, target, fmt))
+    # an input that is another input's output (a_x2.png beside a.png, -o the same folder):
+    # an earlier run's result, not a picture to upscale again
+    tasks = [task for task in tasks if claimed.get(_path_key(task.source), task.source) == task.source]
     if job.output_dir.exists() and not job.output_dir.is_dir():
         raise OutputError(f"output folder {job.output_dir} is an existing file")
     if prepare:
         prepare_output_dir(job.output_dir)
     return tasks
+
+
+def _path_key(path: Path) -> Path:
+    return Path(os.path.normcase(os.path.abspath(path)))
 
 
 def prepare_output_dir(output_dir: Path) -> None:

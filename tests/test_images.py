@@ -163,3 +163,16 @@ def test_gray_alpha_file_in_gray_alpha_file_out(tmp_path: Path, dtype) -> None:
     header = (tmp_path / "out" / "la.png").read_bytes()[24:26]  # IHDR bit depth, colour type
     assert header == bytes([8 * np.dtype(dtype).itemsize, 4])  # grey + alpha, depth kept
     assert cv2.imread(str(tmp_path / "out" / "la.png"), cv2.IMREAD_UNCHANGED).dtype == dtype
+
+
+def test_outputs_written_beside_their_inputs_are_not_inputs_next_time(tmp_path: Path) -> None:
+    write_image(tmp_path / "a.png", smooth_image(8, 8))
+    job = _job([tmp_path], tmp_path, suffix="_x2", overwrite=True)  # -o the input folder
+    upscaler = Upscaler(tiny_loaded(2), job.inference)
+    assert upscale_images(job, upscaler).done == [tmp_path / "a_x2.png"]
+    assert [task.source.name for task in plan_images(job)] == ["a.png"]  # a_x2.png is a's output
+    assert upscale_images(job, upscaler).done == [tmp_path / "a_x2.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "a_x2.png"]
+    # without a suffix the output would be the input itself: still planned, and refused per file
+    same = _job([tmp_path / "a.png"], tmp_path, overwrite=True)
+    assert [task.source.name for task in plan_images(same)] == ["a.png"]
