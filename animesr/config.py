@@ -6,6 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+# An 8K×6K picture. A PNG of a few kilobytes can claim 12000×12000 pixels (gigabytes once
+# decoded and upscaled), so image sizes are read from the header and checked before decoding.
+DEFAULT_MAX_PIXELS = 50_000_000
 
 
 @dataclass(frozen=True)
@@ -34,8 +37,13 @@ class ImageJob:
     suffix: str = ""
     recursive: bool = False
     overwrite: bool = False
+    max_pixels: int = DEFAULT_MAX_PIXELS  # per input image; more is that file's error
     inference: InferenceSettings = InferenceSettings()
     denoise: float | None = None  # mix of the shipped clean (0) and real (1) models
+
+    def __post_init__(self) -> None:
+        if self.max_pixels < 1:
+            raise ValueError("--max-pixels must be at least 1")
 
 
 @dataclass(frozen=True)

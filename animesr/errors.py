@@ -13,6 +13,10 @@ class InputError(AnimeSRError):
     exit_code = 2
 
 
+class ImageTooLargeError(InputError):
+    """An image with more pixels than the limit, found from its header before decoding."""
+
+
 class OutputError(AnimeSRError):
     """An output that cannot be written, or exists and may not be overwritten."""
 
@@ -53,6 +57,12 @@ class VerificationError(AnimeSRError):
     """A finished output that does not match its source: it is kept aside, never published."""
 
     exit_code = 1
+
+
+class ModelOutputError(AnimeSRError):
+    """The network gave NaN or infinite values (weights that overflow): nothing is written."""
+
+    exit_code = 9
 
 
 class TrainingInterrupted(AnimeSRError):

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from animesr.config import ImageJob
-from animesr.errors import AnimeSRError, InputError, OutputError
+from animesr.errors import AnimeSRError, ImageTooLargeError, InputError, OutputError
 from animesr.imaging import WRITE_FORMATS, list_images, read_image, write_image
 
 if TYPE_CHECKING:
@@ -83,23 +83,30 @@ def plan_images(job: ImageJob, prepare: bool = True) -> list[ImageTask]:
     """
     if not job.inputs:
         raise InputError("no input given")
-    found = list_images(list(job.inputs), job.recursive)
+    found = list_images(list(job.inputs), job.recursive, skip=job.output_dir)
     tasks: list[ImageTask] = []
     claimed: dict[Path, Path] = {}
     for source, relative in found:
         fmt, suffix = output_format(source, job.fmt)
         target = job.output_dir / relative.parent / f"{relative.stem}{job.suffix}{suffix}"
-        key = Path(os.path.normcase(os.path.abspath(target)))
+        key = _path_key(target)
         if key in claimed:
             raise InputError(f"{claimed[key]} and {source} would both be written to {target}; "
                              "use separate runs or --suffix")
         claimed[key] = source
         tasks.append(ImageTask(source, target, fmt))
+    # an input that is another input's output (a_x2.png beside a.png, -o the same folder):
+    # an earlier run's result, not a picture to upscale again
+    tasks = [task for task in tasks if claimed.get(_path_key(task.source), task.source) == task.source]
     if job.output_dir.exists() and not job.output_dir.is_dir():
         raise OutputError(f"output folder {job.output_dir} is an existing file")
     if prepare:
         prepare_output_dir(job.output_dir)
     return tasks
+
+
+def _path_key(path: Path) -> Path:
+    return Path(os.path.normcase(os.path.abspath(path)))
 
 
 def prepare_output_dir(output_dir: Path) -> None:
@@ -148,7 +155,7 @@ def upscale_images(
         if callbacks.on_image:
             callbacks.on_image(index, task)
         try:
-            _upscale_one(task, upscaler, callbacks)
+            _upscale_one(task, job, upscaler, callbacks)
         except AnimeSRError as error:
             message = str(error)
         except Exception as error:  # noqa: BLE001 - one bad file must not stop the others
@@ -166,10 +173,13 @@ def upscale_images(
     return summary
 
 
-def _upscale_one(task: ImageTask, upscaler: Upscaler, callbacks: ImageCallbacks) -> None:
+def _upscale_one(task: ImageTask, job: ImageJob, upscaler: Upscaler, callbacks: ImageCallbacks) -> None:
     if task.target.exists() and task.target.resolve() == task.source.resolve():
         raise OutputError(f"{task.source}: the output would replace the input; use --suffix or another -o")
-    image = read_image(task.source)
+    try:
+        image = read_image(task.source, max_pixels=job.max_pixels)
+    except ImageTooLargeError as error:
+        raise ImageTooLargeError(f"{error}; --max-pixels raises it") from None
     result = upscaler.upscale(image, on_tile=callbacks.on_tile, notice=callbacks.on_notice)
     try:
         task.target.parent.mkdir(parents=True, exist_ok=True)

@@ -1,11 +1,17 @@
 """Image files ↔ arrays, and the one antialiased bicubic resize used everywhere.
 
-Arrays are H×W×C in RGB(A) order, uint8 or uint16, C in (1, 3, 4); grayscale is H×W×1.
+Arrays are H×W×C in RGB(A) order, uint8 or uint16: C = 1 grey, 2 grey + alpha, 3 RGB, 4 RGBA.
 """
 
 from __future__ import annotations
 
 import io
+import struct
+import warnings
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -13,28 +19,83 @@ import numpy as np
 from PIL import Image
 
 from animesr.atomic import replaced_on_success
-from animesr.errors import InputError, OutputError
+from animesr.config import DEFAULT_MAX_PIXELS
+from animesr.errors import ImageTooLargeError, InputError, OutputError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 WRITE_FORMATS = ("png", "jpg", "webp")
 
 # A damaged file is reported once, by us; OpenCV's own decoder chatter on stderr is noise.
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+# Our own limit (max_pixels) is checked before any decoding; Pillow's would refuse headers
+# and EXIF of pictures the user allowed, and warn on the console about the others.
+Image.MAX_IMAGE_PIXELS = None
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_GREY_ALPHA = 4  # IHDR colour type
 
 
-def read_image(path: str | Path) -> np.ndarray:
+@dataclass(frozen=True)
+class _Header:
+    width: int
+    height: int
+    grey_alpha: bool  # OpenCV decodes grey + alpha as BGRA: turn it back into 2 channels
+    orientation: int  # EXIF orientation, 1 when absent
+
+
+def read_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
-    return decode_image(path.read_bytes(), path)
+    return decode_image(path.read_bytes(), path, max_pixels)
 
 
-def decode_image(data: bytes, path: Path) -> np.ndarray:
-    """The file content `data` of `path` (named in errors) -> H×W×C RGB(A) array."""
+def decode_image(data: bytes, path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """The file content `data` of `path` (named in errors) -> H×W×C RGB(A) array.
+
+    More than `max_pixels` pixels (None: no limit) is an ImageTooLargeError, raised from
+    the header's size before anything is decoded when Pillow can read the header."""
+    header = _read_header(data)
+    if header is not None:
+        _check_pixels(header.width, header.height, max_pixels, path)
     decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
     if decoded is None:
         decoded = _read_with_pillow(data, path)
-    return _upright(_to_rgb_layout(decoded, path), _exif_orientation(data))
+    _check_pixels(decoded.shape[1], decoded.shape[0], max_pixels, path)  # a header Pillow could not read
+    grey_alpha = header is not None and header.grey_alpha
+    return _upright(_to_rgb_layout(decoded, path, grey_alpha), header.orientation if header else 1)
+
+
+def _check_pixels(width: int, height: int, max_pixels: int | None, path: Path) -> None:
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageTooLargeError(f"{path}: {width}×{height} is {width * height:,} pixels, "
+                                 f"over the limit of {max_pixels:,}")
+
+
+@contextmanager
+def _quiet_pillow() -> Iterator[None]:
+    """Pillow warns on stderr (decompression bombs, odd EXIF, palette transparency); what
+    matters is reported once, by us, as the file's error."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _read_header(data: bytes) -> _Header | None:
+    """Size, grey + alpha and EXIF orientation without decoding pixels; None when Pillow
+    cannot tell (OpenCV may still decode the file)."""
+    try:
+        with _quiet_pillow(), Image.open(io.BytesIO(data)) as img:
+            width, height = img.size
+            grey_alpha = img.mode in ("LA", "La") or _is_grey_alpha_png(data)
+            return _Header(width, height, grey_alpha, _exif_orientation(img))
+    except Exception:  # noqa: BLE001 - any header Pillow cannot parse: OpenCV decides, the size is checked after
+        return None
+
+
+def _is_grey_alpha_png(data: bytes) -> bool:
+    # Pillow opens 16-bit grey + alpha as 8-bit RGBA, so the PNG header is asked directly
+    return data[:8] == _PNG_SIGNATURE and data[12:16] == b"IHDR" and data[25:26] == bytes([_PNG_GREY_ALPHA])
 
 
 # EXIF orientation tag -> how to turn the stored H×W×C pixels upright, as viewers show them.
@@ -49,13 +110,12 @@ _UPRIGHT = {
 }
 
 
-def _exif_orientation(data: bytes) -> int:
+def _exif_orientation(img: Image.Image) -> int:
     """Camera and phone pictures store pixels sideways with a tag saying how to turn them;
     neither OpenCV (unchanged mode) nor Pillow's decoder applies it. 1 when absent."""
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            return int(img.getexif().get(0x0112, 1))
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return int(img.getexif().get(0x0112, 1))
+    except Exception:  # noqa: BLE001 - damaged EXIF says nothing about orientation
         return 1
 
 
@@ -67,18 +127,18 @@ def _upright(image: np.ndarray, orientation: int) -> np.ndarray:
 def _read_with_pillow(data: bytes, path: Path) -> np.ndarray:
     """Fallback for what OpenCV cannot decode (GIF, some palette and CMYK files)."""
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            if img.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "1", "LA", "I;16B"):
-                img = img.convert("RGBA" if "transparency" in img.info or img.mode in ("PA", "LA") else "RGB")
-            array = np.asarray(img)
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        with _quiet_pillow(), Image.open(io.BytesIO(data)) as img:
+            if img.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "1", "La", "I;16B"):
+                img = img.convert("RGBA" if "transparency" in img.info or img.mode in ("PA", "La") else "RGB")
+            array = np.asarray(img)  # LA stays two channels: grey + alpha
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error) as error:
         raise InputError(f"{path}: not a readable image ({error})") from None
     if array.ndim == 3 and array.shape[2] in (3, 4):
         return array[..., [2, 1, 0, 3][: array.shape[2]]]  # back to OpenCV's BGR(A)
     return array
 
 
-def _to_rgb_layout(decoded: np.ndarray, path: Path) -> np.ndarray:
+def _to_rgb_layout(decoded: np.ndarray, path: Path, grey_alpha: bool = False) -> np.ndarray:
     if decoded.dtype not in (np.uint8, np.uint16):
         if decoded.dtype == np.int32 and decoded.max(initial=0) < 65536:
             decoded = decoded.astype(np.uint16)
@@ -87,11 +147,10 @@ def _to_rgb_layout(decoded: np.ndarray, path: Path) -> np.ndarray:
     if decoded.ndim == 2:
         return decoded[..., None]
     channels = decoded.shape[2]
-    if channels == 1:
+    if channels in (1, 2):  # grey, grey + alpha
         return decoded
-    if channels == 2:  # gray + alpha: keep as gray colour with alpha
-        gray, alpha = decoded[..., :1], decoded[..., 1:]
-        return np.concatenate([gray, gray, gray, alpha], axis=2)
+    if channels == 4 and grey_alpha:  # OpenCV's BGRA of a grey + alpha file, B = G = R
+        return np.ascontiguousarray(decoded[..., [0, 3]])
     if channels == 3:
         return np.ascontiguousarray(decoded[..., ::-1])
     if channels == 4:
@@ -107,14 +166,18 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
 
 def to_rgb8(image: np.ndarray) -> np.ndarray:
     """Any H×W×C uint8/uint16 image -> H×W×3 uint8 (alpha composited on white, gray spread)."""
-    image = to_uint8(image)
-    if image.shape[2] == 1:
-        return np.repeat(image, 3, axis=2)
-    if image.shape[2] == 4:
-        alpha = image[..., 3:].astype(np.float32) / 255.0
-        blended = image[..., :3] * alpha + 255.0 * (1.0 - alpha)
-        return (blended + 0.5).astype(np.uint8)
-    return image
+    image = on_white(to_uint8(image))
+    return np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image
+
+
+def on_white(image: np.ndarray) -> np.ndarray:
+    """uint8 grey + alpha -> grey, RGBA -> RGB, composited on white as viewers show them;
+    images without alpha are returned as they are."""
+    if image.shape[2] not in (2, 4):
+        return image
+    alpha = image[..., -1:].astype(np.float32) / 255.0
+    blended = image[..., :-1] * alpha + 255.0 * (1.0 - alpha)
+    return (blended + 0.5).astype(np.uint8)
 
 
 def encode_image(image: np.ndarray, fmt: str, quality: int = 95) -> bytes:
@@ -123,10 +186,14 @@ def encode_image(image: np.ndarray, fmt: str, quality: int = 95) -> bytes:
         fmt = "jpg"
     if fmt not in WRITE_FORMATS:
         raise OutputError(f"cannot write format {fmt!r}; choose one of {', '.join(WRITE_FORMATS)}")
-    if fmt == "jpg" and image.shape[2] == 4:  # JPEG has no alpha: show it as viewers do, on white
-        image = to_rgb8(image)
     if fmt in ("jpg", "webp"):
         image = to_uint8(image)
+    if fmt == "jpg":  # JPEG has no alpha: show it as viewers do, on white
+        image = on_white(image)
+    if image.shape[2] == 2:
+        if fmt == "png":  # OpenCV writes 1, 3 or 4 channels only
+            return _grey_alpha_png(image)
+        image = np.concatenate([np.repeat(image[..., :1], 3, axis=2), image[..., 1:]], axis=2)  # WebP: RGBA
     bgr = _to_bgr_layout(image)
     params = {
         "jpg": [cv2.IMWRITE_JPEG_QUALITY, quality],
@@ -137,6 +204,22 @@ def encode_image(image: np.ndarray, fmt: str, quality: int = 95) -> bytes:
     if not ok:
         raise OutputError(f"could not encode a {image.shape} {image.dtype} image as {fmt}")
     return buffer.tobytes()
+
+
+def _grey_alpha_png(image: np.ndarray) -> bytes:
+    """A grey + alpha PNG (colour type 4) of 8 or 16 bits, each row with the "up" filter."""
+    height, width = image.shape[:2]
+    depth = image.dtype.itemsize * 8
+    rows = image.astype(">u2" if depth == 16 else np.uint8).reshape(height, -1).view(np.uint8)
+    filtered = np.diff(rows, axis=0, prepend=np.zeros((1, rows.shape[1]), np.uint8))  # mod 256
+    scanlines = np.concatenate([np.full((height, 1), 2, np.uint8), filtered], axis=1)  # 2: up
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, depth, _PNG_GREY_ALPHA, 0, 0, 0)
+    return (_PNG_SIGNATURE + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(scanlines.tobytes(), 6))
+            + chunk(b"IEND", b""))
 
 
 def _to_bgr_layout(image: np.ndarray) -> np.ndarray:
@@ -191,8 +274,12 @@ def crop_to_multiple(image: np.ndarray, scale: int) -> np.ndarray:
     return image[: h - h % scale, : w - w % scale]
 
 
-def list_images(paths: list[Path], recursive: bool) -> list[tuple[Path, Path]]:
-    """Expand files and folders into (image file, path relative to its root folder)."""
+def list_images(paths: list[Path], recursive: bool, skip: Path | None = None) -> list[tuple[Path, Path]]:
+    """Expand files and folders into (image file, path relative to its root folder).
+
+    Files under `skip` (the output folder) inside a folder are left out, so a recursive
+    run never upscales the outputs of an earlier one.
+    """
     found: list[tuple[Path, Path]] = []
     for root in paths:
         if not root.exists():
@@ -201,8 +288,18 @@ def list_images(paths: list[Path], recursive: bool) -> list[tuple[Path, Path]]:
             found.append((root, Path(root.name)))
             continue
         pattern = "**/*" if recursive else "*"
-        files = sorted(p for p in root.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        inner = _folder_inside(skip, root)
+        files = sorted(p for p in root.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                       and not (inner and p.resolve().is_relative_to(inner)))
         if not files:
             raise InputError(f"{root}: no images found{'' if recursive else ' (try --recursive)'}")
         found.extend((p, p.relative_to(root)) for p in files)
     return found
+
+
+def _folder_inside(folder: Path | None, root: Path) -> Path | None:
+    """`folder`, resolved, when it lies strictly inside `root`; else None."""
+    if folder is None:
+        return None
+    folder, root = folder.resolve(), root.resolve()
+    return folder if folder != root and folder.is_relative_to(root) else None

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +20,8 @@ from animesr.checkpoint import FORMAT_VERSION, LoadedModel, on_unit_range
 from animesr.config import InferenceSettings
 from animesr.errors import CheckpointError
 from animesr.imaging import downscale, read_image
-from animesr.model import A2N
+from animesr.model import A2N, A2NConfig, from_authors_state_dict
+from animesr.model import names
 from animesr.pretrained import MODELS_ENV, resolve_model
 from animesr.training.metrics import psnr_y
 from conftest import smooth_image, tiny_model
@@ -216,6 +219,11 @@ def test_newer_format_version_asks_for_an_upgrade(tmp_path: Path) -> None:
     ("value_range", "100", "value range 100 is not 1 or 255"),
     ("training", "{not json", "bad checkpoint metadata"),
     ("format_version", "v2", "bad checkpoint format version"),
+    # forged shapes: a traceback, a terabyte model and a hundred million blocks before the fix
+    ("channels", "-8", "channels = -8; A2N allows 4 to 1024"),
+    ("channels", str(10**6), "channels = 1000000; A2N allows"),
+    ("up_channels", "0", "up_channels = 0; A2N allows"),
+    ("blocks", str(10**8), "blocks = 100000000; A2N allows"),
 ])
 def test_damaged_metadata_is_a_checkpoint_error(tmp_path: Path, key: str, value: str | None, message: str) -> None:
     path = tmp_path / "m.safetensors"
@@ -274,3 +282,130 @@ def test_pickles_with_code_are_never_executed(tmp_path: Path) -> None:
         with pytest.raises(CheckpointError):
             load_checkpoint(candidate, scale=2)
     assert not marker.exists(), "loading a checkpoint ran code from the pickle"
+
+
+# ---- forged and damaged weights ----------------------------------------------------------------
+
+def _authors_state(scale: int) -> dict[str, torch.Tensor]:
+    """A state dict under the authors' names, as their .pt files hold it."""
+    top = {ours: theirs for theirs, ours in names._TOP_LEVEL.items()}
+    part = {ours: theirs for theirs, ours in names._BLOCK_PARTS.items()}
+    state = {}
+    for key, value in A2N(A2NConfig(scale=scale)).state_dict().items():
+        block = re.match(r"^blocks\.(\d+)\.(.+)\.(weight|bias)$", key)
+        if block:
+            index, name, kind = block.groups()
+            state[f"AAB_trunk.{index}.{part.get(name, name)}.{kind}"] = value
+        else:
+            base, kind = key.rsplit(".", 1)
+            state[f"{top[base]}.{kind}"] = value
+    assert from_authors_state_dict(state).keys() == A2N(A2NConfig(scale=scale)).state_dict().keys()
+    return state
+
+
+def _save_ours_with(path: Path, change) -> None:
+    save_checkpoint(path, tiny_model(2), value_range=1.0)
+    with safe_open(str(path), framework="pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    change(tensors)
+    save_file(tensors, str(path), metadata=meta)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_weights_are_refused_at_load(tmp_path: Path, bad: float) -> None:
+    ours = tmp_path / "m.safetensors"
+    _save_ours_with(ours, lambda tensors: tensors["tail.weight"].view(-1).__setitem__(5, bad))
+    with pytest.raises(CheckpointError, match="m.safetensors: tail.weight holds NaN or infinite weights"):
+        load_checkpoint(ours)
+    authors = _authors_state(2)
+    authors["HRconv1.bias"][0] = bad
+    torch.save(authors, tmp_path / "aan.pt")
+    with pytest.raises(CheckpointError, match="aan.pt: upsample.0.refine.bias holds NaN or infinite"):
+        load_checkpoint(tmp_path / "aan.pt", scale=2)
+
+
+def test_integer_tensors_are_not_weights(tmp_path: Path) -> None:
+    path = tmp_path / "m.safetensors"
+    _save_ours_with(path, lambda tensors: tensors.update({"head.bias": tensors["head.bias"].to(torch.int32)}))
+    with pytest.raises(CheckpointError, match="head.bias does not hold floating-point weights"):
+        load_checkpoint(path)
+
+
+def test_a_tensor_of_another_shape_is_refused_before_it_is_read(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "m.safetensors"
+    _save_ours_with(path, lambda tensors: tensors.update({"tail.weight": torch.zeros(3, 8, 5, 5)}))
+    monkeypatch.setattr("animesr.checkpoint.load_file", lambda *a, **k: pytest.fail("tensors were read"))
+    with pytest.raises(CheckpointError, match=r"does not match A2N x2: tail.weight has shape \[3, 8, 5, 5\]"):
+        load_checkpoint(path)
+
+
+def test_authors_file_with_a_zip_layout_loads(tmp_path: Path) -> None:
+    state = _authors_state(4)
+    torch.save(state, tmp_path / "new.pt")  # torch's current (zip) format, read memory-mapped
+    torch.save(state, tmp_path / "old.pt", _use_new_zipfile_serialization=False)  # the authors' (legacy)
+    x = torch.rand(1, 3, 6, 5)
+    new, old = load_checkpoint(tmp_path / "new.pt"), load_checkpoint(tmp_path / "old.pt")
+    assert new.scale == old.scale == 4
+    assert torch.equal(_forward(new.model, x), _forward(old.model, x))
+    assert new.model.state_dict()["tail.bias"].equal(state["conv_last.bias"])
+
+
+def test_authors_file_with_a_string_for_a_tensor(tmp_path: Path) -> None:
+    state = _authors_state(2)
+    state["conv_first.weight"] = "not a tensor"
+    torch.save(state, tmp_path / "s.pt")
+    with pytest.raises(CheckpointError, match="s.pt: conv_first.weight is a str, not a tensor"):
+        load_checkpoint(tmp_path / "s.pt", scale=2)
+
+
+def test_authors_file_with_keys_that_are_not_names(tmp_path: Path) -> None:
+    state: dict = _authors_state(2)
+    state[7] = torch.zeros(1)
+    torch.save(state, tmp_path / "k.pt")
+    with pytest.raises(CheckpointError, match="k.pt is not an A2N checkpoint"):
+        load_checkpoint(tmp_path / "k.pt", scale=2)
+
+
+def test_a_small_file_with_a_huge_stride_zero_tensor(tmp_path: Path) -> None:
+    # 2·10¹² half-precision elements that share one stored value: a few KB on disk,
+    # 8 TB once converted to float32
+    state = _authors_state(2)
+    state["conv_first.weight"] = torch.zeros(1, dtype=torch.float16).expand(2 * 10**12)
+    path = tmp_path / "wide.pt"
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match=r"wide.pt does not match A2N x2: head.weight has shape \[2000000000000\]"):
+        load_checkpoint(path, scale=2)
+
+
+def test_a_legacy_file_claiming_more_elements_than_its_size(tmp_path: Path, monkeypatch) -> None:
+    """torch allocates what a legacy file's storages claim before reading them: the claim is
+    compared with the file size first, and torch is never asked."""
+    state = _authors_state(2)
+    count = state["conv_first.weight"].numel()  # 40·3·3·3 = 1080
+    state["conv_first.weight"] = torch.zeros(count + 7)  # a count found nowhere else in the file
+    path = tmp_path / "claims.pt"
+    torch.save(state, path, _use_new_zipfile_serialization=False)
+    data = path.read_bytes()
+    small, huge = b"M" + struct.pack("<H", count + 7), b"\x8a\x06" + (5 * 10**11).to_bytes(6, "little")
+    assert data.count(small) == 2  # the storage's element count and the tensor's size
+    path.write_bytes(data.replace(small, huge))  # protocol 2 has no frames: lengths may change
+    monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("torch.load was called"))
+    with pytest.raises(CheckpointError, match=r"claims.pt claims [\d,]+ tensor elements in a [\d,]+-byte file"):
+        load_checkpoint(path, scale=2)
+
+
+def test_a_zip_file_claiming_more_elements_than_it_holds(tmp_path: Path) -> None:
+    """The zip format is memory-mapped: a storage is a view of the file and cannot be larger."""
+    import zipfile
+
+    state = _authors_state(2)
+    count = state["conv_first.weight"].numel() + 7
+    state["conv_first.weight"] = torch.zeros(count)
+    torch.save(state, tmp_path / "real.pt")
+    small, huge = b"M" + struct.pack("<H", count), b"\x8a\x06" + (5 * 10**11).to_bytes(6, "little")
+    with zipfile.ZipFile(tmp_path / "real.pt") as real, zipfile.ZipFile(tmp_path / "claims.pt", "w") as forged:
+        for info in real.infolist():
+            data = real.read(info)
+            forged.writestr(info, data.replace(small, huge) if info.filename.endswith("data.pkl") else data)
+    with pytest.raises(CheckpointError, match="claims.pt is not a checkpoint animesr can read"):
+        load_checkpoint(tmp_path / "claims.pt", scale=2)

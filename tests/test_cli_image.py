@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from PIL import Image
 from typer.testing import CliRunner
 
 from animesr import Upscaler, __version__, load_checkpoint, save_checkpoint
@@ -118,6 +120,53 @@ def test_a_corrupt_file_is_reported_and_the_rest_go_on(tree: Path, tiny_x2: Path
     assert files(out) == ["a.png", "b.jpg"]
 
 
+def test_recursive_into_an_output_folder_inside_the_input(tree: Path, tiny_x2: Path) -> None:
+    out = tree / "upscaled"
+    first = run(tree, "-r", "-o", out, "-s", "2", "-m", tiny_x2, "--suffix", "_x2", "--format", "png")
+    assert first.exit_code == 0, first.output
+    again = run(tree, "-r", "-o", out, "-s", "2", "-m", tiny_x2, "--suffix", "_x2", "--format", "png",
+                "--overwrite")
+    assert again.exit_code == 0, again.output
+    assert "done 4, skipped 0, failed 0" in again.flat  # its own outputs are not inputs
+    assert files(out) == ["a_x2.png", "b_x2.png", "sub/c_x2.png", "sub/deep/d_x2.png"]
+
+
+def test_images_over_the_pixel_limit(tree: Path, tiny_x2: Path, tmp_path: Path) -> None:
+    Image.new("1", (12000, 12000)).save(tree / "huge.png")  # about 140 KB: 432 MB once decoded
+    result = run(tree, "-o", tmp_path / "out", "-s", "2", "-m", tiny_x2)
+    assert result.exit_code == 1
+    assert "huge.png: 12000×12000 is 144,000,000 pixels, over the limit of 50,000,000; --max-pixels raises it" \
+        in result.flat
+    assert "done 2, skipped 0, failed 1" in result.flat
+    assert "Warning" not in result.output and "Decompression" not in result.output  # Pillow stays quiet
+    (tree / "huge.png").unlink()
+    lower = run(tree, "-o", tmp_path / "low", "-s", "2", "-m", tiny_x2, "--max-pixels", "150")
+    assert "done 1, skipped 0, failed 1" in lower.flat  # a.png is 16×12 = 192, b.jpg 10×10 = 100
+    assert files(tmp_path / "low") == ["b.jpg"]
+
+
+def test_a_model_with_non_finite_weights(tree: Path, tmp_path: Path) -> None:
+    model = tiny_model(2)
+    with torch.no_grad():
+        model.head.bias[0] = float("nan")
+    save_checkpoint(tmp_path / "nan.safetensors", model, value_range=1.0)
+    result = run(tree, "-o", tmp_path / "out", "-s", "2", "-m", tmp_path / "nan.safetensors")
+    assert result.exit_code == 4
+    assert "nan.safetensors: head.bias holds NaN or infinite weights" in result.flat
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_model_whose_output_overflows(tree: Path, tmp_path: Path) -> None:
+    model = tiny_model(2)
+    with torch.no_grad():
+        model.tail.weight.fill_(3e38)  # finite, but the output is not
+    save_checkpoint(tmp_path / "huge.safetensors", model, value_range=1.0)
+    result = run(tree, "-o", tmp_path / "out", "-s", "2", "-m", tmp_path / "huge.safetensors")
+    assert result.exit_code == 1
+    assert "done 0, skipped 0, failed 2" in result.flat and "NaN or infinite values" in result.flat
+    assert files(tmp_path / "out") == []  # never a black picture
+
+
 def test_tiles_give_the_same_result(tree: Path, tiny_x2: Path, tmp_path: Path) -> None:
     big = tmp_path / "big"
     big.mkdir()
@@ -178,6 +227,7 @@ def test_output_folder_under_a_file(tree: Path, tiny_x2: Path, tmp_path: Path) -
     (["--scale", "2", "--suffix", "a/b"], "--suffix must not contain"),
     (["--scale", "2", "--format", "[/]"], "not '[/]'"),  # rich markup in user text is printed as typed
     (["--scale", "2", "--device", "tpu"], "tpu"),
+    (["--scale", "2", "--max-pixels", "0"], "--max-pixels must be at least 1"),
 ])
 def test_bad_options(tree: Path, tiny_x2: Path, tmp_path: Path, args: list[str], message: str) -> None:
     result = run(tree, "-o", tmp_path / "out", "-m", tiny_x2, *args)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from animesr import Upscaler
@@ -85,3 +88,91 @@ def test_scale_mismatch_between_job_and_model(tmp_path: Path) -> None:
     job = _job([tmp_path / "a.png"], tmp_path / "out")
     with pytest.raises(InputError, match="x3"):
         upscale_images(job, Upscaler(tiny_loaded(3), job.inference))
+
+
+def _never_fits(upscaler: Upscaler) -> Upscaler:
+    def out_of_memory(x, tile, on_tile):
+        raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    upscaler._forward = out_of_memory
+    return upscaler
+
+
+def _overflowing() -> Upscaler:
+    loaded = tiny_loaded(2)
+    with torch.no_grad():
+        loaded.model.tail.weight.fill_(3e38)  # finite weights, NaN/inf output
+    return Upscaler(loaded, InferenceSettings(device="cpu"))
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda: _never_fits(Upscaler(tiny_loaded(2), InferenceSettings(device="cpu", tile=64))), "out of memory"),
+    (_overflowing, "NaN or infinite"),
+])
+def test_an_image_that_cannot_be_upscaled_leaves_no_output(tmp_path: Path, make, message: str) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    write_image(src / "a.png", smooth_image(40, 40))
+    write_image(src / "b.png", smooth_image(8, 8, channels=1, seed=1))
+    out = tmp_path / "out"
+    job = _job([src], out)
+    summary = upscale_images(job, make())
+    assert summary.counts() == {"done": 0, "skipped": 0, "failed": 2}
+    assert all(source.name in text and message in text for source, text in summary.failed)
+    assert list(out.iterdir()) == []  # no picture, no half-written or temporary file
+
+
+def test_images_over_the_pixel_limit_fail_alone(tmp_path: Path) -> None:
+    write_image(tmp_path / "small.png", smooth_image(8, 8))
+    write_image(tmp_path / "large.png", smooth_image(12, 16))
+    job = _job([tmp_path / "small.png", tmp_path / "large.png"], tmp_path / "out", max_pixels=100)
+    summary = upscale_images(job, Upscaler(tiny_loaded(2), job.inference))
+    assert summary.done == [tmp_path / "out" / "small.png"]
+    [(source, message)] = summary.failed
+    assert source.name == "large.png"
+    assert message.endswith("large.png: 16×12 is 192 pixels, over the limit of 100; --max-pixels raises it")
+    with pytest.raises(ValueError, match="--max-pixels must be at least 1"):
+        _job([tmp_path], tmp_path / "out", max_pixels=0)
+
+
+def test_a_recursive_run_skips_its_own_output_folder(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    write_image(src / "a.png", smooth_image(8, 8))
+    write_image(src / "sub" / "b.png", smooth_image(6, 6))
+    out = src / "up"
+    job = _job([src], out, suffix="_x2", recursive=True, overwrite=True)
+    upscaler = Upscaler(tiny_loaded(2), job.inference)
+    first = upscale_images(job, upscaler)
+    second = upscale_images(job, upscaler)  # the outputs of the first run are now inside the input
+    expected = [out / "a_x2.png", out / "sub" / "b_x2.png"]
+    assert first.done == second.done == expected
+    assert sorted(p for p in out.rglob("*") if p.is_file()) == expected
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_gray_alpha_file_in_gray_alpha_file_out(tmp_path: Path, dtype) -> None:
+    image = np.concatenate([smooth_image(6, 7, 1, dtype, seed=1), smooth_image(6, 7, 1, dtype, seed=2)], axis=2)
+    write_image(tmp_path / "la.png", image)
+    job = _job([tmp_path / "la.png"], tmp_path / "out")
+    upscaler = Upscaler(tiny_loaded(2), job.inference)
+    assert upscale_images(job, upscaler).ok
+    out = read_image(tmp_path / "out" / "la.png")
+    assert out.shape == (12, 14, 2) and out.dtype == dtype
+    np.testing.assert_array_equal(out, upscaler.upscale(image))
+    header = (tmp_path / "out" / "la.png").read_bytes()[24:26]  # IHDR bit depth, colour type
+    assert header == bytes([8 * np.dtype(dtype).itemsize, 4])  # grey + alpha, depth kept
+    assert cv2.imread(str(tmp_path / "out" / "la.png"), cv2.IMREAD_UNCHANGED).dtype == dtype
+
+
+def test_outputs_written_beside_their_inputs_are_not_inputs_next_time(tmp_path: Path) -> None:
+    write_image(tmp_path / "a.png", smooth_image(8, 8))
+    job = _job([tmp_path], tmp_path, suffix="_x2", overwrite=True)  # -o the input folder
+    upscaler = Upscaler(tiny_loaded(2), job.inference)
+    assert upscale_images(job, upscaler).done == [tmp_path / "a_x2.png"]
+    assert [task.source.name for task in plan_images(job)] == ["a.png"]  # a_x2.png is a's output
+    assert upscale_images(job, upscaler).done == [tmp_path / "a_x2.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "a_x2.png"]
+    # without a suffix the output would be the input itself: still planned, and refused per file
+    same = _job([tmp_path / "a.png"], tmp_path, overwrite=True)
+    assert [task.source.name for task in plan_images(same)] == ["a.png"]

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
 from animesr import atomic
 from animesr import imaging
-from animesr.errors import InputError, OutputError
+from animesr.errors import ImageTooLargeError, InputError, OutputError
 from animesr.imaging import encode_image, list_images, read_image, write_image
 from conftest import smooth_image
 
@@ -19,6 +21,7 @@ from conftest import smooth_image
 @pytest.mark.parametrize(("channels", "dtype", "fmt"), [
     (3, np.uint8, "png"), (4, np.uint8, "png"), (1, np.uint8, "png"),
     (3, np.uint16, "png"), (1, np.uint16, "png"), (4, np.uint16, "png"),
+    (2, np.uint8, "png"), (2, np.uint16, "png"),
     (3, np.uint8, "webp"),
 ])
 def test_lossless_round_trip(tmp_path: Path, channels: int, dtype, fmt: str) -> None:
@@ -105,12 +108,41 @@ def test_palette_png_with_transparency_keeps_alpha(tmp_path: Path) -> None:
     assert back[0, 0, :3].tolist() == [0, 0, 255]
 
 
-def test_gray_alpha_png_becomes_rgba(tmp_path: Path) -> None:
-    la = Image.fromarray(np.stack([smooth_image(6, 6, 1)[..., 0], np.full((6, 6), 200, np.uint8)], axis=2), "LA")
-    la.save(tmp_path / "la.png")
+def test_gray_alpha_png_stays_gray_alpha(tmp_path: Path) -> None:
+    pixels = np.stack([smooth_image(6, 6, 1)[..., 0], np.full((6, 6), 200, np.uint8)], axis=2)
+    Image.fromarray(pixels, "LA").save(tmp_path / "la.png")
     back = read_image(tmp_path / "la.png")
-    assert back.shape == (6, 6, 4)
-    assert (back[..., 0] == back[..., 1]).all() and (back[..., 3] == 200).all()
+    assert back.shape == (6, 6, 2) and back.dtype == np.uint8
+    np.testing.assert_array_equal(back, pixels)
+
+
+def test_sixteen_bit_gray_alpha_png_keeps_its_depth_and_layout(tmp_path: Path) -> None:
+    image = np.concatenate([smooth_image(7, 9, 1, np.uint16, seed=1), smooth_image(7, 9, 1, np.uint16, seed=2)], axis=2)
+    write_image(tmp_path / "la16.png", image)
+    # another decoder sees a 16-bit grey + alpha file (OpenCV shows grey + alpha as BGRA)
+    independent = cv2.imread(str(tmp_path / "la16.png"), cv2.IMREAD_UNCHANGED)
+    assert independent.dtype == np.uint16 and independent.shape == (7, 9, 4)
+    np.testing.assert_array_equal(independent[..., 0], image[..., 0])
+    np.testing.assert_array_equal(independent[..., 2], image[..., 0])
+    np.testing.assert_array_equal(independent[..., 3], image[..., 1])
+    assert Image.open(tmp_path / "la16.png").getpixel((0, 0))[:1] == (image[0, 0, 0] >> 8,)
+    back = read_image(tmp_path / "la16.png")
+    assert back.dtype == np.uint16 and back.shape == (7, 9, 2)
+    np.testing.assert_array_equal(back, image)
+
+
+def test_gray_alpha_in_lossy_formats(tmp_path: Path) -> None:
+    see_through = np.zeros((16, 16, 2), np.uint8)  # black, fully transparent
+    shown = imaging.decode_image(encode_image(see_through, "jpg"), Path("t.jpg"))
+    assert shown.shape == (16, 16, 1) and shown.min() >= 250  # grey, on white as viewers show it
+    la = np.stack([smooth_image(16, 16, 1)[..., 0], np.full((16, 16), 90, np.uint8)], axis=2)
+    webp = imaging.decode_image(encode_image(la, "webp", quality=101), Path("t.webp"))
+    assert webp.shape == (16, 16, 4)  # WebP has no grey: RGBA with equal colours
+    np.testing.assert_array_equal(webp[..., 3], la[..., 1])
+    np.testing.assert_array_equal(webp[..., 0], la[..., 0])
+    rgb = imaging.to_rgb8(la)  # what prepare and validation see: grey on white, spread to RGB
+    assert rgb.shape == (16, 16, 3) and (rgb[..., 0] == rgb[..., 2]).all()
+    assert rgb[0, 0, 0] == round(int(la[0, 0, 0]) * 90 / 255 + 255 * (1 - 90 / 255))
 
 
 def test_cmyk_jpeg_is_converted_to_rgb(tmp_path: Path) -> None:
@@ -137,12 +169,39 @@ def test_corrupt_file_is_an_input_error(tmp_path: Path, payload: bytes) -> None:
         read_image(path)
 
 
-def test_truncated_png_is_an_input_error_or_readable(tmp_path: Path) -> None:
+def test_truncated_png_is_an_input_error(tmp_path: Path) -> None:
     write_image(tmp_path / "full.png", smooth_image(64, 64))
     data = (tmp_path / "full.png").read_bytes()
     (tmp_path / "cut.png").write_bytes(data[: len(data) // 3])
     with pytest.raises(InputError, match="cut.png"):
         read_image(tmp_path / "cut.png")
+
+
+@pytest.fixture(scope="module")
+def huge_png(tmp_path_factory) -> Path:
+    """12000×12000 pixels in about 140 KB: 432 MB once decoded as RGB, far more once upscaled."""
+    path = tmp_path_factory.mktemp("huge") / "huge.png"
+    Image.new("1", (12000, 12000)).save(path)
+    assert path.stat().st_size < 200_000
+    return path
+
+
+def test_too_many_pixels_is_refused_from_the_header(huge_png: Path, monkeypatch) -> None:
+    monkeypatch.setattr(imaging.cv2, "imdecode", lambda *a: pytest.fail("the image was decoded"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(ImageTooLargeError, match="huge.png: 12000×12000 is 144,000,000 pixels, "
+                                                     "over the limit of 50,000,000"):
+            read_image(huge_png)
+    assert [str(w.message) for w in caught] == []  # Pillow's DecompressionBombWarning stays quiet
+
+
+def test_the_pixel_limit_is_a_parameter(tmp_path: Path) -> None:
+    write_image(tmp_path / "a.png", smooth_image(10, 20))
+    with pytest.raises(ImageTooLargeError, match="20×10 is 200 pixels, over the limit of 199"):
+        read_image(tmp_path / "a.png", max_pixels=199)
+    assert read_image(tmp_path / "a.png", max_pixels=200).shape == (10, 20, 3)
+    assert read_image(tmp_path / "a.png", max_pixels=None).shape == (10, 20, 3)
 
 
 def test_missing_file_is_an_input_error(tmp_path: Path) -> None:
@@ -204,6 +263,18 @@ def test_list_images(tmp_path: Path) -> None:
     assert [rel.as_posix() for _, rel in deep] == ["a.JPG", "b.png", "sub/c.webp", "sub/deeper/d.bmp"]
     single = list_images([tmp_path / "sub" / "c.webp"], recursive=False)
     assert single == [(tmp_path / "sub" / "c.webp", Path("c.webp"))]
+
+
+def test_list_images_skips_the_output_folder_inside_an_input_folder(tmp_path: Path) -> None:
+    (tmp_path / "up" / "sub").mkdir(parents=True)
+    for rel in ("a.png", "up/a_x2.png", "up/sub/b.png", "upper.png"):
+        (tmp_path / rel).write_bytes(b"x")
+    deep = list_images([tmp_path], recursive=True, skip=tmp_path / "up")
+    assert [rel.as_posix() for _, rel in deep] == ["a.png", "upper.png"]
+    assert len(list_images([tmp_path], recursive=True, skip=tmp_path / "up" / ".." / "up")) == 2
+    # the output folder *is* the input folder (outputs told apart by --suffix): nothing to skip
+    assert len(list_images([tmp_path], recursive=True, skip=tmp_path)) == 4
+    assert len(list_images([tmp_path / "up"], recursive=True, skip=tmp_path)) == 2  # output outside
 
 
 def test_list_images_errors(tmp_path: Path) -> None:

@@ -8,14 +8,14 @@ import torch
 
 from animesr import Upscaler
 from animesr.config import InferenceSettings
-from animesr.errors import DeviceError, InputError
+from animesr.errors import DeviceError, InputError, ModelOutputError
 from conftest import smooth_image, tiny_loaded
 
 CPU = InferenceSettings(device="cpu")
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
-@pytest.mark.parametrize("channels", [1, 3, 4])
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
 def test_dtype_and_layout_are_kept(dtype, channels: int) -> None:
     image = smooth_image(14, 19, channels=channels, dtype=dtype)
     out = Upscaler(tiny_loaded(2), CPU).upscale(image)
@@ -65,11 +65,40 @@ def test_gray_in_gray_out() -> None:
     assert np.abs(out.astype(np.float32) - as_rgb).max() <= 1.0
 
 
-@pytest.mark.parametrize("bad", [np.zeros((4, 4), np.uint8), np.zeros((4, 4, 2), np.uint8),
+@pytest.mark.parametrize("bad", [np.zeros((4, 4), np.uint8), np.zeros((4, 4, 5), np.uint8),
                                  np.zeros((4, 4, 3), np.float32)])
 def test_unsupported_arrays_are_input_errors(bad: np.ndarray) -> None:
     with pytest.raises(InputError):
         Upscaler(tiny_loaded(2), CPU).upscale(bad)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_gray_alpha_stays_gray_alpha(dtype) -> None:
+    gray = smooth_image(12, 10, channels=1, dtype=dtype, seed=2)
+    alpha = smooth_image(12, 10, channels=1, dtype=dtype, seed=3)
+    upscaler = Upscaler(tiny_loaded(2), CPU)
+    out = upscaler.upscale(np.concatenate([gray, alpha], axis=2))
+    assert out.shape == (24, 20, 2) and out.dtype == dtype
+    np.testing.assert_array_equal(out[..., :1], upscaler.upscale(gray))  # the grey goes through as grey
+    rgba = upscaler.upscale(np.concatenate([gray, gray, gray, alpha], axis=2))
+    np.testing.assert_array_equal(out[..., 1], rgba[..., 3])  # alpha as for RGBA
+
+
+def _overflowing(scale: int = 2):
+    """Finite weights whose output overflows float32: NaN/inf at the end of the network."""
+    loaded = tiny_loaded(scale)
+    with torch.no_grad():
+        loaded.model.tail.weight.fill_(3e38)
+    return loaded
+
+
+def test_non_finite_output_is_an_error_never_pixels() -> None:
+    upscaler = Upscaler(_overflowing(), CPU)
+    for image in (smooth_image(8, 8), smooth_image(8, 8, channels=1, dtype=np.uint16)):
+        with pytest.raises(ModelOutputError, match="NaN or infinite"):
+            upscaler.upscale(image)
+    with pytest.raises(ModelOutputError, match="NaN or infinite"):
+        upscaler.upscale_frames(np.stack([smooth_image(8, 8)] * 2))
 
 
 def test_frames_batch() -> None:
@@ -135,10 +164,8 @@ def test_out_of_memory_below_the_smallest_tile_is_a_device_error(monkeypatch) ->
     flaky = _FlakyForward(upscaler._forward, failures=10**6)
     monkeypatch.setattr(upscaler, "_forward", flaky)
     notices: list[str] = []
-    result = None
     with pytest.raises(DeviceError, match="out of memory"):
-        result = upscaler.upscale(smooth_image(40, 40), notice=notices.append)
-    assert result is None  # no partial output
+        upscaler.upscale(smooth_image(40, 40), notice=notices.append)
     assert flaky.tiles == [64, 32]  # 16 < min_tile (32): give up instead of trying
     assert len(notices) == 1
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -10,36 +11,45 @@ from rich.progress import Progress, TaskID
 
 from animesr.cli import app
 from animesr.cli.common import console, fail, guarded, note, progress_bar, warn
-from animesr.config import ImageJob, InferenceSettings
+from animesr.config import DEFAULT_MAX_PIXELS, ImageJob, InferenceSettings
 from animesr.errors import InputError
 from animesr.images import FORMATS, ImageCallbacks, ImageTask, plan_images, upscale_images
 
 
 @app.command("upscale-image")
 def upscale_image(
-    inputs: list[Path] = typer.Argument(..., metavar="INPUT", show_default=False,
-                                        help="Image files and/or folders of images."),
-    output: Path = typer.Option(..., "--output", "-o", help="Output folder (created if missing)."),
-    scale: int = typer.Option(..., "--scale", "-s", help="Upscaling factor: 2, 3 or 4."),
-    model: str | None = typer.Option(None, "--model", "-m",
-                                     help="clean, real (the shipped models for --scale) or a model file "
-                                          "(animesr .safetensors or the A2N authors' .pt); default: clean."),
-    denoise: float | None = typer.Option(None, "--denoise",
-                                         help="0..1: mix the shipped clean (0) and real (1) models; higher "
-                                              "removes more blur, noise and compression."),
-    tile: int | None = typer.Option(None, "--tile", "-t",
-                                    help="Tile size in input pixels (exact: same result as untiled). "
-                                         "Default: whole image on the CPU, from free memory on CUDA."),
-    device: str = typer.Option("auto", "--device", "-d", help="auto, cpu, cuda or cuda:N."),
-    tta: bool = typer.Option(False, "--tta", help="Self-ensemble: average the model over the 8 rotations/mirrors (8× slower, slightly more accurate)."),
-    fmt: str = typer.Option("same", "--format", "-f",
-                            help="Output format: same (the input's, png when it cannot be written), png, jpg, webp."),
-    suffix: str = typer.Option("", "--suffix", help="Appended to each output's file name, e.g. _x2."),
-    recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders and mirror them."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs (default: skip them)."),
+    inputs: Annotated[list[Path], typer.Argument(metavar="INPUT", show_default=False,
+                                                 help="Image files and/or folders of images.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output folder (created if missing).")],
+    scale: Annotated[int, typer.Option("--scale", "-s", help="Upscaling factor: 2, 3 or 4.")],
+    model: Annotated[str | None, typer.Option(
+        "--model", "-m", help="clean, real (the shipped models for --scale) or a model file "
+                              "(animesr .safetensors or the A2N authors' .pt); default: clean.")] = None,
+    denoise: Annotated[float | None, typer.Option(
+        "--denoise", help="0..1: mix the shipped clean (0) and real (1) models; higher "
+                          "removes more blur, noise and compression.")] = None,
+    tile: Annotated[int | None, typer.Option(
+        "--tile", "-t", help="Tile size in input pixels (exact: same result as untiled). "
+                             "Default: whole image on the CPU, from free memory on CUDA.")] = None,
+    device: Annotated[str, typer.Option("--device", "-d", help="auto, cpu, cuda or cuda:N.")] = "auto",
+    tta: Annotated[bool, typer.Option(
+        "--tta", help="Self-ensemble: average the model over the 8 rotations/mirrors "
+                      "(8× slower, slightly more accurate).")] = False,
+    fmt: Annotated[str, typer.Option(
+        "--format", "-f", help="Output format: same (the input's, png when it cannot be written), "
+                               "png, jpg, webp.")] = "same",
+    suffix: Annotated[str, typer.Option("--suffix", help="Appended to each output's file name, e.g. _x2.")] = "",
+    recursive: Annotated[bool, typer.Option(
+        "--recursive", "-r", help="Descend into sub-folders and mirror them (the output folder is skipped).")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs (default: skip them).")] = False,
+    max_pixels: Annotated[int, typer.Option(
+        "--max-pixels", help="Largest input image, in pixels (width × height); larger ones fail, "
+                             "checked before decoding.")] = DEFAULT_MAX_PIXELS,
 ) -> None:
     """Upscale images with A2N. Existing outputs are skipped unless --overwrite."""
-    job = _build_job(inputs, output, scale, model, tile, device, tta, fmt, suffix, recursive, overwrite, denoise)
+    job = _build_job(inputs=inputs, output=output, scale=scale, model=model, denoise=denoise, tile=tile,
+                     device=device, tta=tta, fmt=fmt, suffix=suffix, recursive=recursive, overwrite=overwrite,
+                     max_pixels=max_pixels)
     tasks = guarded(lambda: plan_images(job, prepare=False))  # nothing created before the model loads
 
     from animesr.inference import Upscaler  # torch is imported only when there is work
@@ -61,9 +71,9 @@ def upscale_image(
         raise fail(f"{counts['failed']} image(s) failed:\n{names}", 1)
 
 
-def _build_job(inputs: list[Path], output: Path, scale: int, model: str | None, tile: int | None,
-               device: str, tta: bool, fmt: str, suffix: str, recursive: bool, overwrite: bool,
-               denoise: float | None) -> ImageJob:
+def _build_job(*, inputs: list[Path], output: Path, scale: int, model: str | None, denoise: float | None,
+               tile: int | None, device: str, tta: bool, fmt: str, suffix: str, recursive: bool,
+               overwrite: bool, max_pixels: int) -> ImageJob:
     from animesr.model.a2n import SUPPORTED_SCALES
     from animesr.pretrained import check_model_choice, model_choice
 
@@ -76,16 +86,17 @@ def _build_job(inputs: list[Path], output: Path, scale: int, model: str | None, 
         raise fail(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}", InputError.exit_code)
     if any(sep in suffix for sep in ("/", "\\")):
         raise fail(f"--suffix must not contain a path separator: {suffix!r}", InputError.exit_code)
+    chosen = model_choice(model)
     try:
         settings = InferenceSettings(device=device, tile=tile, tta=tta)
+        job = ImageJob(
+            inputs=tuple(inputs), output_dir=output, scale=scale, model=chosen, fmt=fmt, suffix=suffix,
+            recursive=recursive, overwrite=overwrite, max_pixels=max_pixels, inference=settings, denoise=denoise,
+        )
     except ValueError as error:
         raise fail(str(error), InputError.exit_code) from None
-    chosen = model_choice(model)
     guarded(lambda: check_model_choice(chosen, scale, denoise))
-    return ImageJob(
-        inputs=tuple(inputs), output_dir=output, scale=scale, model=chosen, fmt=fmt, suffix=suffix,
-        recursive=recursive, overwrite=overwrite, inference=settings, denoise=denoise,
-    )
+    return job
 
 
 def _progress_callbacks(progress: Progress, total: int) -> ImageCallbacks:

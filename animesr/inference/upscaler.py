@@ -1,8 +1,9 @@
 """The Upscaler: arrays in, arrays out, for every command.
 
-Takes H×W×C uint8 or uint16 arrays with 1 (gray), 3 (RGB) or 4 (RGBA) channels and returns
-the upscaled array in the same dtype and layout. Colour goes through A2N; alpha is
-upscaled on its own with bicubic and put back; gray goes through as three equal channels.
+Takes H×W×C uint8 or uint16 arrays with 1 (gray), 2 (gray + alpha), 3 (RGB) or 4 (RGBA)
+channels and returns the upscaled array in the same dtype and layout. Colour goes through
+A2N; alpha is upscaled on its own with bicubic and put back; gray goes through as three
+equal channels. Non-finite network output is a ModelOutputError, never pixels.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch
 from animesr.checkpoint import LoadedModel
 from animesr.config import InferenceSettings
 from animesr.device import free_memory_bytes, resolve_device, resolve_dtype
-from animesr.errors import DeviceError, InputError
+from animesr.errors import DeviceError, InputError, ModelOutputError
 from animesr.inference.ensemble import TRANSFORMS, self_ensemble
 from animesr.inference.tiling import TileCallback, tiled_forward
 
@@ -46,15 +47,16 @@ class Upscaler:
                 notice: Notice | None = None) -> np.ndarray:
         """One H×W×C image -> (sH)×(sW)×C, same dtype."""
         _check_image(image)
-        colour = image[..., :3] if image.shape[2] >= 3 else np.repeat(image, 3, axis=2)
+        gray = image.shape[2] in (1, 2)
+        colour = np.repeat(image[..., :1], 3, axis=2) if gray else image[..., :3]
         maximum = float(np.iinfo(image.dtype).max)
         batch = torch.from_numpy(np.require(colour, requirements=["C", "W"]))[None]
         out = self.run_pixels(batch, maximum, on_tile, notice)[0].cpu().numpy()
         out = _to_dtype(out, image.dtype)
-        if image.shape[2] == 1:
+        if gray:
             out = _to_dtype(colour_mean(out), image.dtype)
-        if image.shape[2] == 4:
-            out = np.concatenate([out, self._upscale_alpha(image[..., 3:])], axis=2)
+        if image.shape[2] in (2, 4):
+            out = np.concatenate([out, self._upscale_alpha(image[..., -1:])], axis=2)
         return out
 
     def upscale_frames(self, frames: np.ndarray, notice: Notice | None = None) -> np.ndarray:
@@ -62,6 +64,7 @@ class Upscaler:
         if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8:
             raise InputError(f"frames must be N×H×W×3 uint8, not {frames.shape} {frames.dtype}")
         out = self.run_pixels(torch.from_numpy(np.require(frames, requirements=["C", "W"])), 255.0, None, notice)
+        _require_finite(bool(torch.isfinite(out).all()))
         return out.round().clamp(0, 255).to(torch.uint8).cpu().numpy()
 
     # ---- tensors ------------------------------------------------------------------------
@@ -142,12 +145,20 @@ def colour_mean(rgb: np.ndarray) -> np.ndarray:
 
 
 def _to_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    _require_finite(bool(np.isfinite(values).all()))
     maximum = np.iinfo(dtype).max
     return np.clip(np.round(values), 0, maximum).astype(dtype)
 
 
+def _require_finite(finite: bool) -> None:
+    # NaN and inf would become black or arbitrary pixels: a damaged model must not look like a picture
+    if not finite:
+        raise ModelOutputError("the network gave NaN or infinite values (weights out of range, or an overflow "
+                               "at half precision); nothing was written")
+
+
 def _check_image(image: np.ndarray) -> None:
-    if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
-        raise InputError(f"images must be H×W×C with 1, 3 or 4 channels, not shape {image.shape}")
+    if image.ndim != 3 or image.shape[2] not in (1, 2, 3, 4):
+        raise InputError(f"images must be H×W×C with 1, 2, 3 or 4 channels, not shape {image.shape}")
     if image.dtype not in (np.uint8, np.uint16):
         raise InputError(f"images must be uint8 or uint16, not {image.dtype}")
