@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,8 @@ import torch
 from animesr.checkpoint import LoadedModel, load_checkpoint
 from animesr.model import A2N, A2NConfig
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+# ANIMESR_SHARED points elsewhere, e.g. from a git worktree whose parent folder has no shared/
+SHARED = Path(os.environ.get("ANIMESR_SHARED") or Path(__file__).resolve().parents[1].parent / "shared")
 OFFICIAL = SHARED / "fixtures" / "a2n-official"
 
 

@@ -158,8 +158,14 @@ def test_stream_plans_per_container() -> None:
     assert [a.codec for a in plan_streams(streams, "mp4")] == ["aac", "copy", "mov_text", None, None]
     assert [a.codec for a in plan_streams(streams, "webm")] == ["libopus", "libopus", "webvtt", None, None]
     mp4 = plan_streams(streams, "mp4")
-    assert stream_args(mp4) == ["-map", "1:1", "-c:1", "aac", "-map", "1:2", "-c:2", "copy",
-                                "-map", "1:3", "-c:3", "mov_text"]
+    args = stream_args(mp4, 2.5)
+    assert [a for a in args if a.startswith(("1:", "-c:"))] + [args[args.index("-c:3") + 1]] == [
+        "1:1", "-c:1", "1:2", "-c:2", "1:3", "-c:3", "mov_text"]
+    assert args[args.index("-c:1") + 1] == "aac" and args[args.index("-c:2") + 1] == "copy"
+    # audio from before --start dropped; subtitle cues cut to the window; flags set, not left to the muxer
+    assert args[args.index("-copypriorss:1") + 1] == "0" and "-copypriorss:3" not in args
+    assert "2.500000/TB" in args[args.index("-bsf:3") + 1]
+    assert args[args.index("-disposition:2") + 1] == "0"
     assert "hdmv_pgs_subtitle" in mp4[3].reason
 
 

@@ -12,12 +12,14 @@ from animesr.config import EncodeSettings, VideoJob
 from animesr.errors import InputError
 from animesr.video.ffmpeg import path_arg
 from animesr.video.probe import VideoInfo
+from animesr.video.streams import stream_tags
 
 # swscale's names for the YUV matrices ffmpeg tags streams with
 _SWSCALE_MATRIX = {"bt709": "bt709", "smpte170m": "smpte170m", "bt470bg": "bt470", "fcc": "fcc",
                    "smpte240m": "smpte240m", "bt2020nc": "bt2020", "bt2020c": "bt2020"}
 _SWSCALE_FLAGS = "bicubic+accurate_rnd+full_chroma_int"
 _CRF_CODECS = ("libx264", "libx265", "libsvtav1", "libvpx-vp9", "libaom-av1")
+_SAR_TERMS = 65535  # H.264/HEVC/AV1 store the sample aspect ratio in 16-bit terms
 _QUIET = ["-hide_banner", "-nostdin", "-nostats", "-loglevel", "error"]
 
 
@@ -40,7 +42,8 @@ def timing_filters(job: VideoJob) -> list[str]:
     """The filters that decide which frames exist: deinterlace, then a constant rate."""
     filters = []
     if job.deinterlace:
-        filters.append("bwdif=mode=send_frame")
+        # idet marks each frame combed or not; bwdif then leaves the progressive ones untouched
+        filters.append("idet,bwdif=mode=send_frame:deint=interlaced")
     if job.fps:
         filters.append(f"fps={job.fps}")
     return filters
@@ -77,12 +80,20 @@ def encode_args(info: VideoInfo, encode: EncodeSettings, *, width: int, height: 
         f":flags={_SWSCALE_FLAGS}",
         f"format={encode.pix_fmt}",
         _colour_params(info),
-        f"setsar={info.sar.numerator}/{info.sar.denominator}",
+        # setsar rounds to terms of at most `max` (100 by default): 22707/22720 would become 1/1
+        f"setsar={info.sar.numerator}/{info.sar.denominator}:max={_SAR_TERMS}",
     ]
     source = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}",
               "-framerate", f"{rate.numerator}/{rate.denominator}", "-i", "-"]
     return [*_QUIET, "-y", *source, *_vf(filters), *_frame_timing_out(), "-c:v", encode.codec,
             *quality_args(encode), *colour_tags(info), "-f", "nut", path_arg(destination)]
+
+
+def encoder_trial_args(info: VideoInfo, encode: EncodeSettings, *, width: int, height: int) -> list[str]:
+    """Two grey frames of the output's size through the job's encoder and settings, to nowhere."""
+    source = ["-f", "lavfi", "-i", f"color=c=gray:size={width}x{height}:rate=25"]
+    return [*_QUIET, *source, "-frames:v", "2", "-vf", f"format={encode.pix_fmt}", "-c:v", encode.codec,
+            *quality_args(encode), *colour_tags(info), "-f", "null", "-"]
 
 
 def quality_args(encode: EncodeSettings) -> list[str]:
@@ -154,25 +165,22 @@ def colour_tags(info: VideoInfo) -> list[str]:
     return tags
 
 
-def mux_args(info: VideoInfo, job: VideoJob, concat_list: Path, video_offset: float,
+def mux_args(info: VideoInfo, job: VideoJob, concat_list: Path, video_offset: float, window_end: float,
              stream_args: list[str], container: str, destination: Path) -> list[str]:
-    """The chunks (concatenated) + every kept stream, chapter and tag of the source."""
+    """The chunks (concatenated) + every kept stream, chapter and tag of the source, all cut to the
+    video's window: `-t` ends every stream and clips the chapters (ffmpeg shifts them by --start)."""
     chunks = ["-itsoffset", f"{video_offset:.6f}", "-f", "concat", "-safe", "0", "-i", path_arg(concat_list)]
     faststart = ["-movflags", "+faststart"] if container in ("mp4", "mov") else []
     return [*_QUIET, "-y", *chunks, *input_args(job), "-map", "0:v:0", *stream_args,
             "-map_chapters", "1", "-map_metadata", "1", *_video_tags(info),
-            "-c:v", "copy", *faststart, "-f", container, path_arg(destination)]
+            "-c:v", "copy", "-t", f"{window_end:.6f}", *faststart, "-f", container, path_arg(destination)]
 
 
 def _video_tags(info: VideoInfo) -> list[str]:
-    # per-stream -map_metadata would stop ffmpeg copying the other streams' tags: set these two
+    # per-stream -map_metadata would stop ffmpeg copying the other streams' tags: set these
     video = next(s for s in info.streams if s.index == info.video_index)
-    tags = []
-    if video.language:
-        tags += ["-metadata:s:v:0", f"language={video.language}"]
-    if video.title:
-        tags += ["-metadata:s:v:0", f"title={video.title}"]
-    return tags
+    tags = ["-metadata:s:v:0", f"language={video.language}"] if video.language else []
+    return [*tags, *stream_tags(video, 0)]
 
 
 def _vf(filters: list[str]) -> list[str]:

@@ -21,9 +21,11 @@ from animesr.inference.upscaler import Upscaler
 from animesr.pretrained import resolve_model
 from animesr.video import commands
 from animesr.video.ffmpeg import FrameReader, FrameWriter, run_ffmpeg, video_encoders
+from animesr.video.preflight import check_encoder_opens
 from animesr.video.probe import VideoInfo, probe
 from animesr.video.runner import ChunkPlan, ChunkRunner
-from animesr.video.streams import StreamAction, check_video_codec, container_for, plan_streams, stream_args
+from animesr.video.streams import (StreamAction, check_video_codec, container_for, metadata_losses, plan_streams,
+                                   stream_args)
 from animesr.video.timeline import Timeline, parse_framecrc
 from animesr.video.verify import Verification, find_truncation, verify_output
 from animesr.video.workdir import WorkFolder, file_identity, output_lock, partial_output_path, work_folder_path
@@ -74,6 +76,9 @@ def _upscale_locked(job: VideoJob, callbacks: VideoCallbacks, info: VideoInfo, c
                     began: float) -> VideoResult:
     actions = plan_streams(info.streams, container)
     _warn_about_source(info, job, actions, callbacks.warn)
+    padding = even_padding(info.width * job.scale, info.height * job.scale, job.encode.pix_fmt)
+    check_encoder_opens(info, job.encode, width=info.width * job.scale + padding[0],
+                        height=info.height * job.scale + padding[1])
     loaded = resolve_model(job.model, job.scale, job.denoise)
     upscaler = Upscaler(loaded, job.inference)
     size = job.input.stat().st_size
@@ -81,7 +86,6 @@ def _upscale_locked(job: VideoJob, callbacks: VideoCallbacks, info: VideoInfo, c
         callbacks.note(f"hashing {job.input.name} ({size / 2**30:.1f} GiB) to match it with its work folder")
     work = WorkFolder(work_folder_path(job.output), _identity(job, upscaler))
     timeline = _open_work(work, info, job, callbacks.warn)
-    padding = even_padding(info.width * job.scale, info.height * job.scale, job.encode.pix_fmt)
     callbacks.note(_summary(info, job, timeline, padding, loaded.source, str(upscaler.device)))
     resumed_from = work.frames_done()
     if resumed_from:
@@ -93,6 +97,9 @@ def _upscale_locked(job: VideoJob, callbacks: VideoCallbacks, info: VideoInfo, c
         _run_chunks(runner, info, job, timeline, work, padding)
     callbacks.on_finishing()
     verification = _finish(info, job, timeline, work, actions, container)
+    source_video = next(s for s in info.streams if s.index == info.video_index)
+    for line in metadata_losses(source_video, actions, probe(job.output).streams, container):
+        callbacks.warn(line)
     return VideoResult(job.output, info, verification, timeline.count, work.reused_done(), resumed_from,
                        actions, padding, time.perf_counter() - began)
 
@@ -238,8 +245,9 @@ def _finish(info: VideoInfo, job: VideoJob, timeline: Timeline, work: WorkFolder
     durations = [float(timeline.span_seconds(start, stop)) for _, start, stop in plan.ranges_from(0)]
     concat_list = work.write_concat_list(durations)
     partial = partial_output_path(job.output)
-    args = commands.mux_args(info, job, concat_list, timeline.start_seconds(), stream_args(actions),
-                             container, partial)
+    window_end = timeline.start_seconds() + timeline.seconds()
+    args = commands.mux_args(info, job, concat_list, timeline.start_seconds(), window_end,
+                             stream_args(actions, window_end), container, partial)
     try:
         run_ffmpeg(args, f"write {partial.name}")
         verification = verify_output(partial, timeline, actions)

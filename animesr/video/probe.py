@@ -26,6 +26,7 @@ class StreamInfo:
     codec: str
     language: str = ""
     title: str = ""
+    dispositions: tuple[str, ...] = ()  # ffmpeg's -disposition names: default, comment, forced, ...
 
     def describe(self) -> str:
         extra = ", ".join(x for x in (self.language, repr(self.title) if self.title else "") if x)
@@ -143,8 +144,14 @@ def _stream_from_json(s: dict) -> StreamInfo:
         kind=s.get("codec_type", "data"),
         codec=s.get("codec_name", "none"),
         language="" if tags.get("language") == "und" else tags.get("language", ""),
-        title=tags.get("title", "") or tags.get("filename", ""),
+        title=_title(tags),
+        dispositions=tuple(sorted(k for k, v in s.get("disposition", {}).items() if v)),
     )
+
+
+def _title(tags: dict[str, str]) -> str:
+    # MP4 keeps a track's title in its `name` box; attachments are known by their file name
+    return tags.get("title", "") or tags.get("name", "") or tags.get("filename", "")
 
 
 # ---- ffmpeg -i ------------------------------------------------------------------------------
@@ -239,7 +246,19 @@ def _stream_from_banner(s: _BannerStream) -> StreamInfo:
     codec = s.details.split(" ", 1)[0].rstrip(",") if s.details else "none"
     language = "" if s.language in ("und", "") else s.language
     tags = {k.lower(): v for k, v in s.tags.items()}
-    return StreamInfo(s.index, s.kind, codec, language, tags.get("title", "") or tags.get("filename", ""))
+    return StreamInfo(s.index, s.kind, codec, language, _title(tags), _banner_dispositions(s.details))
+
+
+# the flags `ffmpeg -i` prints after a stream, as -disposition names
+_DISPOSITIONS = ("default", "dub", "original", "comment", "lyrics", "karaoke", "forced", "hearing impaired",
+                 "visual impaired", "clean effects", "attached pic", "timed thumbnails", "non-diegetic",
+                 "captions", "descriptions", "metadata", "dependent", "still image", "multilayer")
+
+
+def _banner_dispositions(details: str) -> tuple[str, ...]:
+    last = _split_top_level(details)[-1]
+    found = re.findall(r"\(([a-z -]+)\)", last)
+    return tuple(sorted(f.replace(" ", "_").replace("-", "_") for f in found if f in _DISPOSITIONS))
 
 
 def _split_top_level(text: str) -> list[str]:

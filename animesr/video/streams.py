@@ -112,13 +112,55 @@ def _for_limited(stream: StreamInfo, limits: _Limits) -> StreamAction:
     return StreamAction(stream, None, f"{name} cannot hold {stream.codec} subtitles and they are pictures")
 
 
-def stream_args(actions: tuple[StreamAction, ...]) -> list[str]:
-    """-map and -c for input 1 (the source); output stream 0 is the video."""
+def stream_args(actions: tuple[StreamAction, ...], window_end: float) -> list[str]:
+    """-map and -c for input 1 (the source); output stream 0 is the video. Every kept stream keeps
+    its title and flags, and is held to the video's window [0, window_end] seconds: audio packets
+    from before the start are dropped, subtitles are cut to the window (a cue begun before the
+    start shows from 0, one running past the end stops there)."""
     args: list[str] = []
     output_index = 1
     for action in actions:
         if not action.kept:
             continue
-        args += ["-map", f"1:{action.stream.index}", f"-c:{output_index}", action.codec]
+        args += ["-map", f"1:{action.stream.index}", f"-c:{output_index}", action.codec,
+                 *stream_tags(action.stream, output_index)]
+        if action.stream.kind == "audio":
+            args += [f"-copypriorss:{output_index}", "0"]
+        elif action.stream.kind == "subtitle":
+            args += [f"-bsf:{output_index}", subtitle_window_filter(window_end)]
         output_index += 1
     return args
+
+
+def stream_tags(stream: StreamInfo, output_index: int) -> list[str]:
+    """The stream's title and disposition flags, set explicitly: the MP4 reader keeps a title as
+    `name` (not copied back as a title), and the muxers add or drop `default` on their own."""
+    args = [f"-disposition:{output_index}", "+".join(stream.dispositions) or "0"]
+    if stream.title and stream.kind != "attachment":
+        args += [f"-metadata:s:{output_index}", f"title={stream.title}"]
+    return args
+
+
+def subtitle_window_filter(window_end: float) -> str:
+    """A `setts` bitstream filter: each cue moved and shortened to lie inside [0, window_end]."""
+    end = f"{window_end:.6f}/TB"
+    return (f"setts=pts=max(PTS\\,0):dts=max(DTS\\,0)"
+            f":duration=max(min(PTS+DURATION\\,{end})-max(PTS\\,0)\\,0)")
+
+
+def metadata_losses(source_video: StreamInfo, actions: tuple[StreamAction, ...],
+                    written: tuple[StreamInfo, ...], container: str) -> list[str]:
+    """One line per title, language or flag of a kept stream that the written file lacks."""
+    kept = [source_video, *(a.stream for a in actions if a.kept)]
+    out = [s for s in written if s.kind != "data"]
+    lines = []
+    for source, result in zip(kept, out):
+        lost = [f"flag {flag!r}" for flag in source.dispositions
+                if flag not in result.dispositions and flag != "attached_pic"]
+        if source.title and source.kind != "attachment" and result.title != source.title:
+            lost.insert(0, f"title {source.title!r}")
+        if source.language and result.language != source.language:
+            lost.insert(0, f"language {source.language!r}")
+        if lost:
+            lines.append(f"stream {source.describe()}: {container} did not keep its {', '.join(lost)}")
+    return lines

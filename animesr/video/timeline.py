@@ -11,6 +11,7 @@ from fractions import Fraction
 from animesr.errors import FFmpegError
 
 _TIME_BASE = re.compile(r"^#tb 0: (\d+)/(\d+)")
+_MILLISECOND = Fraction(1, 1000)
 
 
 @dataclass(frozen=True)
@@ -40,9 +41,10 @@ class Timeline:
         return None if steps else (self.durations[0] if self.durations and self.durations[0] > 0 else None)
 
     def steady(self) -> bool:
-        """Constant rate up to the container's rounding (Matroska stores whole milliseconds)."""
+        """Constant rate up to the container's rounding (Matroska stores whole milliseconds, which
+        a filter that doubles the time base, like a deinterlacer, turns into two units)."""
         steps = [b - a for a, b in zip(self.pts, self.pts[1:])]
-        return not steps or max(steps) - min(steps) <= 1
+        return not steps or max(steps) - min(steps) <= max(1, _MILLISECOND / self.time_base)
 
     def rate(self, fallback: Fraction) -> Fraction:
         step = self.constant_step()

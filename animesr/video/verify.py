@@ -8,6 +8,7 @@ from pathlib import Path
 
 from animesr.config import VideoJob
 from animesr.video import commands
+from animesr.video.extents import Extent, chapter_extents, stream_extents
 from animesr.video.ffmpeg import run_ffmpeg
 from animesr.video.probe import VideoInfo, probe
 from animesr.video.streams import StreamAction
@@ -71,6 +72,17 @@ class Verification:
     frame_seconds: float
     streams_expected: tuple[str, ...]  # kinds, in output order
     streams_out: tuple[str, ...]  # "kind codec (language)" per output stream
+    window: tuple[float, float] = (0.0, 0.0)  # the output video's first frame start, last frame end
+    extents: tuple[Extent, ...] = ()  # every other stream's packets, and the chapters
+
+    def _outside(self, extent: Extent) -> bool:
+        # an audio packet may straddle the video's ends; subtitles and chapters are cut to them
+        slack = self.frame_seconds + _CONTAINER_ROUNDING_SECONDS + (extent.longest if " audio" in extent.label else 0)
+        return extent.start < self.window[0] - slack or extent.end > self.window[1] + slack
+
+    @property
+    def extents_ok(self) -> bool:
+        return not any(self._outside(e) for e in self.extents)
 
     @property
     def frames_ok(self) -> bool:
@@ -88,7 +100,7 @@ class Verification:
 
     @property
     def ok(self) -> bool:
-        return self.frames_ok and self.duration_ok and self.streams_ok
+        return self.frames_ok and self.duration_ok and self.streams_ok and self.extents_ok
 
     def lines(self) -> list[str]:
         mark = {True: "ok", False: "MISMATCH"}
@@ -97,6 +109,9 @@ class Verification:
             f"duration: {self.seconds_in:.3f} s in, {self.seconds_out:.3f} s out "
             f"(one frame = {self.frame_seconds:.3f} s; {mark[self.duration_ok]})",
             f"streams: {', '.join(self.streams_out)} ({mark[self.streams_ok]})",
+            f"extents: video {self.window[0]:.3f}–{self.window[1]:.3f} s"
+            + "".join(f"; {e.label} {e.start:.3f}–{e.end:.3f} s{' OUTSIDE' if self._outside(e) else ''}"
+                      for e in self.extents) + f" ({mark[self.extents_ok]})",
         ]
 
 
@@ -111,6 +126,9 @@ def verify_output(path: Path, source: Timeline, actions: tuple[StreamAction, ...
         frame_seconds=source.seconds() / max(source.count, 1),
         streams_expected=("video", *(a.stream.kind for a in actions if a.kept)),
         streams_out=tuple(_describe(s.kind, s.codec, s.language) for s in info.streams),
+        window=(written.start_seconds(), written.start_seconds() + written.seconds()),
+        extents=(*stream_extents(path, tuple(s for s in info.streams if s.index != info.video_index)),
+                 *chapter_extents(path)),
     )
 
 

@@ -1,0 +1,156 @@
+"""upscale-video holds every stream and chapter to the video's window (--start/--duration), keeps
+titles, flags and aspect ratios, leaves progressive frames alone under --deinterlace, and tries the
+encoder before any work. Tiny generated clips and a tiny model."""
+
+from __future__ import annotations
+
+import subprocess
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_video_pipeline import (Recorder, clips, decoded_frames_digest, ffmpeg, frame_times, lavfi_testsrc,  # noqa: F401
+                                 leftovers, make_clip, run, sine)
+
+from animesr.config import EncodeSettings, VideoJob
+from animesr.errors import InputError
+from animesr.video.extents import Extent, chapter_extents, stream_extents
+from animesr.video.ffmpeg import video_encoders
+from animesr.video.pipeline import VideoCallbacks, upscale_video
+from animesr.video.preflight import check_encoder_opens
+from animesr.video.probe import probe
+from animesr.video.timeline import Timeline
+from animesr.video.verify import Verification
+
+CODECS = {"mkv": "libx264", "mp4": "libx264", "webm": "libvpx-vp9"}
+
+
+@pytest.fixture(scope="module")
+def long_gop(ffmpeg: str, clips: Path) -> Path:
+    """3 s at 23.976 with one keyframe (so a seek lands at 0), FLAC audio, one subtitle cue from
+    0.2 to 2.8 s, chapters at 0, 1 and 2 s, and a titled, flagged commentary track."""
+    subtitles = clips / "long.srt"
+    subtitles.write_text("1\n00:00:00,200 --> 00:00:02,800\nLong cue\n")
+    chapters = clips / "thirds.txt"
+    chapters.write_text(";FFMETADATA1\n" + "".join(
+        f"[CHAPTER]\nTIMEBASE=1/1000\nSTART={s * 1000}\nEND={(s + 1) * 1000}\ntitle=Part {s + 1}\n" for s in range(3)))
+    return make_clip(
+        ffmpeg, clips / "long-gop.mkv", *_counting("24000/1001", 3.0), *sine(440, 48000, 3.0),
+        *sine(660, 48000, 3.0), "-i", str(subtitles), "-i", str(chapters), "-map", "0", "-map", "1", "-map", "2",
+        "-map", "3", "-map_chapters", "4", "-c:v", "libx264", "-g", "300", "-c:a", "flac", "-c:s", "srt",
+        "-metadata:s:v:0", "title=Picture", "-metadata:s:a:1", "title=Commentary", "-disposition:v:0", "default",
+        "-disposition:a:0", "default", "-disposition:a:1", "comment")
+
+
+def _counting(rate: str, seconds: float) -> list[str]:
+    """A picture that differs from every other frame of the clip: a ramp that moves and a hue that drifts."""
+    return ["-f", "lavfi", "-i", f"color=size=64x48:rate={rate}:duration={seconds},format=yuv444p,"
+            "geq=lum='mod(X*4+N*9,256)':cb='40+N*2.5':cr=128"]
+
+
+def _source_frames(ffmpeg: str, path: Path, width: int, height: int) -> np.ndarray:
+    raw = subprocess.run([ffmpeg, "-v", "error", "-i", str(path), "-map", "0:v:0", "-vf", f"scale={width}:{height}"
+                          ":flags=area", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"], capture_output=True, check=True).stdout
+    return np.frombuffer(raw, np.uint8).reshape(-1, height, width, 3).astype(np.float32)
+
+
+@pytest.mark.parametrize("container", ["mkv", "mp4", "webm"])
+def test_trim_cuts_every_stream_and_chapter_to_the_video_window(ffmpeg: str, long_gop: Path, tmp_path: Path,
+                                                                container: str) -> None:
+    out = tmp_path / f"trim.{container}"
+    result = run(long_gop, out, identity=True, start=0.5, duration=1.0,
+                 encode=EncodeSettings(codec=CODECS[container], preset="ultrafast" if container != "webm" else None))
+    assert result.verification.ok, result.verification.lines()
+    assert result.frames == 24
+    info = probe(out)
+    assert info.duration is not None and info.duration <= 1.06, "no lead-in, no cue past the end"
+    for extent in stream_extents(out, info.streams):
+        assert -0.03 <= extent.start and extent.end <= 1.03, extent
+    subtitle = next(e for e in stream_extents(out, info.streams) if "subtitle" in e.label)
+    assert subtitle.start == pytest.approx(0.0, abs=0.002) and subtitle.end == pytest.approx(1.0, abs=0.045)
+    chapters = chapter_extents(out)
+    assert [(round(c.start, 2), round(c.end, 2)) for c in chapters] == [(0.0, 0.5), (0.5, 1.0)]
+    # the picture moved with the chapters: output frame 12 (0.5 s) is source frame 24 (1.0 s)
+    assert frame_times(ffmpeg, out)[12] == pytest.approx(0.5, abs=0.002)
+    source = _source_frames(ffmpeg, long_gop, 64, 48)
+    written = _source_frames(ffmpeg, out, 64, 48)
+    for index in (0, 12, 23):
+        errors = np.abs(source - written[index]).mean(axis=(1, 2, 3))
+        assert int(errors.argmin()) == index + 12
+
+
+def test_verification_fails_when_a_stream_leaves_the_video_window() -> None:
+    def verification(*extents: Extent) -> Verification:
+        return Verification(frames_in=48, frames_out=48, seconds_in=2.0, seconds_out=2.0, frame_seconds=0.042,
+                            streams_expected=("video", "audio"), streams_out=("video h264", "audio aac"),
+                            window=(4.982, 6.984), extents=extents)
+
+    lead_in = verification(Extent("#1 audio", 0.0, 6.99, 0.023))
+    assert not lead_in.ok and "OUTSIDE" in lead_in.lines()[-1] and "MISMATCH" in lead_in.lines()[-1]
+    long_cue = verification(Extent("#1 audio", 4.98, 6.99, 0.023), Extent("#2 subtitle", 5.0, 12.3))
+    assert not long_cue.ok
+    assert not verification(Extent("chapter 1", 4.0, 6.0)).ok
+    assert verification(Extent("#1 audio", 4.97, 7.0, 0.023), Extent("#2 subtitle", 5.0, 6.9)).ok
+
+
+def test_titles_flags_and_the_video_default_survive(long_gop: Path, tmp_path: Path) -> None:
+    source = probe(long_gop)
+    assert source.streams[0].dispositions == ("default",) and source.streams[2].dispositions == ("comment",)
+    for container in ("mkv", "mp4"):
+        recorder = Recorder()
+        run(long_gop, tmp_path / f"meta.{container}", recorder)
+        out = [s for s in probe(tmp_path / f"meta.{container}").streams if s.kind != "data"]
+        assert [(s.kind, s.title, s.dispositions) for s in out[:3]] == [
+            ("video", "Picture", ("default",)), ("audio", "", ("default",)), ("audio", "Commentary", ("comment",))]
+        assert not any("did not keep" in w for w in recorder.warnings), recorder.warnings
+    recorder = Recorder()
+    run(long_gop, tmp_path / "meta.webm", recorder, encode=EncodeSettings(codec="libvpx-vp9"))
+    out = probe(tmp_path / "meta.webm").streams
+    if "comment" not in out[2].dispositions:
+        assert any("Commentary" in w and "'comment'" in w and "webm" in w for w in recorder.warnings), recorder.warnings
+
+
+def test_an_exact_sample_aspect_ratio_is_kept(ffmpeg: str, clips: Path, tmp_path: Path) -> None:
+    source = make_clip(ffmpeg, clips / "sar.mp4", *lavfi_testsrc("25", 0.3), "-vf", "setsar=22707/22720:max=65535",
+                       "-c:v", "libx264")
+    sar = probe(source).sar  # x264 stores it as 3493:3495: terms over 100 either way
+    assert sar != 1 and max(sar.numerator, sar.denominator) > 100
+    run(source, tmp_path / "sar.mp4")
+    assert probe(tmp_path / "sar.mp4").sar == sar
+
+
+def test_deinterlace_leaves_progressive_frames_alone(ffmpeg: str, clips: Path, tmp_path: Path) -> None:
+    source = make_clip(ffmpeg, clips / "progressive.mkv", *lavfi_testsrc("30000/1001", 0.5), "-c:v", "libx264")
+    plain = run(source, tmp_path / "plain.mkv", identity=True)
+    recorder = Recorder()
+    treated = run(source, tmp_path / "treated.mkv", recorder, identity=True, deinterlace=True)
+    assert treated.frames == plain.frames
+    assert decoded_frames_digest(ffmpeg, tmp_path / "treated.mkv") == decoded_frames_digest(ffmpeg, tmp_path / "plain.mkv")
+    assert "variable frame rate" not in recorder.notes[0] and "29.970 fps" in recorder.notes[0]
+
+
+def test_a_doubled_time_base_with_millisecond_rounding_is_steady() -> None:
+    steady = Timeline(Fraction(1, 2000), tuple(range(0, 66 * 30, 66)), (66,) * 30)
+    rounded = Timeline(Fraction(1, 2000), tuple(int(i * 2000 * 1001 / 30000) // 2 * 2 for i in range(30)), (66,) * 30)
+    assert steady.steady() and rounded.steady()
+    assert not Timeline(Fraction(1, 2000), (0, 66, 140, 200), (66,) * 4).steady()
+
+
+def test_an_encoder_that_cannot_open_fails_before_any_work(long_gop: Path, tmp_path: Path) -> None:
+    if "h264_nvenc" not in video_encoders():
+        pytest.skip("this ffmpeg has no h264_nvenc")
+    try:
+        check_encoder_opens(probe(long_gop), EncodeSettings(codec="h264_nvenc"), width=128, height=96)
+    except InputError:
+        pass
+    else:
+        pytest.skip("h264_nvenc works on this machine")
+    out = tmp_path / "nvenc.mkv"
+    frames: list[int] = []
+    job = VideoJob(input=long_gop, output=out, scale=2, model=Path("/nonexistent.safetensors"),
+                   encode=EncodeSettings(codec="h264_nvenc"))
+    with pytest.raises(InputError, match="--codec h264_nvenc does not work here") as caught:
+        upscale_video(job, VideoCallbacks(on_frames=lambda done, reused: frames.append(done)))
+    assert "\n" not in str(caught.value) and "Lavc" not in str(caught.value)
+    assert not frames and not leftovers(out)
