@@ -92,6 +92,7 @@ class TrainSettings:
 
 DEFAULT_DEDUP_THRESHOLD = 2.0  # grey levels; measured on ../shared/data/video (see README)
 DEFAULT_CHUNK_FRAMES = 240
+FIELD_MODES = ("auto", "ivtc", "deinterlace", "progressive")
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,8 @@ class VideoJob:
     denoise: float | None = None  # mix of the shipped clean (0) and real (1) models
     encode: EncodeSettings = EncodeSettings()
     fps: str | None = None  # ffmpeg rate syntax: "25", "24000/1001"; None keeps the source timing
-    deinterlace: bool = False
+    deinterlace: bool = False  # the same as field_mode="deinterlace"
+    field_mode: str = "progressive"  # auto | ivtc | deinterlace | progressive (frames as they are)
     start: float | None = None  # seconds
     duration: float | None = None  # seconds
     batch: int | None = None  # frames per network call; None: 4 on CUDA, 1 on the CPU
@@ -123,6 +125,13 @@ class VideoJob:
     accept_truncated: bool = False  # upscale what decodes of a source shorter than its container says
 
     def __post_init__(self) -> None:
+        if self.field_mode not in FIELD_MODES:
+            raise ValueError(f"--field-mode must be one of {', '.join(FIELD_MODES)}, not {self.field_mode!r}")
+        if self.deinterlace and self.field_mode not in ("progressive", "deinterlace"):
+            raise ValueError(f"--deinterlace and --field-mode {self.field_mode} contradict each other: choose one")
+        if self.deinterlace or self.field_mode == "deinterlace":  # one spelling, whichever was used
+            object.__setattr__(self, "field_mode", "deinterlace")
+            object.__setattr__(self, "deinterlace", True)
         if self.batch is not None and self.batch < 1:
             raise ValueError("--batch must be at least 1")
         if self.chunk_frames < 1:

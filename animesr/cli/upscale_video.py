@@ -38,7 +38,13 @@ def upscale_video(
     fps: str | None = typer.Option(None, "--fps",
                                    help="Convert to this constant rate (25, 24000/1001) by duplicating or "
                                         "dropping frames; default: keep the source's timestamps."),
-    deinterlace: bool = typer.Option(False, "--deinterlace", help="Deinterlace with ffmpeg's bwdif first."),
+    deinterlace: bool = typer.Option(False, "--deinterlace", help="Deinterlace the combed frames with ffmpeg's "
+                                                                 "bwdif first (same as --field-mode deinterlace)."),
+    ivtc: bool = typer.Option(False, "--ivtc", help="Inverse telecine: 29.97 fps film back to its 23.976 frames "
+                                                   "(same as --field-mode ivtc)."),
+    field_mode: str | None = typer.Option(None, "--field-mode",
+                                          help="auto (measure the frames and choose), ivtc, deinterlace, or "
+                                               "progressive (frames as they are; the default)."),
     start: str | None = typer.Option(None, "--start", help="Start here (seconds or [HH:]MM:SS[.ms])."),
     duration: str | None = typer.Option(None, "--duration", help="Upscale this long (seconds or [HH:]MM:SS)."),
     batch: int | None = typer.Option(None, "--batch", "-b", help="Frames per network call (default: 4 on CUDA, "
@@ -63,7 +69,8 @@ def upscale_video(
 
     job = _build_job(input_path, output, scale, model, EncodeSettings(codec, crf, preset, pix_fmt), fps,
                      deinterlace, start, duration, batch, tile, device, tta, resume, overwrite, dedup_threshold,
-                     chunk_frames, denoise, accept_truncated=accept_truncated)
+                     chunk_frames, denoise, accept_truncated=accept_truncated,
+                     field_mode=_field_mode(field_mode, ivtc=ivtc, deinterlace=deinterlace))
     with progress_bar(TextColumn("{task.fields[fps]} fps"), TextColumn("reused {task.fields[reused]}")) as bar:
         callbacks = _progress_callbacks(bar)
         result = guarded(lambda: run_job(job, callbacks))
@@ -91,7 +98,8 @@ def parse_time(text: str | None, option: str) -> float | None:
 def _build_job(input_path: Path, output: Path, scale: int, model: str | None, encode: EncodeSettings,
                fps: str | None, deinterlace: bool, start: str | None, duration: str | None, batch: int | None,
                tile: int | None, device: str, tta: bool, resume: bool, overwrite: bool, dedup_threshold: float,
-               chunk_frames: int, denoise: float | None, *, accept_truncated: bool) -> VideoJob:
+               chunk_frames: int, denoise: float | None, *, accept_truncated: bool,
+               field_mode: str = "progressive") -> VideoJob:
     from animesr.model.a2n import SUPPORTED_SCALES
     from animesr.pretrained import check_model_choice, model_choice
 
@@ -106,10 +114,23 @@ def _build_job(input_path: Path, output: Path, scale: int, model: str | None, en
             deinterlace=deinterlace, start=parse_time(start, "--start"),
             duration=parse_time(duration, "--duration"), batch=batch, resume=resume, overwrite=overwrite,
             dedup_threshold=dedup_threshold, chunk_frames=chunk_frames, accept_truncated=accept_truncated,
+            field_mode=field_mode,
             inference=InferenceSettings(device=device, tile=tile, tta=tta),
         )
     except ValueError as error:
         raise fail(str(error), InputError.exit_code) from None
+
+
+def _field_mode(field_mode: str | None, *, ivtc: bool, deinterlace: bool) -> str:
+    from animesr.config import FIELD_MODES
+
+    asked = [m for m, on in (("ivtc", ivtc), ("deinterlace", deinterlace), (field_mode, field_mode)) if on]
+    if field_mode is not None and field_mode not in FIELD_MODES:
+        raise fail(f"--field-mode must be one of {', '.join(FIELD_MODES)}, not {field_mode!r}", InputError.exit_code)
+    if len(set(asked)) > 1:
+        raise fail(f"--ivtc, --deinterlace and --field-mode ask for different things ({', '.join(asked)}): "
+                   "choose one", InputError.exit_code)
+    return asked[0] if asked else "progressive"
 
 
 def _rate(fps: str | None) -> str | None:

@@ -38,20 +38,38 @@ def input_args(job: VideoJob) -> list[str]:
     return [*args, "-i", path_arg(job.input)]
 
 
-def timing_filters(job: VideoJob) -> list[str]:
-    """The filters that decide which frames exist: deinterlace, then a constant rate."""
-    filters = []
-    if job.deinterlace:
-        # idet marks each frame combed or not; bwdif then leaves the progressive ones untouched
-        filters.append("idet,bwdif=mode=send_frame:deint=interlaced")
+def ivtc_filters(info: VideoInfo) -> str:
+    """Inverse telecine: match each frame's fields with its neighbours' (undoing combing),
+    deinterlace what fieldmatch could not mend (orphan fields), drop the repeated frame of each 5.
+    The field order comes from the stream (frames' own flags mislead fieldmatch's `auto`);
+    untagged NTSC is top field first."""
+    order = "bff" if info.field_order in ("bb", "tb") else "tff"
+    return f"fieldmatch=order={order}:combmatch=full,bwdif=mode=send_frame:deint=interlaced,decimate"
+
+
+# idet marks each frame combed or not; bwdif then leaves the progressive ones untouched
+DEINTERLACE_FILTERS = "idet,bwdif=mode=send_frame:deint=interlaced"
+
+
+def timing_filters(info: VideoInfo, job: VideoJob) -> list[str]:
+    """The filters that decide which frames exist: fields (IVTC or deinterlace), then a constant rate."""
+    if job.field_mode == "auto":
+        raise ValueError("field_mode 'auto' is resolved to a mode before any command is built")
+    filters = {"ivtc": [ivtc_filters(info)], "deinterlace": [DEINTERLACE_FILTERS]}.get(job.field_mode, [])
     if job.fps:
         filters.append(f"fps={job.fps}")
     return filters
 
 
 def scan_args(info: VideoInfo, job: VideoJob) -> list[str]:
-    """Decode once, write each frame's timestamps (framecrc of wrapped frames: no pixels copied)."""
-    return [*_QUIET, *input_args(job), "-map", f"0:{info.video_index}", *_vf(timing_filters(job)),
+    """Decode once, write each frame's timestamps (framecrc of wrapped frames: no pixels copied).
+    With IVTC the decoded frames are listed too, as stream 1, to count what 5 → 4 left out."""
+    filters = timing_filters(info, job)
+    if job.field_mode != "ivtc" or job.fps:  # after --fps the count no longer follows 5 → 4
+        return [*_QUIET, *input_args(job), "-map", f"0:{info.video_index}", *_vf(filters),
+                *_frame_timing_out(), "-c:v", "wrapped_avframe", "-f", "framecrc", "-"]
+    graph = f"[0:{info.video_index}]split[decoded][all];[all]{','.join(filters)}[kept]"
+    return [*_QUIET, *input_args(job), "-filter_complex", graph, "-map", "[kept]", "-map", "[decoded]",
             *_frame_timing_out(), "-c:v", "wrapped_avframe", "-f", "framecrc", "-"]
 
 
@@ -64,7 +82,7 @@ def decode_args(info: VideoInfo, job: VideoJob, first_frame: int) -> list[str]:
     """rgb24 frames from `first_frame` on (counted after the timing filters), to stdout."""
     to_rgb = (f"scale=in_color_matrix={_SWSCALE_MATRIX[output_matrix(info)]}:in_range={info.decode_range}"
               f":out_range=pc:flags={_SWSCALE_FLAGS},format=rgb24")
-    filters = [*timing_filters(job), *([f"trim=start_frame={first_frame}"] if first_frame else []), to_rgb]
+    filters = [*timing_filters(info, job), *([f"trim=start_frame={first_frame}"] if first_frame else []), to_rgb]
     return [*_QUIET, *input_args(job), "-map", f"0:{info.video_index}", *_vf(filters),
             *_frame_timing_out(), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
 

@@ -9,7 +9,7 @@ import hashlib
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from animesr.errors import FFmpegError, InputError, OutputError, VerificationErr
 from animesr.inference.upscaler import Upscaler
 from animesr.pretrained import resolve_model
 from animesr.video import commands
+from animesr.video.fields import settle_field_mode
 from animesr.video.ffmpeg import FrameReader, FrameWriter, run_ffmpeg, video_encoders
 from animesr.video.preflight import check_encoder_opens
 from animesr.video.probe import VideoInfo, probe
@@ -76,6 +77,8 @@ def _upscale_locked(job: VideoJob, callbacks: VideoCallbacks, info: VideoInfo, c
                     began: float) -> VideoResult:
     actions = plan_streams(info.streams, container)
     _warn_about_source(info, job, actions, callbacks.warn)
+    job = replace(job, field_mode=settle_field_mode(info, job.field_mode, job.start, job.duration,
+                                                    callbacks.note, callbacks.warn))
     padding = even_padding(info.width * job.scale, info.height * job.scale, job.encode.pix_fmt)
     check_encoder_opens(info, job.encode, width=info.width * job.scale + padding[0],
                         height=info.height * job.scale + padding[1])
@@ -113,11 +116,20 @@ def even_padding(width: int, height: int, pix_fmt: str) -> tuple[int, int]:
 
 def _summary(info: VideoInfo, job: VideoJob, timeline: Timeline, padding: tuple[int, int], model: str,
              device: str) -> str:
-    timing = f"{float(timeline.rate(info.frame_rate)):.3f} fps" if timeline.steady() else "variable frame rate"
+    timing = f"{float(timeline.rate(_nominal_rate(info, job))):.3f} fps" if timeline.steady() else "variable frame rate"
+    if timeline.decoded is not None:
+        timing += f" after inverse telecine ({timeline.decoded} frames decoded, 5 → 4)"
     width, height = info.width * job.scale + padding[0], info.height * job.scale + padding[1]
     padded = f" (padded by {padding[0]}×{padding[1]} px, edge repeated, for {job.encode.pix_fmt})" if any(padding) else ""
     return (f"{info.path.name}: {info.width}×{info.height}, {timing}, {timeline.count} frames → "
             f"{width}×{height}{padded} {job.encode.codec}; model {Path(model).name}, device {device}")
+
+
+def _nominal_rate(info: VideoInfo, job: VideoJob) -> Fraction:
+    """The rate the timing filters aim at (used where the timestamps are not evenly spaced)."""
+    if job.fps:
+        return Fraction(job.fps)
+    return info.frame_rate * 4 / 5 if job.field_mode == "ivtc" else info.frame_rate
 
 
 # ---- before the frames ------------------------------------------------------------------
@@ -135,8 +147,6 @@ def _check_paths(job: VideoJob) -> str:
 
 
 def _warn_about_source(info: VideoInfo, job: VideoJob, actions: tuple[StreamAction, ...], warn: Message) -> None:
-    if info.interlaced and not job.deinterlace:
-        warn(f"the source is interlaced ({info.field_order}): add --deinterlace to avoid combing")
     for stream in info.streams:
         if stream.index != info.video_index and stream.kind in ("video", "data"):
             warn(f"stream {stream.describe()} dropped: only the first video stream is upscaled and kept")
@@ -156,6 +166,7 @@ def _identity(job: VideoJob, upscaler: Upscaler) -> dict[str, object]:
         "encode": asdict(job.encode),
         "fps": job.fps,
         "deinterlace": job.deinterlace,
+        **({"ivtc": True} if job.field_mode == "ivtc" else {}),  # absent when off: older work folders resume
         "start": job.start,
         "duration": job.duration,
         "dedup_threshold": job.dedup_threshold,
@@ -217,7 +228,7 @@ def scan_timeline(info: VideoInfo, job: VideoJob) -> Timeline:
 def _run_chunks(runner: ChunkRunner, info: VideoInfo, job: VideoJob, timeline: Timeline,
                 work: WorkFolder, padding: tuple[int, int]) -> None:
     width, height = info.width * job.scale + padding[0], info.height * job.scale + padding[1]
-    rate = timeline.rate(Fraction(job.fps) if job.fps else info.frame_rate)
+    rate = timeline.rate(_nominal_rate(info, job))
 
     def make_writer(index: int, start: int, stop: int) -> FrameWriter:
         args = commands.encode_args(info, job.encode, width=width, height=height, rate=rate,

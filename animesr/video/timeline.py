@@ -19,6 +19,7 @@ class Timeline:
     time_base: Fraction
     pts: tuple[int, ...]  # in time_base units, presentation order
     durations: tuple[int, ...]
+    decoded: int | None = None  # frames decoded from the source, when the filters dropped some (IVTC)
 
     @property
     def count(self) -> int:
@@ -65,12 +66,13 @@ class Timeline:
         return _search_tree(relative, 0, len(relative))
 
     def to_json(self) -> str:
-        return json.dumps({"time_base": str(self.time_base), "pts": self.pts, "durations": self.durations})
+        return json.dumps({"time_base": str(self.time_base), "pts": self.pts, "durations": self.durations,
+                           **({"decoded": self.decoded} if self.decoded is not None else {})})
 
     @classmethod
     def from_json(cls, text: str) -> Timeline:
         data = json.loads(text)
-        return cls(Fraction(data["time_base"]), tuple(data["pts"]), tuple(data["durations"]))
+        return cls(Fraction(data["time_base"]), tuple(data["pts"]), tuple(data["durations"]), data.get("decoded"))
 
 
 def _search_tree(values: list[int], low: int, high: int) -> str:
@@ -96,4 +98,9 @@ def parse_framecrc(text: str) -> Timeline:
             return Timeline(Fraction(1, 1000), (), ())
         raise FFmpegError("ffmpeg's frame list has no time base")
     frames.sort()
-    return Timeline(time_base, tuple(p for p, _ in frames), tuple(d for _, d in frames))
+    return Timeline(time_base, tuple(p for p, _ in frames), tuple(d for _, d in frames),
+                    decoded if (decoded := _count(text, "1")) else None)
+
+
+def _count(text: str, stream: str) -> int:
+    return sum(1 for line in text.splitlines() if line.split(",", 1)[0].strip() == stream)

@@ -74,6 +74,7 @@ class Verification:
     streams_out: tuple[str, ...]  # "kind codec (language)" per output stream
     window: tuple[float, float] = (0.0, 0.0)  # the output video's first frame start, last frame end
     extents: tuple[Extent, ...] = ()  # every other stream's packets, and the chapters
+    frames_decoded: int | None = None  # before inverse telecine, which keeps 4 frames of every 5
 
     def _outside(self, extent: Extent) -> bool:
         # an audio packet may straddle the video's ends; subtitles and chapters are cut to them
@@ -86,7 +87,8 @@ class Verification:
 
     @property
     def frames_ok(self) -> bool:
-        return self.frames_in == self.frames_out
+        telecine_ok = self.frames_decoded is None or abs(self.frames_decoded * 4 / 5 - self.frames_in) <= 1
+        return self.frames_in == self.frames_out and telecine_ok
 
     @property
     def duration_ok(self) -> bool:
@@ -102,10 +104,15 @@ class Verification:
     def ok(self) -> bool:
         return self.frames_ok and self.duration_ok and self.streams_ok and self.extents_ok
 
+    def _frames_in(self) -> str:
+        if self.frames_decoded is None:
+            return f"{self.frames_in} in"
+        return f"{self.frames_decoded} decoded → {self.frames_in} after inverse telecine (5 → 4)"
+
     def lines(self) -> list[str]:
         mark = {True: "ok", False: "MISMATCH"}
         return [
-            f"frames: {self.frames_in} in, {self.frames_out} out ({mark[self.frames_ok]})",
+            f"frames: {self._frames_in()}, {self.frames_out} out ({mark[self.frames_ok]})",
             f"duration: {self.seconds_in:.3f} s in, {self.seconds_out:.3f} s out "
             f"(one frame = {self.frame_seconds:.3f} s; {mark[self.duration_ok]})",
             f"streams: {', '.join(self.streams_out)} ({mark[self.streams_ok]})",
@@ -120,6 +127,7 @@ def verify_output(path: Path, source: Timeline, actions: tuple[StreamAction, ...
     info = probe(path)
     return Verification(
         frames_in=source.count,
+        frames_decoded=source.decoded,
         frames_out=written.count,
         seconds_in=source.seconds(),
         seconds_out=written.seconds(),
