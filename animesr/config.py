@@ -142,3 +142,32 @@ class VideoJob:
             raise ValueError("--start must not be negative")
         if self.duration is not None and self.duration <= 0:
             raise ValueError("--duration must be positive")
+
+
+# ---- preview ---------------------------------------------------------------------------------
+
+DEFAULT_PREVIEW_CROP = 128  # source pixels per side of each crop
+
+
+@dataclass(frozen=True)
+class PreviewJob:
+    input: Path  # an image or a video
+    output: Path  # the sheet: .png, .jpg or .webp
+    scale: int = 2
+    models: tuple[str, ...] = ()  # model files (or names); none: the shipped model for `scale`
+    at: tuple[float, ...] = ()  # seconds into a video; none: the most detailed frames
+    frames: int = 2  # frames picked when `at` is empty
+    crop: int = DEFAULT_PREVIEW_CROP
+    field_mode: str = "progressive"  # as upscale-video's --field-mode
+    overwrite: bool = False
+    inference: InferenceSettings = InferenceSettings()
+
+    def __post_init__(self) -> None:
+        if self.field_mode not in FIELD_MODES:
+            raise ValueError(f"--field-mode must be one of {', '.join(FIELD_MODES)}, not {self.field_mode!r}")
+        if self.frames < 1:
+            raise ValueError("--frames must be at least 1")
+        if self.crop < 16:
+            raise ValueError("--crop must be at least 16 pixels")
+        if any(t < 0 for t in self.at):
+            raise ValueError("--at must not be negative")

@@ -1,0 +1,60 @@
+"""Single frames of a video, decoded the way upscale-video decodes them (the same timing filters:
+inverse telecine or deinterlacing included), and a search for the most detailed ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from animesr.config import VideoJob
+from animesr.errors import InputError
+from animesr.video import commands
+from animesr.video.ffmpeg import FrameReader
+from animesr.video.pipeline import scan_timeline
+from animesr.video.probe import VideoInfo
+
+# seconds decoded before the asked time: the frame on screen then started earlier, and the field
+# filters need the frames around it
+_LEAD = {"ivtc": 0.5, "deinterlace": 0.2}
+_LEAD_PROGRESSIVE = 0.1
+_WINDOW = 0.5  # seconds decoded after it
+CANDIDATES = 12  # places looked at when picking the most detailed frames
+
+
+def frame_at(info: VideoInfo, field_mode: str, seconds: float) -> tuple[float, np.ndarray]:
+    """(the frame's own time, H×W×3 uint8 RGB): the frame shown at `seconds` into the video."""
+    if info.duration is not None and seconds >= info.duration:
+        raise InputError(f"--at {seconds:g} is past the end of {info.path.name} ({info.duration:.3f} s)")
+    start = max(0.0, seconds - _LEAD.get(field_mode, _LEAD_PROGRESSIVE))
+    job = VideoJob(input=info.path, output=Path("unused.mkv"), scale=2, field_mode=field_mode, start=start,
+                   duration=seconds - start + _WINDOW)
+    timeline = scan_timeline(info, job)
+    times = [float(p * timeline.time_base) for p in timeline.pts]
+    shown = [i for i, t in enumerate(times) if t <= seconds - start + 1e-6] or [0]
+    index = shown[-1]  # the last frame that started by then is the one on screen
+    reader = FrameReader(commands.decode_args(info, job, index), info.width, info.height,
+                         what=f"decode {info.path.name} at {seconds:g} s")
+    try:
+        frame = reader.read()
+    finally:
+        reader.kill()
+    if frame is None:
+        raise InputError(f"{info.path.name} has no frame at {seconds:g} s")
+    return start + times[index], frame.copy()
+
+
+def detail(frame: np.ndarray) -> float:
+    """Mean absolute Laplacian of the grey picture: high where there are lines and texture."""
+    grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+    return float(np.abs(cv2.Laplacian(grey, cv2.CV_32F)).mean())
+
+
+def most_detailed_frames(info: VideoInfo, field_mode: str, count: int) -> list[tuple[float, np.ndarray]]:
+    """The `count` most detailed of frames at CANDIDATES places spread over the video, in time order."""
+    duration = info.duration or 0.0
+    places = [duration * (i + 0.5) / CANDIDATES for i in range(CANDIDATES)] if duration > 0 else [0.0]
+    found = [frame_at(info, field_mode, t) for t in places]
+    ranked = sorted(found, key=lambda item: detail(item[1]), reverse=True)[:count]
+    return sorted(ranked, key=lambda item: item[0])
