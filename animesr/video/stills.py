@@ -56,5 +56,16 @@ def most_detailed_frames(info: VideoInfo, field_mode: str, count: int) -> list[t
     duration = info.duration or 0.0
     places = [duration * (i + 0.5) / CANDIDATES for i in range(CANDIDATES)] if duration > 0 else [0.0]
     found = [frame_at(info, field_mode, t) for t in places]
-    ranked = sorted(found, key=lambda item: detail(item[1]), reverse=True)[:count]
-    return sorted(ranked, key=lambda item: item[0])
+    ranked = sorted(found, key=lambda item: detail(item[1]), reverse=True)
+    chosen: list[tuple[float, np.ndarray]] = []
+    for item in ranked:  # the most detailed frame of each shot first
+        if not any(_alike(item[1], other[1]) for other in chosen):
+            chosen.append(item)
+    chosen += [item for item in ranked if not any(item is c for c in chosen)]  # repeats only when short
+    return sorted(chosen[:count], key=lambda item: item[0])
+
+
+def _alike(a: np.ndarray, b: np.ndarray) -> bool:
+    """The same shot: thumbnails within 12 grey levels on average."""
+    small = [cv2.resize(x, (64, 36), interpolation=cv2.INTER_AREA).astype(np.int16) for x in (a, b)]
+    return float(np.abs(small[0] - small[1]).mean()) < 12
