@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import SHARED, handled
-from test_video_pipeline import Recorder, clips, ffmpeg, frame_times, make_clip, run, sine, tiny_model_file  # noqa: F401
+from test_video_pipeline import (Recorder, clips, decoded_frames_digest, ffmpeg, frame_times, make_clip, run,  # noqa: F401
+                                 sine, tiny_model_file)
 from test_video_window import _counting, _source_frames
 from typer.testing import CliRunner
 
@@ -73,6 +74,16 @@ def test_ivtc_gives_back_the_film_frames_at_23_976_in_sync(ffmpeg: str, film: Pa
     matches = [int(np.abs(original - written[i]).mean(axis=(1, 2, 3)).argmin()) for i in range(0, 96, 7)]
     assert matches == list(range(0, 96, 7))
     assert times[0] == pytest.approx(0.0, abs=0.002)
+
+
+def test_an_interrupted_ivtc_job_resumes_to_the_same_frames(ffmpeg: str, telecined: Path, tmp_path: Path) -> None:
+    whole = run(telecined, tmp_path / "whole.mkv", field_mode="ivtc", chunk_frames=32)
+    out = tmp_path / "resumed.mkv"
+    with pytest.raises(KeyboardInterrupt):
+        run(telecined, out, Recorder(stop_after=40), field_mode="ivtc", chunk_frames=32)
+    resumed = run(telecined, out, field_mode="ivtc", chunk_frames=32)
+    assert resumed.resumed_from == 32 and resumed.verification.ok and resumed.frames == whole.frames == 96
+    assert decoded_frames_digest(ffmpeg, out) == decoded_frames_digest(ffmpeg, tmp_path / "whole.mkv")
 
 
 def test_auto_picks_ivtc_for_the_telecined_clip_and_nothing_for_the_film(film: Path, telecined: Path,

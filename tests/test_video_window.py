@@ -104,6 +104,8 @@ def test_titles_flags_and_the_video_default_survive(long_gop: Path, tmp_path: Pa
         assert [(s.kind, s.title, s.dispositions) for s in out[:3]] == [
             ("video", "Picture", ("default",)), ("audio", "", ("default",)), ("audio", "Commentary", ("comment",))]
         assert not any("did not keep" in w for w in recorder.warnings), recorder.warnings
+        if container == "mkv":  # nor does Matroska gain a flag: the subtitle was not a default track
+            assert out[3].kind == "subtitle" and out[3].dispositions == ()
     recorder = Recorder()
     run(long_gop, tmp_path / "meta.webm", recorder, encode=EncodeSettings(codec="libvpx-vp9"))
     out = probe(tmp_path / "meta.webm").streams

@@ -188,10 +188,13 @@ def mux_args(info: VideoInfo, job: VideoJob, concat_list: Path, video_offset: fl
     """The chunks (concatenated) + every kept stream, chapter and tag of the source, all cut to the
     video's window: `-t` ends every stream and clips the chapters (ffmpeg shifts them by --start)."""
     chunks = ["-itsoffset", f"{video_offset:.6f}", "-f", "concat", "-safe", "0", "-i", path_arg(concat_list)]
-    faststart = ["-movflags", "+faststart"] if container in ("mp4", "mov") else []
+    container_options = {"mp4": ["-movflags", "+faststart"], "mov": ["-movflags", "+faststart"],
+                         # the source's default flags, none inferred
+                         "matroska": ["-default_mode", "passthrough"], "webm": ["-default_mode", "passthrough"]}
+    container_options = container_options.get(container, [])
     return [*_QUIET, "-y", *chunks, *input_args(job), "-map", "0:v:0", *stream_args,
             "-map_chapters", "1", "-map_metadata", "1", *_video_tags(info),
-            "-c:v", "copy", "-t", f"{window_end:.6f}", *faststart, "-f", container, path_arg(destination)]
+            "-c:v", "copy", "-t", f"{window_end:.6f}", *container_options, "-f", container, path_arg(destination)]
 
 
 def _video_tags(info: VideoInfo) -> list[str]:
