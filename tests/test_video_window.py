@@ -156,3 +156,45 @@ def test_an_encoder_that_cannot_open_fails_before_any_work(long_gop: Path, tmp_p
         upscale_video(job, VideoCallbacks(on_frames=lambda done, reused: frames.append(done)))
     assert "\n" not in str(caught.value) and "Lavc" not in str(caught.value)
     assert not frames and not leftovers(out)
+
+
+# ---- parsers ---------------------------------------------------------------------------------
+
+
+def test_banner_flags_and_mp4_titles_are_read() -> None:
+    from animesr.video.probe import _from_banner
+
+    banner = """Input #0, mov,mp4,m4a,3gp,3g2,mj2, from 'x.mp4':
+  Duration: 00:00:01.00, start: 0.000000, bitrate: 100 kb/s
+  Stream #0:0[0x1](und): Video: h264 (High) (avc1 / 0x31637661), yuv420p(progressive), 64x48 [SAR 1:1 DAR 4:3], 25 fps, 25 tbr, 12800 tbn (default)
+  Stream #0:1[0x2](eng): Audio: aac (LC) (mp4a / 0x6134706D), 44100 Hz, mono, fltp, 67 kb/s (default) (comment)
+    Metadata:
+      handler_name    : SoundHandler
+      name            : Commentary
+  Stream #0:2[0x3](eng): Subtitle: mov_text (tx3g / 0x67337874), 0 kb/s (forced) (hearing impaired)
+"""
+    streams = _from_banner(Path("x.mp4"), banner).streams
+    assert [(s.title, s.dispositions) for s in streams] == [
+        ("", ("default",)), ("Commentary", ("comment", "default")), ("", ("forced", "hearing_impaired"))]
+
+
+def test_packet_and_chapter_extents_are_parsed() -> None:
+    from animesr.video.extents import parse_chapters, parse_extents
+
+    framecrc = ("#tb 0: 1/1000\n#tb 1: 1/48000\n0, 0, 0, 40, 9, 0x1\n1, -960, -960, 960, 9, 0x1\n"
+                "0, 40, 40, 40, 9, 0x1\n1, 0, 0, 1024, 9, 0x1\n1, 1024, 1024, 1024, 9, 0x1\n")
+    video, audio = parse_extents(framecrc, ["#0 video", "#1 audio"])
+    assert (video.start, video.end) == (0.0, 0.08)
+    assert (audio.start, audio.end, audio.longest) == pytest.approx((-0.02, 2048 / 48000, 1024 / 48000))
+    chapters = parse_chapters("  Chapters:\n    Chapter #0:0: start 0.000000, end 0.500000\n"
+                              "    Chapter #0:1: start 0.500000, end 1.000000\n")
+    assert [(c.start, c.end) for c in chapters] == [(0.0, 0.5), (0.5, 1.0)]
+
+
+def test_the_encoders_own_complaint_is_shown() -> None:
+    from animesr.video.preflight import encoder_complaint
+
+    stderr = ("[h264_nvenc @ 0x55ac02f58bc0] Cannot load libcuda.so.1\n[vost#0:0/h264_nvenc @ 0x1] [enc:h264_nvenc @ "
+              "0x2] Error while opening encoder\n[out#0/null @ 0x3] Nothing was written into output file\n")
+    assert encoder_complaint(stderr, "h264_nvenc") == "Cannot load libcuda.so.1"
+    assert encoder_complaint("one\nlast words\n", "h264_nvenc") == "last words"
