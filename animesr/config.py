@@ -154,7 +154,9 @@ class PreviewJob:
     input: Path  # an image or a video
     output: Path  # the sheet: .png, .jpg or .webp
     scale: int = 2
-    models: tuple[str, ...] = ()  # model files (or names); none: the shipped model for `scale`
+    models: tuple[str, ...] = ()  # model files or shipped models' names (clean, real)
+    denoise: tuple[float, ...] = ()  # mixes of the shipped clean and real models; with no models
+    # and no mixes: the default shipped model for `scale`
     at: tuple[float, ...] = ()  # seconds into a video; none: the most detailed frames
     frames: int = 2  # frames picked when `at` is empty
     crop: int = DEFAULT_PREVIEW_CROP

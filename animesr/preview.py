@@ -79,20 +79,22 @@ def _check_output(job: PreviewJob) -> None:
 
 
 def _load_models(job: PreviewJob) -> list[tuple[str, object]]:
+    """(column label, Upscaler) for each --model (a file or a shipped model's name) and --denoise
+    mix; none asked: the default shipped model for --scale."""
     from animesr.inference import Upscaler
-    from animesr.pretrained import resolve_model
+    from animesr.pretrained import model_choice, resolve_model
 
+    asked: list[tuple[object, float | None]] = [(model_choice(m), None) for m in job.models]
+    asked += [(None, strength) for strength in job.denoise]
     models = []
-    for given in job.models or (None,):
-        loaded = resolve_model(model_argument(given), job.scale)
-        name = given if given and not Path(given).suffix else Path(loaded.source).name
+    for choice, strength in asked or [(None, None)]:
+        loaded = resolve_model(choice, job.scale, strength)
+        if strength is not None:
+            name = f"denoise {strength:g}"
+        else:
+            name = choice if isinstance(choice, str) else Path(loaded.source).name
         models.append((name, Upscaler(loaded, job.inference)))
     return models
-
-
-def model_argument(given: str | None) -> Path | None:
-    """--model's text as resolve_model takes it (a path; names resolve there once they exist)."""
-    return Path(given) if given else None
 
 
 def _frames(job: PreviewJob, note: Message, warn: Message) -> tuple[list[tuple[str, np.ndarray]], str]:

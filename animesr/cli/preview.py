@@ -20,8 +20,11 @@ def preview(
     output: Annotated[Path, typer.Option("--output", "-o", help="The sheet: .png, .jpg or .webp.")],
     scale: Annotated[int, typer.Option("--scale", "-s", help="Upscaling factor: 2, 3 or 4.")] = 2,
     model: Annotated[list[str] | None, typer.Option(
-        "--model", "-m", metavar="MODEL", help="A model to show (repeat for several, side by side); default: the shipped "
-                              "model for --scale.")] = None,
+        "--model", "-m", metavar="MODEL", help="A model to show: clean, real or a model file (repeat for "
+                                               "several, side by side); default: clean.")] = None,
+    denoise: Annotated[list[float] | None, typer.Option(
+        "--denoise", metavar="S", help="Also show the shipped clean and real models mixed at S (0..1; "
+                                       "repeat for several).")] = None,
     at: Annotated[list[str] | None, typer.Option(
         "--at", metavar="TIME", help="A time in the video to show (seconds or [HH:]MM:SS[.ms]; repeat for several); "
                      "default: the most detailed frames.")] = None,
@@ -47,6 +50,7 @@ def preview(
         raise fail(f"--field-mode must be one of {', '.join(FIELD_MODES)}, not {field_mode!r}", InputError.exit_code)
     try:
         job = PreviewJob(input=input_path, output=output, scale=scale, models=tuple(model or ()),
+                         denoise=tuple(denoise or ()),
                          at=tuple(parse_time(t, "--at") for t in at or ()), frames=frames, crop=crop,
                          field_mode=mode, overwrite=overwrite, inference=InferenceSettings(device=device, tile=tile))
     except ValueError as error:

@@ -52,7 +52,7 @@ def find_truncation(info: VideoInfo, job: VideoJob, source: Timeline) -> Truncat
     if job.duration is not None:
         declared = min(declared, job.duration)
     # frame counts compare only when no filter (--fps, deinterlacing, IVTC...) or trim changes them
-    counted = (info.frame_count_from_container and not commands.timing_filters(job)
+    counted = (info.frame_count_from_container and not commands.timing_filters(info, job)
                and job.start is None and job.duration is None)
     shortfall = declared - source.seconds()
     if counted:
