@@ -15,6 +15,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from animesr.errors import FFmpegError
 from animesr.video.ffmpeg import FrameReader, path_arg
 from animesr.video.probe import VideoInfo
 
@@ -166,7 +167,10 @@ def settle_field_mode(info: VideoInfo, field_mode: str, start: float | None, dur
         warn(f"the source is flagged interlaced ({info.field_order}): add --deinterlace, or --ivtc for "
              "telecined film, or --field-mode auto to let the frames decide")
     elif abs(float(info.frame_rate) - float(NTSC_VIDEO)) < 0.01:
-        stats = measure_fields(info, sample_windows(info, start, duration, CHECK_WINDOWS, CHECK_WINDOW_FRAMES))
+        try:
+            stats = measure_fields(info, sample_windows(info, start, duration, CHECK_WINDOWS, CHECK_WINDOW_FRAMES))
+        except FFmpegError:  # only a hint: the job itself will say what is wrong with the file
+            return field_mode
         choice = choose_field_mode(stats, info.frame_rate)
         if choice.mode != "progressive":
             warn(f"the source looks {choice.reason} ({stats.describe()}): add --{choice.mode}")
