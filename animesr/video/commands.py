@@ -20,6 +20,9 @@ _SWSCALE_MATRIX = {"bt709": "bt709", "smpte170m": "smpte170m", "bt470bg": "bt470
 _SWSCALE_FLAGS = "bicubic+accurate_rnd+full_chroma_int"
 _CRF_CODECS = ("libx264", "libx265", "libsvtav1", "libvpx-vp9", "libaom-av1")
 _SAR_TERMS = 65535  # H.264/HEVC/AV1 store the sample aspect ratio in 16-bit terms
+# MP4/MOV: the index first, for streaming; Matroska/WebM: the source's default flags, none inferred
+_CONTAINER_OPTIONS = {"mp4": ["-movflags", "+faststart"], "mov": ["-movflags", "+faststart"],
+                      "matroska": ["-default_mode", "passthrough"], "webm": ["-default_mode", "passthrough"]}
 _QUIET = ["-hide_banner", "-nostdin", "-nostats", "-loglevel", "error"]
 
 
@@ -188,10 +191,7 @@ def mux_args(info: VideoInfo, job: VideoJob, concat_list: Path, video_offset: fl
     """The chunks (concatenated) + every kept stream, chapter and tag of the source, all cut to the
     video's window: `-t` ends every stream and clips the chapters (ffmpeg shifts them by --start)."""
     chunks = ["-itsoffset", f"{video_offset:.6f}", "-f", "concat", "-safe", "0", "-i", path_arg(concat_list)]
-    container_options = {"mp4": ["-movflags", "+faststart"], "mov": ["-movflags", "+faststart"],
-                         # the source's default flags, none inferred
-                         "matroska": ["-default_mode", "passthrough"], "webm": ["-default_mode", "passthrough"]}
-    container_options = container_options.get(container, [])
+    container_options = _CONTAINER_OPTIONS.get(container, [])
     return [*_QUIET, "-y", *chunks, *input_args(job), "-map", "0:v:0", *stream_args,
             "-map_chapters", "1", "-map_metadata", "1", *_video_tags(info),
             "-c:v", "copy", "-t", f"{window_end:.6f}", *container_options, "-f", container, path_arg(destination)]
