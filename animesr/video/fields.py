@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 
+import cv2
 import numpy as np
 
 from animesr.errors import FFmpegError
@@ -103,13 +104,12 @@ def _measure_window(info: VideoInfo, at: float, frames: int) -> tuple[int, int, 
     width, height = _SAMPLE_SIZE
     args = ["-hide_banner", "-nostdin", "-nostats", "-loglevel", "info", "-ss", f"{at:.3f}",
             "-i", path_arg(info.path), "-map", f"0:{info.video_index}", "-frames:v", str(frames),
-            "-vf", f"idet,scale={width}:{height}:flags=area,format=gray", "-f", "rawvideo", "-pix_fmt", "gray", "-"]
+            "-vf", f"idet,scale={width}:{height}:flags=area,format=rgb24", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
     reader = FrameReader(args, width, height, what=f"sample the fields of {info.path.name}")
-    reader.shape, reader.frame_bytes = (height, width, 1), width * height
     try:
         pictures = []
         while (frame := reader.read()) is not None:
-            pictures.append(frame)
+            pictures.append(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY))
     finally:
         reader.kill()
     combed, progressive, repeated = parse_idet(reader.stderr.text())
@@ -141,7 +141,7 @@ def still_frame_cadence(pictures: list[np.ndarray]) -> tuple[int, float]:
 
 def _largest_block_change(a: np.ndarray, b: np.ndarray, block: int = 16) -> float:
     """The largest mean absolute difference of any block×block block (grey levels)."""
-    diff = np.abs(a[..., 0].astype(np.int16) - b[..., 0])
+    diff = np.abs(a.astype(np.int16) - b)
     rows, cols = diff.shape[0] // block, diff.shape[1] // block
     return float(diff[: rows * block, : cols * block].reshape(rows, block, cols, block).mean(axis=(1, 3)).max())
 
