@@ -98,3 +98,17 @@ def smooth_image(height: int, width: int, channels: int = 3, dtype=np.uint8, see
 @pytest.fixture(scope="session")
 def authors_x2_loaded(authors_x2: Path) -> LoadedModel:
     return load_checkpoint(authors_x2, scale=2)
+
+
+def small_dataset(folder: Path, images: int = 2, size: tuple[int, int] = (80, 96), crop: int = 32,
+                  scales: tuple[int, ...] = (2,)) -> Path:
+    """An animesr HDF5 dataset cut from generated pictures, for training and sampling tests."""
+    from animesr.config import PrepareSettings
+    from animesr.data.prepare import prepare_dataset
+    from animesr.imaging import write_image
+
+    for seed in range(images):
+        write_image(folder / f"{seed}.png", smooth_image(*size, seed=seed))
+    out = folder / "d.h5"
+    prepare_dataset(PrepareSettings((folder,), out, crop=crop, stride=crop // 2, scales=scales))
+    return out

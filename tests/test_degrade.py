@@ -8,14 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from animesr.config import PrepareSettings
 from animesr.data.dataset import PairedPatches, unsharp_mask
 from animesr.data.degrade import (CLEAN, PRESETS, Degradation, degrade, gaussian_kernel, still_roundtrip,
                                   video_roundtrip)
-from animesr.data.prepare import prepare_dataset
-from animesr.imaging import downscale, write_image
+from animesr.imaging import downscale
 from animesr.training.metrics import psnr_y
-from tests.conftest import smooth_image
+from tests.conftest import small_dataset, smooth_image
 
 
 def _lines(height: int, width: int) -> np.ndarray:
@@ -100,12 +98,7 @@ def test_unsharp_mask_steepens_edges_and_leaves_flat_areas() -> None:
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("degrade-data")
-    for seed in range(2):
-        write_image(folder / f"{seed}.png", smooth_image(96, 112, seed=seed))
-    out = folder / "d.h5"
-    prepare_dataset(PrepareSettings((folder,), out, crop=64, stride=32, scales=(2,)))
-    return out
+    return small_dataset(tmp_path_factory.mktemp("degrade-data"), size=(96, 112), crop=64)
 
 
 def test_degraded_samples_keep_the_clean_patches_and_are_pure(dataset: Path) -> None:

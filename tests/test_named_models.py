@@ -13,9 +13,8 @@ from typer.testing import CliRunner
 
 from animesr.checkpoint import load_checkpoint, save_checkpoint
 from animesr.cli import _register, app
-from animesr.config import InferenceSettings, PrepareSettings, TrainSettings
+from animesr.config import InferenceSettings, TrainSettings
 from animesr.data.degrade import PRESETS
-from animesr.data.prepare import prepare_dataset
 from animesr.errors import CheckpointError, DatasetError, InputError
 from animesr.imaging import bicubic_resize, read_image, write_image
 from animesr.inference.upscaler import Upscaler
@@ -23,7 +22,7 @@ from animesr.pretrained import MODELS_ENV, model_choice, resolve_model, shipped_
 from animesr.training.loop import train
 from animesr.training.metrics import psnr_y
 from animesr.training.validation import degraded_lr
-from tests.conftest import handled, smooth_image, tiny_model
+from tests.conftest import handled, small_dataset, smooth_image, tiny_model
 
 _register()
 
@@ -119,12 +118,7 @@ def test_evaluate_degraded_with_a_comparison(models: Path, tmp_path: Path) -> No
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("named-data")
-    for seed in range(2):
-        write_image(folder / f"{seed}.png", smooth_image(80, 96, seed=seed))
-    out = folder / "d.h5"
-    prepare_dataset(PrepareSettings((folder,), out, crop=32, stride=16, scales=(2,)))
-    return out
+    return small_dataset(tmp_path_factory.mktemp("named-data"))
 
 
 def _tiny(data: Path, out: Path, **changes) -> TrainSettings:

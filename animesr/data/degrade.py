@@ -14,7 +14,6 @@ any scale, and an intermediate size u means LR size × scale**u (0: the LR, 1: t
 
 from __future__ import annotations
 
-import io
 import math
 from fractions import Fraction
 from dataclasses import dataclass
