@@ -19,3 +19,18 @@ def replaced_on_success(path: Path, suffix: str = "") -> Iterator[Path]:
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+@contextmanager
+def replaced_together(*paths: Path) -> Iterator[tuple[Path, ...]]:
+    """Temporaries for files that belong together (a checkpoint and the state that resumes it):
+    renamed onto their targets, in order, only when the block has written them all; when it
+    fails (a full disk), every target keeps its previous content."""
+    temporaries = tuple(path.with_name(f".{path.name}.tmp-{os.getpid()}") for path in paths)
+    try:
+        yield temporaries
+        for temporary, path in zip(temporaries, paths):
+            os.replace(temporary, path)
+    finally:
+        for temporary in temporaries:
+            temporary.unlink(missing_ok=True)

@@ -17,6 +17,11 @@ class ImageTooLargeError(InputError):
     """An image with more pixels than the limit, found from its header before decoding."""
 
 
+class UsageError(InputError):
+    """An option whose value cannot work (out of range, unknown name, inconsistent with another):
+    exit 2, the same as an option Typer itself rejects, in every command."""
+
+
 class OutputError(AnimeSRError):
     """An output that cannot be written, or exists and may not be overwritten."""
 
@@ -48,7 +53,7 @@ class DeviceError(AnimeSRError):
 
 
 class TrainingError(AnimeSRError):
-    """A run directory without state to resume, or a training setting that cannot work."""
+    """A run directory without state to resume or with a damaged one, or a run that cannot go on."""
 
     exit_code = 8
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.progress import TextColumn
@@ -13,48 +13,46 @@ from animesr.cli.common import guarded, note, progress_bar
 from animesr.config import TrainSettings
 
 
-def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
-def _stop_cleanly_on_signals() -> None:
-    """Ctrl-C and SIGTERM (a service manager, `kill`) both save a resumable state. SIGINT is
-    re-armed because a shell may start background jobs with it ignored."""
-    signal.signal(signal.SIGINT, _raise_interrupt)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-
-
 @app.command("train")
 def train(
-    data: Path = typer.Option(..., help="HDF5 file from `animesr prepare`."),
-    scale: int = typer.Option(..., help="Upscaling factor: 2, 3 or 4."),
-    out: Path = typer.Option(..., help="Run folder: best/last checkpoints, state, metrics, plot."),
-    iters: int = typer.Option(100_000, help="Total optimiser steps."),
-    batch_size: int = typer.Option(32, help="Global batch (split across processes under torchrun)."),
-    patch: int = typer.Option(64, help="LR patch size in pixels (HR = patch × scale)."),
-    min_detail: float = typer.Option(
-        2.0, help="Redraw flat LR patches: mean absolute gradient under N grey levels (0 keeps all)."),
-    lr: float = typer.Option(5e-4, help="Adam learning rate; halved at 50%, 75% and 90% of --iters."),
-    val: Path = typer.Option(None, help="Folder of HR images for validation."),
-    val_every: int = typer.Option(1000, help="Validate every N steps."),
-    val_crop: int = typer.Option(None, help="Centre-crop validation images to N pixels (faster)."),
-    checkpoint_every: int = typer.Option(100, help="Write last.safetensors and the resumable state every N steps."),
-    init: Path = typer.Option(None, help="Start from this checkpoint, taking every tensor whose shape fits."),
-    resume: bool = typer.Option(False, help="Continue the run in --out exactly where it stopped."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
-    workers: int = typer.Option(2, help="DataLoader worker processes."),
-    seed: int = typer.Option(0, help="Seed for weights and patch sampling."),
-    ema: float = typer.Option(0.999, help="EMA decay of the weights (0 disables)."),
-    amp: str = typer.Option("auto", help="Mixed precision on CUDA: auto (bf16), bf16, fp16, off."),
-    channels: int = typer.Option(40, help="Trunk channels (A2N: 40)."),
-    up_channels: int = typer.Option(24, help="Reconstruction channels (A2N: 24)."),
-    blocks: int = typer.Option(16, help="Attention-in-attention blocks (A2N: 16)."),
-    degrade: str = typer.Option("clean", help="LR made on the fly from the HR crop: clean (bicubic), dvd, web, vhs or real (a mix)."),
-    clean_share: float = typer.Option(0.25, help="With --degrade other than clean: share of samples kept clean (0..1)."),
-    sharpen_target: float = typer.Option(0.0, help="Unsharp-mask the HR targets with this weight (0 off; 0.5 typical)."),
+    data: Annotated[Path, typer.Option(help="HDF5 file from `animesr prepare`.")],
+    scale: Annotated[int, typer.Option(help="Upscaling factor: 2, 3 or 4.")],
+    out: Annotated[Path, typer.Option(help="Run folder: best/last checkpoints, state, metrics, plot.")],
+    iters: Annotated[int, typer.Option(help="Total optimiser steps.")] = 100_000,
+    batch_size: Annotated[int, typer.Option(help="Global batch (split across processes under torchrun).")] = 32,
+    patch: Annotated[int, typer.Option(help="LR patch size in pixels (HR = patch × scale).")] = 64,
+    min_detail: Annotated[float, typer.Option(
+        help="Redraw flat LR patches: mean absolute gradient under N grey levels (0 keeps all).")] = 2.0,
+    lr: Annotated[float, typer.Option(help="Adam learning rate; halved at 50%, 75% and 90% of --iters.")] = 5e-4,
+    val: Annotated[Path | None, typer.Option(help="Folder of HR images for validation.")] = None,
+    val_every: Annotated[int, typer.Option(help="Validate every N steps.")] = 1000,
+    val_crop: Annotated[int | None, typer.Option(
+        help="Centre-crop validation images to N pixels (faster; at least 16 × scale).")] = None,
+    checkpoint_every: Annotated[int, typer.Option(
+        help="Write last.safetensors and the resumable state every N steps.")] = 100,
+    init: Annotated[Path | None, typer.Option(
+        help="Start from this checkpoint, taking every tensor whose shape fits.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out exactly where it stopped.")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    workers: Annotated[int, typer.Option(help="DataLoader worker processes.")] = 2,
+    seed: Annotated[int, typer.Option(help="Seed for weights and patch sampling.")] = 0,
+    ema: Annotated[float, typer.Option(help="EMA decay of the weights, in [0, 1) (0 disables).")] = 0.999,
+    amp: Annotated[str, typer.Option(help="Mixed precision on CUDA: auto (bf16), bf16, fp16, off.")] = "auto",
+    channels: Annotated[int, typer.Option(help="Trunk channels (A2N: 40).")] = 40,
+    up_channels: Annotated[int, typer.Option(help="Reconstruction channels (A2N: 24).")] = 24,
+    blocks: Annotated[int, typer.Option(help="Attention-in-attention blocks (A2N: 16).")] = 16,
+    degrade: Annotated[str, typer.Option(
+        help="LR made on the fly from the HR crop: clean (bicubic), dvd, web, vhs or real (a mix).")] = "clean",
+    clean_share: Annotated[float, typer.Option(
+        help="With --degrade other than clean: share of samples kept clean (0..1).")] = 0.25,
+    sharpen_target: Annotated[float, typer.Option(
+        help="Unsharp-mask the HR targets with this weight (0 off; 0.5 typical).")] = 0.0,
 ) -> None:
-    """Train A2N: Adam, Charbonnier loss on [0, 1] pixels, EMA, best-by-validation checkpoints."""
-    from animesr.training.loop import TrainCallbacks, train as run_training
+    """Train A2N: Adam, Charbonnier loss on [0, 1] pixels, EMA, best-by-validation checkpoints.
+
+    Ctrl-C or SIGTERM stops at the next step, saves a resumable state and exits with 130."""
+    from animesr.training import distributed
+    from animesr.training.loop import TrainCallbacks, check_settings, train as run_training
 
     settings = TrainSettings(
         data=data, scale=scale, out=out, iters=iters, batch_size=batch_size, patch=patch,
@@ -64,9 +62,9 @@ def train(
         ema_decay=ema or None, amp=amp, channels=channels, up_channels=up_channels, blocks=blocks,
         degrade=degrade, clean_share=clean_share, sharpen_target=sharpen_target,
     )
+    guarded(lambda: check_settings(settings, distributed.world_size()))
 
     def run() -> None:
-        _stop_cleanly_on_signals()
         with progress_bar(TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[speed]}"),
                           TextColumn("val {task.fields[psnr]}")) as progress:
             task = progress.add_task("training", total=iters, loss="-", speed="-", psnr="-")

@@ -22,9 +22,14 @@ class Processes:
         return self.rank == 0
 
 
+def world_size() -> int:
+    """The number of training processes: 1, or torchrun's WORLD_SIZE."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def start_processes(device_name: str) -> Processes:
     """One process: the chosen device. Under torchrun: join the group, one GPU per process."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = world_size()
     if world == 1:
         return Processes(0, 1, resolve_device(device_name))
     device = resolve_device(device_name)
@@ -52,3 +57,12 @@ def mean_across(value: torch.Tensor, processes: Processes) -> torch.Tensor:
         dist.all_reduce(value)
         value /= processes.world
     return value
+
+
+def any_across(flag: bool, processes: Processes) -> bool:
+    """True on every process when it is true on any (so that all of them stop at the same step)."""
+    if processes.world == 1:
+        return flag
+    value = torch.tensor([1.0 if flag else 0.0], device=processes.device)
+    dist.all_reduce(value)
+    return bool(value.item() > 0)

@@ -10,9 +10,11 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,17 +24,22 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
+from animesr import stopping
+from animesr.atomic import replaced_together
 from animesr.checkpoint import LoadedModel, load_checkpoint, on_unit_range, save_checkpoint
 from animesr.config import InferenceSettings, TrainSettings
 from animesr.data.dataset import PairedPatches, StepSampler
 from animesr.data.degrade import PRESETS, Degradation
-from animesr.errors import CheckpointError, TrainingError, TrainingInterrupted
+from animesr.errors import CheckpointError, OutputError, TrainingError, TrainingInterrupted, UsageError
 from animesr.inference.upscaler import Upscaler
 from animesr.model import A2N, A2NConfig
+from animesr.model.a2n import SUPPORTED_SCALES
 from animesr.training import distributed
 from animesr.training.plot import write_plot
-from animesr.training.state import STATE_NAME, load_state, random_states, restore_random_states, save_state
-from animesr.training.validation import load_hr_images, mean_score, score_images
+from animesr.training.state import STATE_NAME, load_state, random_states, restore_random_states, write_state
+from animesr.training.validation import (
+    MIN_VALIDATION_LR, check_image_sizes, load_hr_images, mean_score, score_images,
+)
 
 VALUE_RANGE = 1.0
 AMP_MODES = ("auto", "off", "bf16", "fp16")
@@ -154,11 +161,15 @@ def _load_for_init(path: Path, scale: int) -> LoadedModel:
 
 
 def train(settings: TrainSettings, callbacks: TrainCallbacks = TrainCallbacks()) -> TrainResult:
-    processes = distributed.start_processes(settings.device)
-    try:
-        return _train(settings, callbacks, processes)
-    finally:
-        distributed.stop_processes(processes)
+    """Ctrl-C or SIGTERM stops the run at the next step boundary (see animesr.stopping), saves a
+    resumable state and raises TrainingInterrupted."""
+    check_settings(settings, distributed.world_size())
+    with stopping.stop_at_safe_points():
+        processes = distributed.start_processes(settings.device)
+        try:
+            return _train(settings, callbacks, processes)
+        finally:
+            distributed.stop_processes(processes)
 
 
 def _prepare_run(settings: TrainSettings, processes: distributed.Processes) -> _Run:
@@ -176,14 +187,35 @@ def _prepare_run(settings: TrainSettings, processes: distributed.Processes) -> _
     return run
 
 
+def _make_run_folder(out: Path) -> None:
+    """Create the run folder and prove it takes a file, before any step is spent."""
+    probe = out / f".write-test-{os.getpid()}"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise OutputError(f"cannot write to the run folder {out}: {error.strerror or error}") from None
+
+
+@contextmanager
+def _writing(what: Path, after: str = "") -> Iterator[None]:
+    try:
+        yield
+    except OSError as error:
+        raise OutputError(f"cannot write {what}: {error.strerror or error}{after}") from None
+
+
 def _train(settings: TrainSettings, callbacks: TrainCallbacks, processes: distributed.Processes) -> TrainResult:
-    _check_settings(settings, processes.world)
     dataset = PairedPatches(settings.data, settings.scale, settings.patch, settings.seed, settings.min_detail,
                             degradation=Degradation(PRESETS[settings.degrade], settings.clean_share),
                             sharpen=settings.sharpen_target)
-    validation_images = load_hr_images([settings.val_dir], settings.val_crop) if settings.val_dir else None
-    settings.out.mkdir(parents=True, exist_ok=True)
+    validation_images = None
+    if settings.val_dir:
+        validation_images = load_hr_images([settings.val_dir], settings.val_crop)
+        check_image_sizes(validation_images, settings.scale)
     run = _prepare_run(settings, processes)
+    _make_run_folder(settings.out)
     if run.init_note:
         callbacks.on_notice(run.init_note)
     network: nn.Module = run.model
@@ -204,8 +236,9 @@ def _train(settings: TrainSettings, callbacks: TrainCallbacks, processes: distri
     losses: list[float] = []
     log = _MetricsLog(settings.out / LOG_NAME) if processes.is_main else None
     loss_value = math.nan
+    batches = iter(loader)
     try:
-        for lr_batch, hr_batch in loader:
+        for lr_batch, hr_batch in batches:
             lr_now = learning_rate(run.step, settings)
             for group in run.optimizer.param_groups:
                 group["lr"] = lr_now
@@ -231,12 +264,27 @@ def _train(settings: TrainSettings, callbacks: TrainCallbacks, processes: distri
                 _validate(run, validation_images, settings, callbacks, log)
             if run.step % settings.checkpoint_every == 0 or run.step == settings.iters:
                 _save(run, settings)
+            # every process stops at the same step, or the others would wait for it forever
+            if distributed.any_across(stopping.requested(), processes):
+                raise KeyboardInterrupt
     except KeyboardInterrupt:
+        _shut_down(batches)
         _save(run, settings)
         raise TrainingInterrupted(
             f"stopped at step {run.step}; state saved in {settings.out}, continue with --resume"
         ) from None
+    finally:
+        _shut_down(batches)
     return TrainResult(run.step, loss_value, run.best_psnr, tuple(losses))
+
+
+def _shut_down(batches: Iterator) -> None:
+    """Stop the DataLoader's workers now. Left to garbage collection, a worker could outlive the
+    interrupted loop; at exit, multiprocessing then sends it SIGTERM, which workers ignore (below),
+    and waits for it forever."""
+    shut_down_workers = getattr(batches, "_shutdown_workers", None)
+    if shut_down_workers is not None:
+        shut_down_workers()
 
 
 def _leave_termination_to_the_main_process(worker_id: int) -> None:
@@ -246,25 +294,35 @@ def _leave_termination_to_the_main_process(worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _check_settings(s: TrainSettings, processes: int = 1) -> None:
+def check_settings(s: TrainSettings, processes: int = 1) -> None:
+    """Every option, once, before any work: a value that cannot work is a UsageError (exit 2)."""
+    ema = s.ema_decay or 0.0
     problems = [
+        (s.scale not in SUPPORTED_SCALES, f"--scale must be 2, 3 or 4, not {s.scale}"),
         (s.batch_size % processes != 0, f"--batch-size {s.batch_size} does not split across {processes} processes"),
         (s.iters < 1, "--iters must be at least 1"),
         (s.batch_size < 1, "--batch-size must be at least 1"),
         (s.patch < 4, "--patch must be at least 4 LR pixels"),
-        (s.min_detail < 0, "--min-detail cannot be negative"),
-        (not s.lr > 0, "--lr must be positive"),
+        (not 0 <= s.min_detail < math.inf, "--min-detail must be 0 or more"),
+        (not 0 < s.lr < math.inf, "--lr must be positive"),
         (s.val_every < 1, "--val-every must be at least 1"),
+        (s.val_crop is not None and s.val_crop < MIN_VALIDATION_LR * s.scale,
+         f"--val-crop must be at least {MIN_VALIDATION_LR * s.scale} pixels at x{s.scale}"),
         (s.workers < 0, "--workers cannot be negative"),
+        (not 0 <= s.seed < 2**63, "--seed must be between 0 and 2^63 - 1"),
         (s.checkpoint_every < 1, "--checkpoint-every must be at least 1"),
+        (not 0 <= ema < 1, f"--ema must be at least 0 (0 disables) and below 1, not {ema:g}"),
         (s.amp not in AMP_MODES, f"--amp must be one of {', '.join(AMP_MODES)}"),
+        (s.channels < 1, "--channels must be at least 1"),
+        (s.up_channels < 1, "--up-channels must be at least 1"),
+        (s.blocks < 1, "--blocks must be at least 1"),
         (s.degrade not in PRESETS, f"--degrade must be one of {', '.join(PRESETS)}"),
         (not 0 <= s.clean_share <= 1, "--clean-share must be between 0 and 1"),
         (not 0 <= s.sharpen_target <= 2, "--sharpen-target must be between 0 and 2"),
     ]
     for failed, message in problems:
         if failed:
-            raise TrainingError(message)
+            raise UsageError(message)
 
 
 def _autocast(amp: str, device: torch.device) -> torch.dtype | None:
@@ -279,31 +337,47 @@ def _validate(run: _Run, images, settings: TrainSettings, callbacks: TrainCallba
         model = copy.deepcopy(run.export_model()).float()
         loaded = LoadedModel(model=model.eval(), value_range=VALUE_RANGE, source="validation")
         device = str(run.processes.device)
+        # one process may stop between images; under DDP the others wait at the barrier below
+        between_images = (lambda done, total: stopping.check()) if run.processes.world == 1 else None
         scores = score_images(images, Upscaler(loaded, InferenceSettings(device=device, precision="fp32")),
-                              preset=PRESETS[settings.degrade], seed=VALIDATION_SEED)
+                              between_images, preset=PRESETS[settings.degrade], seed=VALIDATION_SEED)
         mean = mean_score(scores)
         is_best = run.best_psnr is None or mean.psnr > run.best_psnr
         if is_best:
+            best = settings.out / "best.safetensors"
+            with _writing(best):
+                save_checkpoint(best, run.export_model(), VALUE_RANGE, _provenance(run, settings, mean.psnr))
             run.best_psnr = mean.psnr
-            save_checkpoint(settings.out / "best.safetensors", run.export_model(), VALUE_RANGE,
-                            _provenance(run, settings, mean.psnr))
         if log:
             log.write({"step": run.step, "val_psnr": mean.psnr, "val_ssim": mean.ssim,
                        "val_bicubic_psnr": mean.bicubic_psnr})
-            write_plot(settings.out / LOG_NAME, settings.out / "plot.png")
+            _plot(settings)
         callbacks.on_validation(run.step, mean.psnr, mean.ssim, is_best)
     distributed.barrier(run.processes)
 
 
 def _save(run: _Run, settings: TrainSettings) -> None:
+    """last.safetensors and state.pt (and best.safetensors without validation) are written in
+    full first and only then renamed into place: a full disk keeps the previous pair, which
+    always belong to the same step."""
     if run.processes.is_main:
         provenance = _provenance(run, settings, run.best_psnr)
-        save_checkpoint(settings.out / "last.safetensors", run.export_model(), VALUE_RANGE, provenance)
-        save_state(settings.out, run.state())
-        if settings.val_dir is None:  # otherwise validation keeps the best and redraws the plot
-            save_checkpoint(settings.out / "best.safetensors", run.export_model(), VALUE_RANGE, provenance)
-            write_plot(settings.out / LOG_NAME, settings.out / "plot.png")
+        names = ["last.safetensors", *(["best.safetensors"] if settings.val_dir is None else []), STATE_NAME]
+        after = f"; the state of the previous save is kept in {settings.out}"
+        with _writing(settings.out, after), replaced_together(*(settings.out / n for n in names)) as temporaries:
+            for name, temporary in zip(names, temporaries):
+                if name == STATE_NAME:
+                    write_state(temporary, run.state())
+                else:
+                    save_checkpoint(temporary, run.export_model(), VALUE_RANGE, provenance)
+        if settings.val_dir is None:  # otherwise validation redraws the plot
+            _plot(settings)
     distributed.barrier(run.processes)
+
+
+def _plot(settings: TrainSettings) -> None:
+    with _writing(settings.out / "plot.png"):
+        write_plot(settings.out / LOG_NAME, settings.out / "plot.png")
 
 
 def _provenance(run: _Run, settings: TrainSettings, val_psnr: float | None) -> dict[str, Any]:
@@ -339,5 +413,5 @@ class _MetricsLog:
 
     def write(self, record: dict[str, Any]) -> None:
         record = {**record, "time": round(time.time() - self.started, 3)}
-        with self.path.open("a") as f:
+        with _writing(self.path), self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")

@@ -10,8 +10,13 @@ from animesr.atomic import replaced_on_success
 
 def read_metrics(log: Path) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
     losses, psnrs = [], []
+    if not log.is_file():
+        return losses, psnrs
     for line in log.read_text().splitlines():
-        record = json.loads(line)
+        try:
+            record = json.loads(line)
+        except ValueError:  # a line cut short by a full disk or a crash
+            continue
         if "loss" in record:
             losses.append((record["step"], record["loss"]))
         if "val_psnr" in record:

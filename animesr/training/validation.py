@@ -82,3 +82,15 @@ def mean_score(scores: list[ImageScore]) -> ImageScore:
         return float(np.mean([getattr(s, field) for s in scores]))
 
     return ImageScore("mean", mean("bicubic_psnr"), mean("bicubic_ssim"), mean("psnr"), mean("ssim"))
+
+
+MIN_VALIDATION_LR = 16  # LR pixels a side: room for SSIM's 11-pixel window after the border, and the codecs
+
+
+def check_image_sizes(images: list[tuple[str, np.ndarray]], scale: int) -> None:
+    """Refuse, before any work, an image too small to be scored at `scale`."""
+    least = MIN_VALIDATION_LR * scale
+    for name, image in images:
+        height, width = image.shape[:2]
+        if min(height, width) < least:
+            raise InputError(f"{name} is {width}×{height}: scoring at x{scale} needs at least {least} pixels a side")

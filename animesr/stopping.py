@@ -1,0 +1,62 @@
+"""Ctrl-C and SIGTERM stop a long job at a safe point, never in the middle of library code.
+
+Python's default SIGINT handler raises KeyboardInterrupt wherever the main thread happens to be.
+Inside h5py's weak-reference callbacks that exception is printed and dropped ("Exception ignored"),
+so `prepare` went on and wrote its file; inside DataLoader start-up or shut-down it left a worker
+that the interpreter's exit then waited for, forever; inside an import it broke the state save.
+Here the signal only records the request, and the job calls `check()` where stopping is safe
+(between images, between training steps), which raises KeyboardInterrupt there.
+
+A second signal while the first is being honoured stops the process at once, without cleanup.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+_requested: list[int] = []  # the signals received while a job is running
+
+
+def requested() -> bool:
+    return bool(_requested)
+
+
+def check() -> None:
+    """Raise KeyboardInterrupt when a stop was asked for."""
+    if _requested:
+        raise KeyboardInterrupt
+
+
+def _record(signum: int, frame: object) -> None:
+    if _requested:  # asked again: the user does not want to wait
+        os.write(2, b"\nstopping now, without saving\n")
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
+    _requested.append(signum)
+
+
+@contextmanager
+def stop_at_safe_points() -> Iterator[None]:
+    """While inside, SIGINT and SIGTERM only ask for a stop (see `check`). SIGINT is armed even
+    when the shell started the job with it ignored (a background job). Outside the main thread
+    (where signals cannot be handled) this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {number: signal.getsignal(number) for number in SIGNALS}
+    _requested.clear()
+    for number in SIGNALS:
+        signal.signal(number, _record)
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler if handler is not None else signal.SIG_DFL)
+        _requested.clear()
