@@ -3,37 +3,44 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
 from animesr.cli import app
 from animesr.cli.common import console, guarded, note, progress_bar, warn
 from animesr.config import PrepareSettings
-from animesr.errors import InputError
+from animesr.errors import UsageError
 
 
 def parse_scales(text: str) -> tuple[int, ...]:
     try:
         return tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
     except ValueError:
-        raise InputError(f"--scales must be a comma-separated list like 2,4, not {text!r}") from None
+        raise UsageError(f"--scales must be a comma-separated list like 2,4, not {text!r}") from None
 
 
 @app.command("prepare")
 def prepare(
-    sources: list[Path] = typer.Argument(..., help="Image files and folders (walked recursively)."),
-    output: Path = typer.Option(..., "-o", "--output", help="The HDF5 file to write."),
-    crop: int = typer.Option(480, help="HR sub-image size in pixels."),
-    stride: int = typer.Option(200, help="Pixels between sub-images."),
-    scales: str = typer.Option("2,4", help="Comma-separated scales to make LR images for."),
-    min_size: int = typer.Option(None, help="Skip images whose shorter side is below this (default: --crop)."),
-    overwrite: bool = typer.Option(False, help="Replace an existing output file."),
+    sources: Annotated[list[Path], typer.Argument(help="Image files and folders (walked recursively).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The HDF5 file to write.")],
+    crop: Annotated[int, typer.Option(help="HR sub-image size in pixels.")] = 480,
+    stride: Annotated[int, typer.Option(help="Pixels between sub-images.")] = 200,
+    scales: Annotated[str, typer.Option(help="Comma-separated scales to make LR images for.")] = "2,4",
+    min_size: Annotated[int | None, typer.Option(
+        help="Skip images whose shorter side is below this (default and least: --crop).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
 ) -> None:
-    """Cut HR sub-images from anime pictures and store them with their bicubic LR pairs."""
-    from animesr.data.prepare import prepare_dataset
+    """Cut HR sub-images from anime pictures and store them with their bicubic LR pairs.
+
+    Ctrl-C stops between two samples and leaves nothing behind (exit 130)."""
+    from animesr.data.prepare import check_settings, prepare_dataset
+
+    settings = guarded(lambda: PrepareSettings(tuple(sources), output, crop, stride, parse_scales(scales),
+                                               min_size, overwrite))
+    guarded(lambda: check_settings(settings))
 
     def run() -> None:
-        settings = PrepareSettings(tuple(sources), output, crop, stride, parse_scales(scales), min_size, overwrite)
         with progress_bar() as progress:
             task = progress.add_task("images", total=None)
 

@@ -7,9 +7,12 @@ source. One sample per chunk, gzip-compressed. Images are streamed: one in memor
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
+import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,10 +21,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from animesr import __version__
+from animesr import __version__, stopping
 from animesr.atomic import replaced_on_success
 from animesr.config import PrepareSettings
-from animesr.errors import AnimeSRError, DatasetError, InputError, OutputError
+from animesr.errors import AnimeSRError, DatasetError, InputError, OutputError, UsageError
 from animesr.imaging import decode_image, downscale, list_images, to_rgb8
 
 FORMAT_NAME = "animesr-sr-pairs"
@@ -50,34 +53,71 @@ def window_starts(length: int, crop: int, stride: int) -> list[int]:
 
 
 def prepare_dataset(settings: PrepareSettings, on_image: ImageCallback | None = None) -> PrepareReport:
-    _check_settings(settings)
+    """Ctrl-C or SIGTERM stops between two samples (see animesr.stopping): KeyboardInterrupt,
+    and nothing is left behind."""
+    check_settings(settings)
     if settings.output.exists() and not settings.overwrite:
         raise OutputError(f"{settings.output} exists; pass --overwrite to replace it")
     files = [path for path, _ in list_images(list(settings.sources), recursive=True)]
-    try:
-        with replaced_on_success(settings.output) as temporary:
-            with h5py.File(temporary, "w", track_order=True) as h5:
-                report = _write_samples(h5, files, settings, on_image)
-            if report.samples == 0:
-                raise InputError("no usable image: every input was unreadable or smaller than the crop")
-    except OSError as error:
-        raise OutputError(f"cannot write {settings.output}: {error.strerror or error}") from None
+    with stopping.stop_at_safe_points():
+        try:
+            with replaced_on_success(settings.output) as temporary:
+                report = _write_file(temporary, files, settings, on_image)
+                if report.samples == 0:
+                    raise InputError("no usable image: every input was unreadable or smaller than the crop")
+        except OSError as error:
+            raise OutputError(f"cannot write {settings.output}: {_hdf5_reason(error)}") from None
     return report
 
 
-def _check_settings(s: PrepareSettings) -> None:
+def _write_file(temporary: Path, files: list[Path], settings: PrepareSettings,
+                on_image: ImageCallback | None) -> PrepareReport:
+    """HDF5 that meets a full disk is hard to stop: each buffered write fails again as its
+    objects are freed (hundreds of tracebacks) and closing the file can crash the process. So
+    the datasets stay open (see `_create_datasets`), the file is flushed after each image, and
+    on any failure the partial file is emptied first, which gives HDF5 room to close it."""
+    h5 = h5py.File(temporary, "w", track_order=True)
+    try:
+        report = _write_samples(h5, files, settings, on_image)
+        h5.close()
+    except BaseException as error:
+        with contextlib.suppress(OSError):
+            os.truncate(temporary, 0)
+        with contextlib.suppress(Exception):
+            h5.close()
+        if isinstance(error, (OSError, RuntimeError)) and not isinstance(error, AnimeSRError):
+            raise OutputError(f"cannot write {settings.output}: {_hdf5_reason(error)}") from None
+        raise
+    return report
+
+
+def _hdf5_reason(error: BaseException) -> str:
+    """h5py's message names the failing call and ends with the system's reason; keep the reason."""
+    text = str(error)
+    match = re.search(r"error message = '([^']+)'", text)
+    if match:
+        return match.group(1)
+    return getattr(error, "strerror", None) or text.splitlines()[0]
+
+
+def check_settings(s: PrepareSettings) -> None:
+    """Every option, once, before any work."""
     if not s.scales or any(scale not in (2, 3, 4) for scale in s.scales):
-        raise InputError(f"--scales must be a list of 2, 3 and/or 4, not {s.scales}")
+        raise UsageError(f"--scales must be a list of 2, 3 and/or 4, not {s.scales}")
     step = math.lcm(*s.scales)
     if s.crop <= 0 or s.crop % step:
-        raise InputError(f"--crop must be a positive multiple of {step} for scales {s.scales}")
+        raise UsageError(f"--crop must be a positive multiple of {step} for scales {s.scales}")
     if s.stride <= 0:
-        raise InputError("--stride must be positive")
+        raise UsageError("--stride must be positive")
+    if s.min_size is not None and s.min_size < s.crop:
+        raise UsageError(f"--min-size must be at least --crop ({s.crop}): smaller images give no sample")
     if not s.output.parent.is_dir():
         raise OutputError(f"output folder {s.output.parent} does not exist")
 
 
-def _create_datasets(h5: h5py.File, settings: PrepareSettings) -> None:
+def _create_datasets(h5: h5py.File, settings: PrepareSettings) -> dict[str, h5py.Dataset]:
+    """Opened once and held: each `h5[name]` would open the dataset anew, and closing it again
+    writes its buffered chunks inside a destructor, where a failed write cannot be reported."""
     def make(name: str, size: int) -> None:
         h5.create_dataset(name, shape=(0, size, size, 3), maxshape=(None, size, size, 3), dtype=np.uint8,
                           chunks=(1, size, size, 3), compression="gzip", compression_opts=4,
@@ -89,16 +129,18 @@ def _create_datasets(h5: h5py.File, settings: PrepareSettings) -> None:
     h5.create_dataset("source", shape=(0,), maxshape=(None,), dtype=np.int32, chunks=(4096,), track_times=False)
     h5.create_dataset("position", shape=(0, 2), maxshape=(None, 2), dtype=np.int32, chunks=(4096, 2),
                       track_times=False)
+    return {name: h5[name] for name in h5}
 
 
 def _write_samples(h5: h5py.File, files: list[Path], settings: PrepareSettings,
                    on_image: ImageCallback | None) -> PrepareReport:
-    _create_datasets(h5, settings)
+    datasets = _create_datasets(h5, settings)
     sources: list[dict] = []
     skipped: list[tuple[str, str]] = []
     min_size = settings.min_size or settings.crop
     count = 0
     for index, path in enumerate(files):
+        stopping.check()
         if on_image:
             on_image(index, len(files), path.name)
         try:
@@ -114,7 +156,8 @@ def _write_samples(h5: h5py.File, files: list[Path], settings: PrepareSettings,
         if min(h, w) < min_size:
             skipped.append((str(path), f"{w}×{h} is smaller than {min_size} px"))
             continue
-        added = _append_image(h5, image, len(sources), settings)
+        added = _append_image(datasets, image, len(sources), settings)
+        h5.flush()  # a full disk shows here, at a known point, not when HDF5 frees its buffers
         sources.append({"name": path.name, "sha256": hashlib.sha256(content).hexdigest(), "width": w, "height": h,
                         "samples": added})
         count += added
@@ -124,22 +167,24 @@ def _write_samples(h5: h5py.File, files: list[Path], settings: PrepareSettings,
     return PrepareReport(samples=count, images_used=len(sources), skipped=tuple(skipped))
 
 
-def _append_image(h5: h5py.File, image: np.ndarray, source_index: int, settings: PrepareSettings) -> int:
+def _append_image(datasets: dict[str, h5py.Dataset], image: np.ndarray, source_index: int,
+                  settings: PrepareSettings) -> int:
     h, w = image.shape[:2]
     crop = settings.crop
     positions = [(y, x) for y in window_starts(h, crop, settings.stride)
                  for x in window_starts(w, crop, settings.stride)]
-    start = h5["hr"].shape[0]
+    start = datasets["hr"].shape[0]
     end = start + len(positions)
-    for name in ["hr", *(f"lr_x{s}" for s in settings.scales), "source", "position"]:
-        h5[name].resize(end, axis=0)
+    for dataset in datasets.values():
+        dataset.resize(end, axis=0)
     for i, (y, x) in enumerate(positions):
+        stopping.check()
         hr = np.ascontiguousarray(image[y: y + crop, x: x + crop])
-        h5["hr"][start + i] = hr
+        datasets["hr"][start + i] = hr
         for scale in settings.scales:
-            h5[f"lr_x{scale}"][start + i] = downscale(hr, scale)
-    h5["source"][start:end] = source_index
-    h5["position"][start:end] = np.asarray(positions, dtype=np.int32).reshape(-1, 2)
+            datasets[f"lr_x{scale}"][start + i] = downscale(hr, scale)
+    datasets["source"][start:end] = source_index
+    datasets["position"][start:end] = np.asarray(positions, dtype=np.int32).reshape(-1, 2)
     return len(positions)
 
 
