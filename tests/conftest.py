@@ -112,3 +112,30 @@ def small_dataset(folder: Path, images: int = 2, size: tuple[int, int] = (80, 96
     out = folder / "d.h5"
     prepare_dataset(PrepareSettings((folder,), out, crop=crop, stride=crop // 2, scales=scales))
     return out
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path):
+    """Mount a small tmpfs (a real full disk, or a real read-only file system) under tmp_path:
+    `tmpfs("2m")`, `tmpfs("1m", read_only=True)`. Needs root; skips where mounting is not allowed."""
+    import subprocess
+
+    mounted: list[Path] = []
+
+    def mount(size: str, read_only: bool = False) -> Path:
+        point = tmp_path / f"tmpfs{len(mounted)}"
+        point.mkdir()
+        options = f"size={size}" + (",ro" if read_only else "")
+        try:
+            result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)],
+                                    capture_output=True, text=True)
+        except OSError as error:  # no mount command
+            pytest.skip(f"cannot mount a tmpfs here ({error})")
+        if result.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip() or 'mount failed'})")
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in mounted:
+        subprocess.run(["umount", "-l", str(point)], capture_output=True)

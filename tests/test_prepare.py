@@ -185,3 +185,34 @@ def test_ctrl_c_always_stops_prepare_and_leaves_nothing(tmp_path: Path) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+def _run_prepare(source: Path, output: Path) -> subprocess.CompletedProcess:
+    """In a child process: a crash (the segfault HDF5 could end in) must not take pytest down."""
+    command = [sys.executable, "-m", "animesr", "prepare", str(source), "-o", str(output), "--crop", "48",
+               "--stride", "8"]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing(pictures: Path, tmpfs) -> None:
+    """On a full disk HDF5 printed its failed writes again and again as objects were freed (1,691
+    tracebacks) and then crashed (exit 139)."""
+    disk = tmpfs("512k")
+    result = _run_prepare(pictures, disk / "d.h5")
+    assert result.returncode == OutputError.exit_code, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]
+    assert errors == [f"error: cannot write {disk / 'd.h5'}: No space left on device"], result.stderr[-3000:]
+    assert list(disk.iterdir()) == []
+
+
+def test_an_unwritable_output_is_one_line(pictures: Path, tmp_path: Path, tmpfs) -> None:
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    runner = CliRunner()
+    result = runner.invoke(app, ["prepare", str(pictures), "-o", str(a_file / "d.h5"), "--crop", "48"])
+    assert result.exit_code == OutputError.exit_code and handled(result), (result.output, result.exception)
+    read_only = tmpfs("1m", read_only=True)
+    result = runner.invoke(app, ["prepare", str(pictures), "-o", str(read_only / "d.h5"), "--crop", "48"])
+    assert result.exit_code == OutputError.exit_code and handled(result), (result.output, result.exception)
+    assert "Read-only file system" in result.output and len(result.output.strip().splitlines()) <= 2
