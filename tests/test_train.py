@@ -21,7 +21,7 @@ from animesr.checkpoint import load_checkpoint, save_checkpoint
 from animesr.cli import _register, app
 from animesr.config import PrepareSettings, TrainSettings
 from animesr.data.prepare import prepare_dataset
-from animesr.errors import CheckpointError, TrainingError, TrainingInterrupted, UsageError
+from animesr.errors import CheckpointError, OutputError, TrainingError, TrainingInterrupted, UsageError
 from animesr.imaging import write_image
 from animesr.inference.upscaler import Upscaler
 from animesr.training import loop
@@ -311,3 +311,109 @@ def test_sigterm_always_stops_within_seconds_and_saves(dataset: Path, val_dir: P
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+def _train_cli(dataset: Path, out: Path, *extra: str):
+    base = ["train", "--data", str(dataset), "--scale", "2", "--out", str(out), "--iters", "2", "--workers", "0",
+            "--channels", "8", "--blocks", "1", "--up-channels", "8", "--batch-size", "2", "--patch", "8",
+            "--device", "cpu"]
+    return CliRunner().invoke(app, [*base, *extra])
+
+
+def _error_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.startswith("error:")]
+
+
+def test_an_unwritable_run_folder_is_one_line_before_any_step(dataset: Path, tmp_path: Path, tmpfs) -> None:
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    result = _train_cli(dataset, a_file / "run")  # ENOTDIR: a path under a regular file
+    assert result.exit_code == OutputError.exit_code and handled(result), (result.output, result.exception)
+    assert _error_lines(result.output) == [f"error: cannot write to the run folder {a_file / 'run'}: Not a directory"]
+    read_only = tmpfs("1m", read_only=True)
+    result = _train_cli(dataset, read_only / "run")
+    assert result.exit_code == OutputError.exit_code and handled(result), (result.output, result.exception)
+    assert "Read-only file system" in result.output and len(_error_lines(result.output)) == 1
+
+
+def _steps_on_disk(out: Path) -> tuple[int, int]:
+    return load_state(out)["step"], load_checkpoint(out / "last.safetensors").training["step"]
+
+
+def test_a_full_disk_at_a_checkpoint_keeps_the_previous_pair(dataset: Path, tmp_path: Path, tmpfs) -> None:
+    """A real full file system: the run stops with one line and exit 3; state.pt and
+    last.safetensors are both still those of the last good save, and resume works from them."""
+    disk = tmpfs("4m")
+    out = disk / "run"
+    assert _train_cli(dataset, out, "--checkpoint-every", "1").exit_code == 0
+    filler = disk / "filler"
+    with filler.open("wb", buffering=0) as f, contextlib.suppress(OSError):
+        while True:
+            f.write(b"\0" * 4096)
+    result = _train_cli(dataset, out, "--resume", "--iters", "4", "--checkpoint-every", "1")
+    assert result.exit_code == OutputError.exit_code and handled(result), (result.output, result.exception)
+    assert len(_error_lines(result.output)) == 1 and "No space left on device" in result.output, result.output
+    assert _steps_on_disk(out) == (2, 2)
+    assert [p.name for p in out.iterdir() if ".tmp" in p.name] == []
+    filler.unlink()
+    assert _train_cli(dataset, out, "--resume", "--iters", "4").exit_code == 0
+    assert _steps_on_disk(out) == (4, 4)
+
+
+def test_a_failed_state_write_publishes_neither_file(dataset: Path, tmp_path: Path, monkeypatch) -> None:
+    """The same without a mountable disk: the state write fails (ENOSPC) after the checkpoint's
+    has succeeded; last.safetensors must not move ahead of state.pt."""
+    import errno
+
+    real_write = loop.write_state
+    calls = []
+
+    def full_on_second_save(path: Path, state: dict) -> None:
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_write(path, state)
+
+    monkeypatch.setattr(loop, "write_state", full_on_second_save)
+    with pytest.raises(OutputError, match="No space left on device"):
+        train(tiny_settings(dataset, tmp_path, iters=4, checkpoint_every=2))
+    assert _steps_on_disk(tmp_path) == (2, 2)
+    assert [p.name for p in tmp_path.iterdir() if ".tmp" in p.name] == []
+
+
+def test_resume_never_runs_code_from_the_state_file(dataset: Path, tmp_path: Path) -> None:
+    """state.pt is a pickle: loaded with weights_only=False it ran whatever it named."""
+    assert _train_cli(dataset, tmp_path, "--checkpoint-every", "1").exit_code == 0
+    marker = tmp_path / "payload-ran"
+    state = load_state(tmp_path)
+    state["segments"].append(_Payload(f"touch {marker}"))
+    torch.save(state, tmp_path / "state.pt")
+    result = _train_cli(dataset, tmp_path, "--resume", "--iters", "3")
+    assert not marker.exists()
+    assert result.exit_code == TrainingError.exit_code and handled(result), (result.output, result.exception)
+    assert _error_lines(result.output) == [
+        f"error: {tmp_path / 'state.pt'} holds more than training state (code or foreign objects); "
+        "refused without running it"]
+
+
+class _Payload:
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self):
+        return os.system, (self.command,)
+
+
+def test_a_state_file_of_the_previous_format_still_resumes(dataset: Path, tmp_path: Path) -> None:
+    """Earlier versions stored NumPy's random state as an array: a safe type, still accepted."""
+    import numpy as np
+
+    whole = train(tiny_settings(dataset, tmp_path / "whole", iters=4))
+    with pytest.raises(TrainingInterrupted):
+        train(tiny_settings(dataset, tmp_path / "old", iters=4), TrainCallbacks(on_step=_interrupt_at(2)))
+    state = load_state(tmp_path / "old")
+    kind, keys, position, has_gauss, cached = state["random"]["numpy"]
+    state["random"]["numpy"] = (kind, keys.numpy().astype(np.uint32), position, has_gauss, cached)
+    torch.save(state, tmp_path / "old" / "state.pt")
+    resumed = train(tiny_settings(dataset, tmp_path / "old", iters=4, resume=True))
+    assert resumed.losses == whole.losses[2:]

@@ -11,6 +11,7 @@ import copy
 import json
 import math
 import os
+import re
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
@@ -200,10 +202,19 @@ def _make_run_folder(out: Path) -> None:
 
 @contextmanager
 def _writing(what: Path, after: str = "") -> Iterator[None]:
+    """A failed write (a full disk, a file system gone read-only) as one OutputError line."""
     try:
         yield
-    except OSError as error:
-        raise OutputError(f"cannot write {what}: {error.strerror or error}{after}") from None
+    except (OSError, SafetensorError) as error:
+        raise OutputError(f"cannot write {what}: {_reason(error)}{after}") from None
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    text = str(error)  # safetensors: "Error while serializing: I/O error: No space left on device (os error 28)"
+    match = re.search(r"I/O error: (.+?) \(os error \d+\)", text)
+    return match.group(1) if match else text.strip().splitlines()[0]
 
 
 def _train(settings: TrainSettings, callbacks: TrainCallbacks, processes: distributed.Processes) -> TrainResult:
