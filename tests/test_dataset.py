@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import h5py
@@ -96,3 +97,58 @@ def test_flat_patches_are_redrawn(tmp_path: Path) -> None:
     assert torch.equal(kept[5][1], PairedPatches(path, 2, 6, seed=0, min_detail=2.0)[5][1])
     assert detail(np.full((6, 6, 3), 7, np.uint8)) == 0.0
     assert detail(np.tile(np.array([0, 10], np.uint8), (6, 3)).reshape(6, 6, 1)) == 5.0
+
+
+def _rewrite(path: Path, name: str, array: np.ndarray) -> None:
+    with h5py.File(path, "r+") as h5:
+        del h5[name]
+        h5[name] = array
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda path: _delete(path, "hr"), "has no 'hr' array"),
+    (lambda path: _rewrite(path, "lr_x2", np.zeros((3, 15, 15, 3), np.uint8)), "'lr_x2' is (3, 15, 15, 3), not (N, 16, 16, 3)"),
+    (lambda path: _rewrite(path, "hr", np.zeros((3, 32, 32), np.uint8)), "'hr' is (3, 32, 32), not (N, 32, 32, 3)"),
+    (lambda path: _rewrite(path, "lr_x2", np.zeros((3, 16, 16, 1), np.uint8)), "not (N, 16, 16, 3) RGB crops"),
+    (lambda path: _rewrite(path, "lr_x2", np.zeros((2, 16, 16, 3), np.uint8)), "'lr_x2' holds 2 samples, 'hr' 3"),
+    (lambda path: _rewrite(path, "hr", np.zeros((3, 32, 32, 3), np.float32)), "holds float32, not 8-bit"),
+    (lambda path: _set(path, "crop", "32"), "attribute 'crop' is '32', not an integer"),
+    (lambda path: _set(path, "format_version", "one"), "attribute 'format_version' is 'one'"),
+    (lambda path: _set(path, "scales", "2"), "attribute 'scales' is '2'"),
+    (lambda path: _set(path, "crop", 33), "crop 33 is not a positive multiple"),
+])
+def test_a_wrong_layout_is_refused_at_open_in_one_line(tmp_path: Path, damage, message: str) -> None:
+    """Our attributes over the wrong arrays gave tracebacks deep in a DataLoader worker, or
+    (float pixels) trained on garbage."""
+    path = tmp_path / "d.h5"
+    blocky_dataset(path)
+    damage(path)
+    with pytest.raises(DatasetError, match=re.escape(message)) as caught:
+        PairedPatches(path, 2, 6)
+    assert "\n" not in str(caught.value)
+
+
+def _delete(path: Path, name: str) -> None:
+    with h5py.File(path, "r+") as h5:
+        del h5[name]
+
+
+def _set(path: Path, name: str, value) -> None:
+    with h5py.File(path, "r+") as h5:
+        h5.attrs[name] = value
+
+
+def test_a_wrong_layout_is_one_line_from_the_cli(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from animesr.cli import _register, app
+    from tests.conftest import handled
+
+    _register()
+    path = tmp_path / "d.h5"
+    blocky_dataset(path)
+    _rewrite(path, "hr", np.zeros((3, 32, 32, 3), np.float32))
+    result = CliRunner().invoke(app, ["train", "--data", str(path), "--scale", "2", "--out", str(tmp_path / "run"),
+                                      "--patch", "6", "--workers", "0", "--device", "cpu", "--iters", "1"])
+    assert result.exit_code == DatasetError.exit_code and handled(result), (result.output, result.exception)
+    assert "not 8-bit pixels" in result.output and not (tmp_path / "run").exists()

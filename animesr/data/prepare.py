@@ -204,21 +204,64 @@ def _write_attributes(h5: h5py.File, settings: PrepareSettings, sources: list[di
 
 
 def check_dataset(path: Path, scale: int) -> dict:
-    """Open `path` read-only and check it is ours, of a known version, with `scale`; return attrs."""
+    """Open `path` read-only and check, once, that it is ours, of a known version, laid out as
+    `prepare` writes it and with `scale`; return its attributes. Each problem is one DatasetError."""
     if not path.is_file():
         raise DatasetError(f"{path}: no such dataset file")
     try:
         with h5py.File(path, "r") as h5:
             attrs = dict(h5.attrs)
-            names = set(h5.keys())
+            _check_attributes(path, attrs)
+            if f"lr_x{scale}" not in h5 or scale not in _scales(attrs):
+                have = ", ".join(f"x{s}" for s in _scales(attrs))
+                raise DatasetError(f"{path} has no x{scale} pairs (it has {have}); prepare it with --scales {scale}")
+            _check_layout(path, h5, attrs)
     except OSError as error:
-        raise DatasetError(f"{path} is not an HDF5 file ({error})") from None
-    if attrs.get("format") != FORMAT_NAME:
-        raise DatasetError(f"{path} is not an animesr dataset (make one with `animesr prepare`)")
-    if int(attrs.get("format_version", 0)) != FORMAT_VERSION:
-        raise DatasetError(f"{path} has dataset format {attrs.get('format_version')}; "
-                           f"this animesr reads {FORMAT_VERSION}: run `animesr prepare` again")
-    if f"lr_x{scale}" not in names:
-        have = ", ".join(f"x{s}" for s in attrs.get("scales", []))
-        raise DatasetError(f"{path} has no x{scale} pairs (it has {have}); prepare it with --scales {scale}")
+        raise DatasetError(f"{path} is not an HDF5 file ({_hdf5_reason(error)})") from None
     return attrs
+
+
+def _integer(path: Path, attrs: dict, name: str) -> int:
+    value = attrs.get(name)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise DatasetError(f"{path}: attribute {name!r} is {value!r}, not an integer; run `animesr prepare` again")
+    return int(value)
+
+
+def _scales(attrs: dict) -> list[int]:
+    return [int(s) for s in np.atleast_1d(attrs.get("scales", [])) if isinstance(s, (int, np.integer))]
+
+
+def _check_attributes(path: Path, attrs: dict) -> None:
+    name = attrs.get("format")
+    if isinstance(name, bytes):
+        name = name.decode(errors="replace")
+    if name != FORMAT_NAME:
+        raise DatasetError(f"{path} is not an animesr dataset (make one with `animesr prepare`)")
+    version = _integer(path, attrs, "format_version")
+    if version != FORMAT_VERSION:
+        raise DatasetError(f"{path} has dataset format {version}; "
+                           f"this animesr reads {FORMAT_VERSION}: run `animesr prepare` again")
+    crop = _integer(path, attrs, "crop")
+    scales = np.atleast_1d(attrs.get("scales", []))
+    if scales.size == 0 or scales.dtype.kind not in "iu" or not set(scales.tolist()) <= {2, 3, 4}:
+        raise DatasetError(f"{path}: attribute 'scales' is {attrs.get('scales')!r}, not a list of 2, 3 and/or 4")
+    if crop <= 0 or any(crop % int(s) for s in scales):
+        raise DatasetError(f"{path}: crop {crop} is not a positive multiple of every scale {scales.tolist()}")
+
+
+def _check_layout(path: Path, h5: h5py.File, attrs: dict) -> None:
+    crop = int(attrs["crop"])
+    expected = {"hr": crop, **{f"lr_x{s}": crop // s for s in _scales(attrs)}}
+    samples = None
+    for name, size in expected.items():
+        array = h5.get(name)
+        if not isinstance(array, h5py.Dataset):
+            raise DatasetError(f"{path} has no {name!r} array; run `animesr prepare` again")
+        if array.ndim != 4 or array.shape[1:] != (size, size, 3):
+            raise DatasetError(f"{path}: {name!r} is {array.shape}, not (N, {size}, {size}, 3) RGB crops")
+        if array.dtype != np.uint8:
+            raise DatasetError(f"{path}: {name!r} holds {array.dtype}, not 8-bit pixels (uint8)")
+        if samples is not None and array.shape[0] != samples:
+            raise DatasetError(f"{path}: {name!r} holds {array.shape[0]} samples, 'hr' {samples}")
+        samples = array.shape[0]
