@@ -13,7 +13,7 @@ from animesr.checkpoint import save_checkpoint
 from animesr.cli import _register, app
 from animesr.imaging import bicubic_resize, downscale, write_image
 from animesr.training.metrics import psnr_y, ssim_y
-from tests.conftest import smooth_image, tiny_model
+from tests.conftest import handled, smooth_image, tiny_model
 
 _register()
 
@@ -72,3 +72,38 @@ def test_evaluate_tta_scores_the_self_ensemble(tmp_path: Path) -> None:
     assert reports[True]["tta"] is True and reports[False]["tta"] is False
     assert reports[True]["mean"]["bicubic_psnr"] == reports[False]["mean"]["bicubic_psnr"]
     assert reports[True]["mean"]["psnr"] != reports[False]["mean"]["psnr"]
+
+
+@pytest.mark.parametrize("option", [
+    ["--scale", "5"], ["--tile", "5"], ["--crop", "1"], ["--seed", "-1"], ["--degrade", "foo"],
+    ["--denoise", "2"],
+], ids=" ".join)
+def test_every_bad_option_is_exit_2_before_any_work(tmp_path: Path, option: list[str]) -> None:
+    """--scale 5 exited 4 here and 2 in upscale-image; --tile 5, --crop 1 and --seed -1 were tracebacks."""
+    write_image(tmp_path / "a.png", smooth_image(40, 40))
+    model = tmp_path / "tiny.safetensors"
+    save_checkpoint(model, tiny_model(2), 1.0)
+    args = ["evaluate", str(tmp_path / "a.png"), "--scale", "2", "--model", str(model), *option]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and handled(result), (result.output, result.exception)
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and option[0] in errors[0], result.output
+
+
+def test_a_json_report_that_cannot_be_written_is_refused_before_the_work(tmp_path: Path) -> None:
+    write_image(tmp_path / "a.png", smooth_image(40, 40))
+    model = tmp_path / "tiny.safetensors"
+    save_checkpoint(model, tiny_model(2), 1.0)
+    result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "a.png"), "--scale", "2", "--model", str(model),
+                                      "--json", str(tmp_path / "missing" / "s.json")])
+    assert result.exit_code == 3 and handled(result), (result.output, result.exception)
+    assert "mean" not in result.output  # no table: nothing was evaluated
+
+
+def test_an_image_too_small_to_score_is_one_line(tmp_path: Path) -> None:
+    write_image(tmp_path / "a.png", smooth_image(20, 40))
+    model = tmp_path / "tiny.safetensors"
+    save_checkpoint(model, tiny_model(2), 1.0)
+    result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "a.png"), "--scale", "2", "--model", str(model)])
+    assert result.exit_code == 2 and handled(result), (result.output, result.exception)
+    assert "a.png is 40×20: scoring at x2 needs at least 32 pixels a side" in result.output

@@ -417,3 +417,29 @@ def test_a_state_file_of_the_previous_format_still_resumes(dataset: Path, tmp_pa
     torch.save(state, tmp_path / "old" / "state.pt")
     resumed = train(tiny_settings(dataset, tmp_path / "old", iters=4, resume=True))
     assert resumed.losses == whole.losses[2:]
+
+
+@pytest.mark.parametrize("option", [
+    ["--channels", "0"], ["--up-channels", "0"], ["--blocks", "-1"], ["--val-crop", "1"], ["--ema", "-1"],
+    ["--ema", "2"], ["--ema", "1"], ["--scale", "5"], ["--seed", "-1"], ["--lr", "0"], ["--iters", "0"],
+    ["--min-detail", "-1"], ["--amp", "fp8"], ["--degrade", "foo"], ["--workers", "-1"], ["--patch", "2"],
+    ["--val-every", "0"], ["--clean-share", "2"],
+], ids=" ".join)
+def test_every_bad_option_is_exit_2_before_any_work(dataset: Path, tmp_path: Path, option: list[str]) -> None:
+    """--channels 0 gave a traceback, --val-crop 1 one at the first validation (every step lost),
+    and --ema -1, --ema 2, --blocks -1 were accepted."""
+    out = tmp_path / "run"
+    result = _train_cli(dataset, out, *option)
+    assert result.exit_code == UsageError.exit_code == 2 and handled(result), (result.output, result.exception)
+    assert len(_error_lines(result.output)) == 1 and option[0] in result.output, result.output
+    assert not out.exists()  # refused before any work
+
+
+def test_validation_images_too_small_to_score_are_refused_before_training(dataset: Path, tmp_path: Path) -> None:
+    small = tmp_path / "small"
+    small.mkdir()
+    write_image(small / "tiny.png", smooth_image(20, 24))
+    result = _train_cli(dataset, tmp_path / "run", "--val", str(small))
+    assert result.exit_code == 2 and handled(result), (result.output, result.exception)
+    assert _error_lines(result.output) == ["error: tiny.png is 24×20: scoring at x2 needs at least 32 pixels a side"]
+    assert not (tmp_path / "run").exists()

@@ -5,55 +5,78 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from animesr.cli import app
-from animesr.cli.common import console, fail, guarded, progress_bar
+from animesr.cli.common import console, guarded, progress_bar
 from animesr.config import InferenceSettings
-from animesr.errors import InputError
+from animesr.errors import OutputError, UsageError
 from animesr.imaging import write_bytes_atomically
 
 
 @app.command("evaluate")
 def evaluate(
-    hr: list[Path] = typer.Argument(..., help="HR images or folders (walked recursively)."),
-    scale: int = typer.Option(..., help="Upscaling factor: 2, 3 or 4."),
-    model: str = typer.Option(None, help="clean, real or a checkpoint (ours or the A2N authors'); default: clean."),
-    denoise: float = typer.Option(None, help="0..1: evaluate the mix of the shipped clean (0) and real (1) models."),
-    compare: str = typer.Option(None, help="A second model (clean, real or a file), scored on the same LR."),
-    degrade: str = typer.Option("clean", help="How the LR is made from each HR image: clean (bicubic), dvd, web, "
-                                              "vhs or real; reproducible from --seed."),
-    seed: int = typer.Option(0, help="Seed of the degradation (image i uses (seed, i))."),
-    crop: int = typer.Option(None, help="Centre-crop each HR image to N pixels first."),
-    tile: int = typer.Option(None, help="Tile size in input pixels (exact for A2N)."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
-    tta: bool = typer.Option(False, "--tta", help="Self-ensemble: average the model over the 8 rotations/mirrors (8× slower, slightly more accurate)."),
-    json_path: Path = typer.Option(None, "--json", help="Also write the numbers to this JSON file."),
+    hr: Annotated[list[Path], typer.Argument(help="HR images or folders (walked recursively).")],
+    scale: Annotated[int, typer.Option(help="Upscaling factor: 2, 3 or 4.")],
+    model: Annotated[str | None, typer.Option(
+        help="clean, real or a checkpoint (ours or the A2N authors'); default: clean.")] = None,
+    denoise: Annotated[float | None, typer.Option(
+        help="0..1: evaluate the mix of the shipped clean (0) and real (1) models.")] = None,
+    compare: Annotated[str | None, typer.Option(
+        help="A second model (clean, real or a file), scored on the same LR.")] = None,
+    degrade: Annotated[str, typer.Option(help="How the LR is made from each HR image: clean (bicubic), dvd, web, "
+                                              "vhs or real; reproducible from --seed.")] = "clean",
+    seed: Annotated[int, typer.Option(help="Seed of the degradation (image i uses (seed, i)).")] = 0,
+    crop: Annotated[int | None, typer.Option(
+        help="Centre-crop each HR image to N pixels first (at least 16 × scale).")] = None,
+    tile: Annotated[int | None, typer.Option(help="Tile size in input pixels (exact for A2N).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    tta: Annotated[bool, typer.Option("--tta", help="Self-ensemble: average the model over the 8 "
+                                                    "rotations/mirrors (8× slower, slightly more accurate).")] = False,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Also write the numbers to this JSON file.")] = None,
 ) -> None:
     """Make the LR of each HR image (bicubic or degraded), upscale it, and compare with the HR image."""
     from animesr.data.degrade import PRESETS
     from animesr.inference.upscaler import Upscaler
     from animesr.model.a2n import SUPPORTED_SCALES
     from animesr.pretrained import check_model_choice, model_choice, resolve_model
-    from animesr.training.validation import load_hr_images, mean_score, score_images
+    from animesr.training.validation import (
+        MIN_VALIDATION_LR, check_image_sizes, load_hr_images, mean_score, score_images,
+    )
 
-    if scale not in SUPPORTED_SCALES:
-        raise fail(f"--scale must be 2, 3 or 4, not {scale}", InputError.exit_code)
-    if degrade not in PRESETS:
-        raise fail(f"--degrade must be one of {', '.join(PRESETS)}, not {degrade!r}", InputError.exit_code)
+    def check_options() -> InferenceSettings:
+        problems = [
+            (scale not in SUPPORTED_SCALES, f"--scale must be 2, 3 or 4, not {scale}"),
+            (degrade not in PRESETS, f"--degrade must be one of {', '.join(PRESETS)}, not {degrade!r}"),
+            (seed < 0, f"--seed must be 0 or more, not {seed}"),
+            (crop is not None and crop < MIN_VALIDATION_LR * scale,
+             f"--crop must be at least {MIN_VALIDATION_LR * scale} pixels at x{scale}"),
+        ]
+        for failed, message in problems:
+            if failed:
+                raise UsageError(message)
+        if json_path is not None and not json_path.parent.is_dir():
+            raise OutputError(f"cannot write {json_path}: folder {json_path.parent} does not exist")
+        try:
+            return InferenceSettings(device=device, tile=tile, tta=tta)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+
+    settings = guarded(check_options)
     chosen, second = model_choice(model), model_choice(compare)
     guarded(lambda: check_model_choice(chosen, scale, denoise))
     preset = PRESETS[degrade]
 
     def run() -> None:
-        settings = InferenceSettings(device=device, tile=tile, tta=tta)
         models = [resolve_model(chosen, scale, denoise)]
         if compare is not None:
             models.append(resolve_model(second, scale))
         upscalers = [Upscaler(loaded, settings) for loaded in models]
         images = load_hr_images(list(hr), crop)
+        check_image_sizes(images, scale)
         with progress_bar() as progress:
             task = progress.add_task("evaluating", total=len(images) * len(upscalers))
             results = []
