@@ -216,3 +216,16 @@ def test_an_unwritable_output_is_one_line(pictures: Path, tmp_path: Path, tmpfs)
     result = runner.invoke(app, ["prepare", str(pictures), "-o", str(read_only / "d.h5"), "--crop", "48"])
     assert result.exit_code == OutputError.exit_code and handled(result), (result.output, result.exception)
     assert "Read-only file system" in result.output and len(result.output.strip().splitlines()) <= 2
+
+
+@pytest.mark.parametrize("option", [
+    ["--crop", "0"], ["--crop", "50"], ["--stride", "0"], ["--scales", "5"], ["--scales", "x"],
+    ["--min-size", "10"],
+], ids=" ".join)
+def test_every_bad_option_is_exit_2_before_any_work(pictures: Path, tmp_path: Path, option: list[str]) -> None:
+    out = tmp_path / "d.h5"
+    result = CliRunner().invoke(app, ["prepare", str(pictures), "-o", str(out), *option])
+    assert result.exit_code == 2 and handled(result), (result.output, result.exception)
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and option[0] in errors[0], result.output
+    assert "━" not in result.output and not out.exists()  # no progress bar: no work began
