@@ -7,7 +7,9 @@ that the interpreter's exit then waited for, forever; inside an import it broke 
 Here the signal only records the request, and the job calls `check()` where stopping is safe
 (between images, between training steps), which raises KeyboardInterrupt there.
 
-A second signal while the first is being honoured stops the process at once, without cleanup.
+The same signal a second time (Ctrl-C pressed again) stops the process at once, without
+cleanup. A different one does not: under torchrun, Ctrl-C in a terminal reaches every rank as
+SIGINT and then torchrun sends them SIGTERM, and that must still end in a saved state.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ def check() -> None:
 
 
 def _record(signum: int, frame: object) -> None:
-    if _requested:  # asked again: the user does not want to wait
+    if signum in _requested:  # asked again: the user does not want to wait
         os.write(2, b"\nstopping now, without saving\n")
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
