@@ -106,7 +106,7 @@ def _rewrite(path: Path, name: str, array: np.ndarray) -> None:
 
 
 @pytest.mark.parametrize("damage, message", [
-    (lambda path: _delete(path, "hr"), "has no 'hr' array"),
+    (lambda path: _delete(path, "hr"), "holds no HR crops ('hr')"),
     (lambda path: _rewrite(path, "lr_x2", np.zeros((3, 15, 15, 3), np.uint8)), "'lr_x2' is (3, 15, 15, 3), not (N, 16, 16, 3)"),
     (lambda path: _rewrite(path, "hr", np.zeros((3, 32, 32), np.uint8)), "'hr' is (3, 32, 32), not (N, 32, 32, 3)"),
     (lambda path: _rewrite(path, "lr_x2", np.zeros((3, 16, 16, 1), np.uint8)), "not (N, 16, 16, 3) RGB crops"),

@@ -137,6 +137,7 @@ def test_init_takes_every_tensor_whose_shape_fits(dataset: Path, tmp_path: Path)
     assert torch.allclose(source["blocks.0.attention.k1.weight"], target["blocks.0.attention.k1.weight"], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_init_from_the_authors_x2_file_into_an_x4_run(dataset: Path, tmp_path: Path, authors_x2: Path) -> None:
     """The authors' weights work on 0..255 pixels; training works on 0..1: --init converts."""
     notices: list[str] = []

@@ -257,7 +257,8 @@ def _check_layout(path: Path, h5: h5py.File, attrs: dict) -> None:
     for name, size in expected.items():
         array = h5.get(name)
         if not isinstance(array, h5py.Dataset):
-            raise DatasetError(f"{path} has no {name!r} array; run `animesr prepare` again")
+            what = "HR crops" if name == "hr" else f"x{name[len('lr_x'):]} LR crops"
+            raise DatasetError(f"{path} holds no {what} ({name!r}); make it with `animesr prepare`")
         if array.ndim != 4 or array.shape[1:] != (size, size, 3):
             raise DatasetError(f"{path}: {name!r} is {array.shape}, not (N, {size}, {size}, 3) RGB crops")
         if array.dtype != np.uint8:
