@@ -7,9 +7,10 @@ that the interpreter's exit then waited for, forever; inside an import it broke 
 Here the signal only records the request, and the job calls `check()` where stopping is safe
 (between images, between training steps), which raises KeyboardInterrupt there.
 
-The same signal a second time (Ctrl-C pressed again) stops the process at once, without
-cleanup. A different one does not: under torchrun, Ctrl-C in a terminal reaches every rank as
-SIGINT and then torchrun sends them SIGTERM, and that must still end in a saved state.
+A second Ctrl-C (SIGINT) stops the process at once, without cleanup: the user does not want
+to wait. Further SIGTERMs do not: `kill` on a process group, then torchrun passing its own
+SIGTERM on to its workers, must still end in a saved state (a service manager that will not
+wait sends SIGKILL).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def check() -> None:
 
 
 def _record(signum: int, frame: object) -> None:
-    if signum in _requested:  # asked again: the user does not want to wait
+    if signum == signal.SIGINT and signum in _requested:  # Ctrl-C again: the user does not want to wait
         os.write(2, b"\nstopping now, without saving\n")
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
