@@ -85,7 +85,7 @@ def _interrupt_at(step_to_stop: int):
 def test_ctrl_c_saves_a_resumable_state(dataset: Path, tmp_path: Path) -> None:
     with pytest.raises(TrainingInterrupted, match="step 3"):
         train(tiny_settings(dataset, tmp_path, checkpoint_every=100), TrainCallbacks(on_step=_interrupt_at(3)))
-    state = torch.load(tmp_path / "state.pt", weights_only=False)
+    state = load_state(tmp_path)
     assert state["step"] == 3
     assert load_checkpoint(tmp_path / "last.safetensors").training["step"] == 3
 
