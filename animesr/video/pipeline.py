@@ -12,9 +12,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 from pathlib import Path
+from typing import Protocol
 
 import torch
 
+from animesr.checkpoint import LoadedModel
 from animesr.config import VideoJob
 from animesr.errors import FFmpegError, InputError, OutputError, VerificationError
 from animesr.inference.upscaler import Upscaler
@@ -24,7 +26,7 @@ from animesr.video.fields import settle_field_mode
 from animesr.video.ffmpeg import FrameReader, FrameWriter, run_ffmpeg, video_encoders
 from animesr.video.preflight import check_encoder_opens
 from animesr.video.probe import VideoInfo, probe
-from animesr.video.runner import ChunkPlan, ChunkRunner
+from animesr.video.runner import ChunkPlan, ChunkRunner, FramesCallback
 from animesr.video.streams import (StreamAction, check_video_codec, container_for, metadata_losses, plan_streams,
                                    stream_args)
 from animesr.video.timeline import Timeline, parse_framecrc
@@ -62,7 +64,45 @@ class VideoResult:
     seconds: float
 
 
-def upscale_video(job: VideoJob, callbacks: VideoCallbacks = VideoCallbacks()) -> VideoResult:
+@dataclass(frozen=True)
+class FrameWork:
+    """One video's frame loop: what an engine needs to upscale its missing chunks."""
+
+    info: VideoInfo
+    job: VideoJob
+    timeline: Timeline
+    work: WorkFolder
+    padding: tuple[int, int]
+
+    def plan(self) -> ChunkPlan:
+        return ChunkPlan(self.timeline.count, self.job.chunk_frames)
+
+    def encode_args(self, index: int, destination: Path) -> list[str]:
+        """ffmpeg encoding chunk `index` (rgb24 frames on stdin) to `destination`."""
+        _, start, stop = self.plan().ranges_from(index * self.job.chunk_frames)[0]
+        return chunk_encode_args(self.info, self.job, self.padding, destination, rate=self.rate(),
+                                 time_base=self.timeline.time_base,
+                                 pts_expression=self.timeline.pts_expression(start, stop))
+
+    def rate(self) -> Fraction:
+        return self.timeline.rate(_nominal_rate(self.info, self.job))
+
+
+class FrameEngine(Protocol):
+    """Where the frames are upscaled: this process (`LocalEngine`) or Ray workers."""
+
+    device: str
+    dtype: torch.dtype
+
+    def run(self, frames: FrameWork, on_frames: FramesCallback) -> None: ...
+
+
+EngineFactory = Callable[[LoadedModel, VideoJob], FrameEngine]
+
+
+def upscale_video(job: VideoJob, callbacks: VideoCallbacks = VideoCallbacks(),
+                  engine: EngineFactory | None = None) -> VideoResult:
+    """`engine` makes the frame engine from the loaded model (default: `LocalEngine`)."""
     began = time.perf_counter()
     info = probe(job.input)
     container = _check_paths(job)
@@ -70,11 +110,11 @@ def upscale_video(job: VideoJob, callbacks: VideoCallbacks = VideoCallbacks()) -
     commands.check_quality(job.encode)
     with output_lock(job.output):
         _check_paths(job)  # again: a run that held the lock may have published OUTPUT meanwhile
-        return _upscale_locked(job, callbacks, info, container, began)
+        return _upscale_locked(job, callbacks, info, container, began, engine or LocalEngine)
 
 
 def _upscale_locked(job: VideoJob, callbacks: VideoCallbacks, info: VideoInfo, container: str,
-                    began: float) -> VideoResult:
+                    began: float, make_engine: EngineFactory) -> VideoResult:
     actions = plan_streams(info.streams, container)
     _warn_about_source(info, job, actions, callbacks.warn)
     job = replace(job, field_mode=settle_field_mode(info, job.field_mode, job.start, job.duration,
@@ -83,21 +123,19 @@ def _upscale_locked(job: VideoJob, callbacks: VideoCallbacks, info: VideoInfo, c
     check_encoder_opens(info, job.encode, width=info.width * job.scale + padding[0],
                         height=info.height * job.scale + padding[1])
     loaded = resolve_model(job.model, job.scale, job.denoise)
-    upscaler = Upscaler(loaded, job.inference)
+    engine = make_engine(loaded, job)
     size = job.input.stat().st_size
     if size >= _NOTED_HASH_BYTES:
         callbacks.note(f"hashing {job.input.name} ({size / 2**30:.1f} GiB) to match it with its work folder")
-    work = WorkFolder(work_folder_path(job.output), _identity(job, upscaler))
+    work = WorkFolder(work_folder_path(job.output), _identity(job, loaded, engine.dtype))
     timeline = _open_work(work, info, job, callbacks.warn)
-    callbacks.note(_summary(info, job, timeline, padding, loaded.source, str(upscaler.device)))
+    callbacks.note(_summary(info, job, timeline, padding, loaded.source, engine.device))
     resumed_from = work.frames_done()
     if resumed_from:
         callbacks.note(f"resuming from frame {resumed_from} of {timeline.count} ({work.path.name})")
     callbacks.on_start(timeline.count, resumed_from, work.reused_done())
-    batch = job.batch or (CUDA_BATCH if upscaler.device.type == "cuda" else 1)
-    runner = ChunkRunner(upscaler, work, batch, job.dedup_threshold, padding, callbacks.on_frames)
     if resumed_from < timeline.count:
-        _run_chunks(runner, info, job, timeline, work, padding)
+        engine.run(FrameWork(info, job, timeline, work, padding), callbacks.on_frames)
     callbacks.on_finishing()
     verification = _finish(info, job, timeline, work, actions, container)
     source_video = next(s for s in info.streams if s.index == info.video_index)
@@ -156,12 +194,12 @@ def _warn_about_source(info: VideoInfo, job: VideoJob, actions: tuple[StreamActi
             warn(f"stream {action.stream.describe()} {verb}: {action.reason}")
 
 
-def _identity(job: VideoJob, upscaler: Upscaler) -> dict[str, object]:
+def _identity(job: VideoJob, loaded: LoadedModel, dtype: torch.dtype) -> dict[str, object]:
     """What decides the output's content; a work folder is resumed only when all of it matches."""
     return {
         "source": file_identity(job.input),
-        "model": _model_identity(upscaler),
-        "precision": str(upscaler.dtype).removeprefix("torch."),
+        "model": _model_identity(loaded, dtype),
+        "precision": str(dtype).removeprefix("torch."),
         "scale": job.scale,
         "encode": asdict(job.encode),
         "fps": job.fps,
@@ -171,18 +209,20 @@ def _identity(job: VideoJob, upscaler: Upscaler) -> dict[str, object]:
         "duration": job.duration,
         "dedup_threshold": job.dedup_threshold,
         "chunk_frames": job.chunk_frames,
-        **({"tta": True} if upscaler.settings.tta else {}),  # absent when off: older work folders resume
+        **({"tta": True} if job.inference.tta else {}),  # absent when off: older work folders resume
     }
 
 
-def _model_identity(upscaler: Upscaler) -> dict[str, object]:
-    """The weights and everything in the model file's metadata that changes what they compute."""
+def _model_identity(loaded: LoadedModel, dtype: torch.dtype) -> dict[str, object]:
+    """The weights as the engine runs them (in `dtype`) and everything in the model file's
+    metadata that changes what they compute."""
     digest = hashlib.sha256()
-    for name, tensor in upscaler.model.state_dict().items():
+    for name, tensor in loaded.model.state_dict().items():
         digest.update(name.encode())
-        digest.update(tensor.detach().to("cpu", torch.float32).numpy().tobytes())
-    return {"weights_sha256": digest.hexdigest(), "value_range": upscaler.value_range,
-            "architecture": asdict(upscaler.model.config)}
+        as_run = tensor.detach().to("cpu", dtype) if tensor.is_floating_point() else tensor.detach().cpu()
+        digest.update(as_run.to(torch.float32).numpy().tobytes())
+    return {"weights_sha256": digest.hexdigest(), "value_range": loaded.value_range,
+            "architecture": asdict(loaded.model.config)}
 
 
 def _open_work(work: WorkFolder, info: VideoInfo, job: VideoJob, warn: Message) -> Timeline:
@@ -225,26 +265,44 @@ def scan_timeline(info: VideoInfo, job: VideoJob) -> Timeline:
 # ---- the frames -------------------------------------------------------------------------
 
 
-def _run_chunks(runner: ChunkRunner, info: VideoInfo, job: VideoJob, timeline: Timeline,
-                work: WorkFolder, padding: tuple[int, int]) -> None:
+class LocalEngine:
+    """The frames upscaled in this process, on one device, in order from the first missing chunk."""
+
+    def __init__(self, loaded: LoadedModel, job: VideoJob) -> None:
+        self.upscaler = Upscaler(loaded, job.inference)
+        self.device = str(self.upscaler.device)
+        self.dtype = self.upscaler.dtype
+
+    def run(self, frames: FrameWork, on_frames: FramesCallback) -> None:
+        info, job, work = frames.info, frames.job, frames.work
+        runner = ChunkRunner(self.upscaler, work, frame_batch(job, self.upscaler), job.dedup_threshold,
+                             frames.padding, on_frames)
+
+        def make_writer(index: int, start: int, stop: int) -> FrameWriter:
+            args = frames.encode_args(index, work.temporary_chunk_path(index))
+            return FrameWriter(args, f"encode chunk {index} with {job.encode.codec}")
+
+        reader = FrameReader(commands.decode_args(info, job, work.frames_done()), info.width, info.height)
+        runner.run(reader, make_writer, lambda i, n: check_chunk(work.temporary_chunk_path(i), i, n),
+                   frames.plan())
+
+
+def frame_batch(job: VideoJob, upscaler: Upscaler) -> int:
+    return job.batch or (CUDA_BATCH if upscaler.device.type == "cuda" else 1)
+
+
+def chunk_encode_args(info: VideoInfo, job: VideoJob, padding: tuple[int, int], destination: Path, *,
+                      rate: Fraction, time_base: Fraction, pts_expression: str) -> list[str]:
     width, height = info.width * job.scale + padding[0], info.height * job.scale + padding[1]
-    rate = timeline.rate(_nominal_rate(info, job))
+    return commands.encode_args(info, job.encode, width=width, height=height, rate=rate, time_base=time_base,
+                                pts_expression=pts_expression, destination=destination)
 
-    def make_writer(index: int, start: int, stop: int) -> FrameWriter:
-        args = commands.encode_args(info, job.encode, width=width, height=height, rate=rate,
-                                    time_base=timeline.time_base,
-                                    pts_expression=timeline.pts_expression(start, stop),
-                                    destination=work.temporary_chunk_path(index))
-        return FrameWriter(args, f"encode chunk {index} with {job.encode.codec}")
 
-    def check_chunk(index: int, frames: int) -> None:
-        written = parse_framecrc(run_ffmpeg(commands.packet_scan_args(work.temporary_chunk_path(index)),
-                                            f"read back chunk {index}")).count
-        if written != frames:
-            raise FFmpegError(f"chunk {index} holds {written} frames instead of {frames}")
-
-    reader = FrameReader(commands.decode_args(info, job, work.frames_done()), info.width, info.height)
-    runner.run(reader, make_writer, check_chunk, ChunkPlan(timeline.count, job.chunk_frames))
+def check_chunk(path: Path, index: int, frames: int) -> None:
+    """The chunk file holds `frames` frames (its packets counted, without decoding)."""
+    written = parse_framecrc(run_ffmpeg(commands.packet_scan_args(path), f"read back chunk {index}")).count
+    if written != frames:
+        raise FFmpegError(f"chunk {index} holds {written} frames instead of {frames}")
 
 
 # ---- after the frames -------------------------------------------------------------------

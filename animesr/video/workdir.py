@@ -112,7 +112,8 @@ class WorkFolder:
     def __init__(self, path: Path, identity: dict[str, object]) -> None:
         self.path = path
         self.identity = identity
-        self.chunks: list[ChunkRecord] = []
+        self.chunks: list[ChunkRecord] = []  # chunks 0..k-1, all complete
+        self.later: dict[int, ChunkRecord] = {}  # complete chunks after the first missing one (Ray workers)
 
     # ---- opening ------------------------------------------------------------------------
 
@@ -144,15 +145,15 @@ class WorkFolder:
             raise OutputError(f"{self.path} holds work for another source, model or settings "
                               f"({', '.join(changed)} differ): run the same command to "
                               "resume it, or add --no-resume to start over")
-        records = [ChunkRecord(**c) for c in manifest.get("chunks", [])]
-        records = [c for i, c in enumerate(records) if c.index == i]
+        records = sorted({c["index"]: ChunkRecord(**c) for c in manifest.get("chunks", [])}.values(),
+                         key=lambda c: c.index)
         problems: list[str] = []
         for record in records:
             problem = self._chunk_problem(record)
             if problem:
-                problems.append(f"chunk {record.index} is {problem}: redoing from frame {self.frames_done()}")
-                break
-            self.chunks.append(record)
+                problems.append(f"chunk {record.index} is {problem}: redoing it")
+            else:
+                self._place(record)
         return problems
 
     def _chunk_problem(self, record: ChunkRecord) -> str | None:
@@ -165,7 +166,7 @@ class WorkFolder:
 
     def _save(self) -> None:
         manifest = {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "identity": self.identity,
-                    "chunks": [asdict(c) for c in self.chunks]}
+                    "chunks": [asdict(c) for c in self.completed()]}
         _write_atomically(self.path / "manifest.json", json.dumps(manifest, indent=1))
 
     # ---- timeline -----------------------------------------------------------------------
@@ -186,7 +187,12 @@ class WorkFolder:
         return self.path / f"chunk_{index:05d}.nut.tmp"
 
     def frames_done(self) -> int:
+        """Frames of the unbroken run of complete chunks from the start."""
         return sum(c.frames for c in self.chunks)
+
+    def completed(self) -> list[ChunkRecord]:
+        """Every complete chunk, in order, including those after a missing one."""
+        return self.chunks + [self.later[i] for i in sorted(self.later)]
 
     def reused_done(self) -> int:
         return sum(c.reused for c in self.chunks)
@@ -198,8 +204,17 @@ class WorkFolder:
             os.replace(temporary, self.chunk_path(record.index))
         except OSError as error:
             raise OutputError(f"cannot keep chunk {record.index} in {self.path}: {error.strerror}") from None
-        self.chunks.append(record)
+        self._place(record)
         self._save()
+
+    def _place(self, record: ChunkRecord) -> None:
+        """Chunks may complete in any order (Ray workers); `chunks` stays the unbroken run."""
+        if record.index < len(self.chunks):
+            self.chunks[record.index] = record
+            return
+        self.later[record.index] = record
+        while len(self.chunks) in self.later:
+            self.chunks.append(self.later.pop(len(self.chunks)))
 
     def write_concat_list(self, durations: list[float]) -> Path:
         lines = ["ffconcat version 1.0"]
