@@ -1,8 +1,11 @@
-"""`animesr upscale-video`: one video in, one upscaled video out, every other stream kept."""
+"""`animesr upscale-video`: one video in, one upscaled video out, every other stream kept; or many
+videos (files, folders) into an output folder; on this machine or on Ray workers."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -14,13 +17,19 @@ from animesr.config import (DEFAULT_CHUNK_FRAMES, DEFAULT_DEDUP_THRESHOLD, Encod
                             VideoJob)
 from animesr.errors import InputError
 
+_WORKERS_HELP = ("local (this process, one device), ray (a local Ray instance, or the cluster RAY_ADDRESS names) "
+                 "or ray:ADDRESS (HOST:PORT, auto, ray://HOST:10001): chunks upscaled by Ray workers, one per GPU "
+                 "(one per CPU without GPUs); needs pip install \"animesr[ray]\".")
+
 
 @app.command("upscale-video")
 def upscale_video(
-    input_path: Path = typer.Argument(..., metavar="INPUT", show_default=False, help="The video to upscale."),
+    inputs: list[Path] = typer.Argument(..., metavar="INPUT", show_default=False,
+                                        help="The video to upscale, or several videos and/or folders of videos."),
     output: Path = typer.Option(..., "--output", "-o",
-                                help="Output file; its extension picks the container (.mkv, .mp4, .mov, "
-                                     ".webm; none: MKV)."),
+                                help="Output file for one input; its extension picks the container (.mkv, .mp4, "
+                                     ".mov, .webm; none: MKV). Output folder (created if missing) for several "
+                                     "inputs, a folder, or when it is an existing folder."),
     scale: int = typer.Option(..., "--scale", "-s", help="Upscaling factor: 2, 3 or 4."),
     model: str | None = typer.Option(None, "--model", "-m",
                                      help="clean, real (the shipped models for --scale) or a model file; "
@@ -63,23 +72,95 @@ def upscale_video(
     accept_truncated: bool = typer.Option(False, "--accept-truncated",
                                           help="Upscale what decodes of a source shorter than its container "
                                                "declares (a cut download), with a warning instead of an error."),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Folders: descend into sub-folders and "
+                                                                    "mirror them in the output folder."),
+    container: str = typer.Option("mkv", "--container", help="Output folder: the outputs' container (mkv, mp4, "
+                                                             "mov, webm); each is named after its input."),
+    workers: str = typer.Option("local", "--workers", help=_WORKERS_HELP),
+    ray_workers: int | None = typer.Option(None, "--ray-workers", help="With --workers ray: how many workers "
+                                                                       "(default: every GPU, or every CPU)."),
 ) -> None:
-    """Upscale a video with A2N, keeping its audio, subtitles, chapters, timing and colours."""
-    from animesr.video.pipeline import upscale_video as run_job  # torch only when there is work
+    """Upscale videos with A2N, keeping their audio, subtitles, chapters, timing and colours."""
+    from animesr.video.distributed import parse_workers
 
-    job = _build_job(input_path, output, scale, model, EncodeSettings(codec, crf, preset, pix_fmt), fps,
+    folder_mode = len(inputs) > 1 or inputs[0].is_dir() or output.is_dir()
+    target = output / "placeholder.mkv" if folder_mode else output
+    job = _build_job(inputs[0], target, scale, model, EncodeSettings(codec, crf, preset, pix_fmt), fps,
                      deinterlace, start, duration, batch, tile, device, tta, resume, overwrite, dedup_threshold,
                      chunk_frames, denoise, accept_truncated=accept_truncated,
                      field_mode=_field_mode(field_mode, ivtc=ivtc, deinterlace=deinterlace))
+    ray_settings = guarded(lambda: parse_workers(workers, ray_workers))  # before any work
+    with _engine(ray_settings) as engine:
+        if folder_mode:
+            _upscale_folder(job, inputs, output, recursive, container.lower().lstrip("."), engine)
+        else:
+            _report(_upscale_one(job, engine))
+
+
+def _upscale_one(job: VideoJob, engine):
+    from animesr.video.pipeline import upscale_video as run_job  # torch only when there is work
+
     with progress_bar(TextColumn("{task.fields[fps]} fps"), TextColumn("reused {task.fields[reused]}")) as bar:
         callbacks = _progress_callbacks(bar)
-        result = guarded(lambda: run_job(job, callbacks))
+        return guarded(lambda: run_job(job, callbacks, engine))
 
+
+def _report(result) -> None:
     share = 100 * result.reused / max(result.frames, 1)
     note(f"reused {result.reused} of {result.frames} frames ({share:.0f}%) from held frames")
     for line in result.verification.lines():
         note(f"verified {line}")
     console.print(f"done in {result.seconds:.1f} s → {result.output}", markup=False)
+
+
+def _upscale_folder(template: VideoJob, inputs: list[Path], output: Path, recursive: bool, container: str,
+                    engine) -> None:
+    from rich.markup import escape
+
+    from animesr.video.batch import BatchCallbacks, plan_videos, upscale_videos
+    from animesr.video.streams import container_for
+
+    guarded(lambda: container_for(Path(f"x.{container}")))
+    tasks = guarded(lambda: plan_videos(inputs, output, recursive, container))
+    note(f"{len(tasks)} video(s) → {output}")
+
+    def on_video(number: int, total: int, task) -> None:
+        note(f"[{number}/{total}] {task.source} → {task.target}")
+
+    def on_skipped(task) -> None:
+        note(f"skipped {task.source}: {task.target} exists (use --overwrite to replace it)")
+
+    callbacks = BatchCallbacks(on_video=on_video, on_done=lambda task, result: _report(result),
+                               on_skipped=on_skipped, on_failed=lambda task, message: warn(f"failed: {message}"))
+    summary = guarded(lambda: upscale_videos(template, output, tasks, lambda job: _run_quietly(job, engine),
+                                             callbacks))
+    console.print(f"{summary.line()} → {output}", markup=False)
+    if summary.failed:
+        names = "\n".join(f"  {escape(str(source))}" for source, _ in summary.failed)
+        raise fail(f"{len(summary.failed)} video(s) failed:\n{names}", 1)
+
+
+def _run_quietly(job: VideoJob, engine):
+    """One video of a folder: its own progress bar; its errors go up to the batch, which goes on."""
+    from animesr.video.pipeline import upscale_video as run_job
+
+    with progress_bar(TextColumn("{task.fields[fps]} fps"), TextColumn("reused {task.fields[reused]}")) as bar:
+        return run_job(job, _progress_callbacks(bar), engine)
+
+
+@contextmanager
+def _engine(settings) -> Iterator[object]:
+    """None (the pipeline's LocalEngine), or a Ray pool's engine factory for the whole command."""
+    if settings is None:
+        yield None
+        return
+    from animesr.video.distributed import RayPool
+
+    pool = guarded(lambda: RayPool(settings).__enter__())
+    try:
+        yield pool.engine
+    finally:
+        pool.__exit__(None, None, None)
 
 
 def parse_time(text: str | None, option: str) -> float | None:

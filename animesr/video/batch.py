@@ -1,0 +1,117 @@
+"""Many videos in one command: files and folders in, one output folder out, every video with the
+same settings, each resumable and verified on its own. A video that fails is reported and the
+rest go on; an existing output is skipped unless --overwrite. No typer or rich here."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from animesr.config import VideoJob
+from animesr.errors import AnimeSRError, InputError, OutputError
+from animesr.images import prepare_output_dir
+
+VIDEO_SUFFIXES = frozenset({".mkv", ".mp4", ".m4v", ".mov", ".webm", ".avi", ".ts", ".m2ts", ".mts", ".mpg",
+                            ".mpeg", ".vob", ".wmv", ".flv", ".ogv", ".3gp", ".nut", ".y4m"})
+OUTPUT_MARKERS = (".partial", ".partial-work", ".lock")  # our own leftovers, never inputs
+
+
+@dataclass(frozen=True)
+class VideoTask:
+    source: Path
+    target: Path
+
+
+@dataclass
+class BatchSummary:
+    done: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)  # (input, one-line message)
+
+    def line(self) -> str:
+        return f"done {len(self.done)}, skipped {len(self.skipped)}, failed {len(self.failed)}"
+
+
+def list_videos(paths: list[Path], recursive: bool) -> list[tuple[Path, Path]]:
+    """Expand files and folders into (video file, path relative to its root folder)."""
+    found: list[tuple[Path, Path]] = []
+    for root in paths:
+        if not root.exists():
+            raise InputError(f"{root}: no such file or folder")
+        if root.is_file():
+            found.append((root, Path(root.name)))
+            continue
+        pattern = "**/*" if recursive else "*"
+        files = sorted(p for p in root.glob(pattern) if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES
+                       and not any(marker in p.name for marker in OUTPUT_MARKERS))
+        if not files:
+            raise InputError(f"{root}: no videos found{'' if recursive else ' (try --recursive)'}")
+        found.extend((p, p.relative_to(root)) for p in files)
+    return found
+
+
+def plan_videos(inputs: list[Path], output_dir: Path, recursive: bool, container: str) -> list[VideoTask]:
+    """Name every output (OUT_DIR/relative/stem.CONTAINER); two inputs onto one output, or an
+    output onto an input, is refused before any work."""
+    tasks: list[VideoTask] = []
+    claimed: dict[Path, Path] = {}
+    found = list_videos(inputs, recursive)
+    sources = {_key(source) for source, _ in found}
+    for source, relative in found:
+        target = output_dir / relative.parent / f"{relative.stem}.{container}"
+        key = _key(target)
+        if key in claimed:
+            raise InputError(f"{claimed[key]} and {source} would both be written to {target}: "
+                             "use separate runs or output folders")
+        if key in sources:
+            raise InputError(f"{target} would overwrite the input {source}: choose another output folder")
+        claimed[key] = source
+        tasks.append(VideoTask(source, target))
+    if output_dir.exists() and not output_dir.is_dir():
+        raise OutputError(f"output folder {output_dir} is an existing file")
+    return tasks
+
+
+def _key(path: Path) -> Path:
+    return Path(os.path.normcase(os.path.abspath(path)))
+
+
+@dataclass(frozen=True)
+class BatchCallbacks:
+    on_video: Callable[[int, int, VideoTask], None] = lambda number, total, task: None  # number from 1
+    on_done: Callable[[VideoTask, object], None] = lambda task, result: None  # result: a VideoResult
+    on_skipped: Callable[[VideoTask], None] = lambda task: None
+    on_failed: Callable[[VideoTask, str], None] = lambda task, message: None
+
+
+def upscale_videos(template: VideoJob, output_dir: Path, tasks: list[VideoTask],
+                   run_one: Callable[[VideoJob], object], callbacks: BatchCallbacks = BatchCallbacks()
+                   ) -> BatchSummary:
+    """Run `run_one` (upscale_video with its callbacks and engine) on each task's job: `template`
+    with the task's input and output. Ctrl-C stops the whole batch (each video resumes later)."""
+    prepare_output_dir(output_dir)
+    summary = BatchSummary()
+    for number, task in enumerate(tasks, 1):
+        if task.target.exists() and not template.overwrite:
+            summary.skipped.append(task.target)
+            callbacks.on_skipped(task)
+            continue
+        callbacks.on_video(number, len(tasks), task)
+        try:
+            task.target.parent.mkdir(parents=True, exist_ok=True)
+            result = run_one(replace(template, input=task.source, output=task.target))
+        except AnimeSRError as error:
+            message = f"{task.source}: {error}"
+            summary.failed.append((task.source, message))
+            callbacks.on_failed(task, message)
+            continue
+        except OSError as error:
+            message = f"{task.source}: cannot write {task.target.parent}: {error.strerror}"
+            summary.failed.append((task.source, message))
+            callbacks.on_failed(task, message)
+            continue
+        summary.done.append(task.target)
+        callbacks.on_done(task, result)
+    return summary
