@@ -51,6 +51,7 @@ _READ_BYTES = 1 << 22
 class RaySettings:
     address: str | None = None  # None: RAY_ADDRESS or a new local instance; "auto", "HOST:PORT", "ray://..."
     workers: int | None = None  # None: one per GPU, or one per CPU on a cluster without GPUs
+    shared_storage: bool = True  # False: chunks come back as bytes even where workers see the work folder
 
 
 def parse_workers(text: str, count: int | None = None) -> RaySettings | None:
@@ -293,7 +294,8 @@ class RayEngine:
         work = frames.work
         token = secrets.token_hex(16)
         try:
-            (work.path / SHARED_TOKEN).write_text(token)
+            if self.pool.settings.shared_storage:
+                (work.path / SHARED_TOKEN).write_text(token)
         except OSError as error:
             raise OutputError(f"cannot write in {work.path}: {error.strerror}") from None
         source = work.identity["source"]
