@@ -42,6 +42,19 @@ def cluster() -> str:
 
 
 @pytest.fixture(scope="module")
+def model(clips: Path) -> Path:
+    return tiny_model_file(clips)
+
+
+@pytest.fixture(scope="module")
+def pool(cluster: str) -> RayPool:
+    """Two workers for the module: each test's job uses the same model and settings, so the
+    workers are started once."""
+    with RayPool(RaySettings(workers=2)) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
 def episodes(ffmpeg: str, clips: Path) -> list[Path]:
     """Two short episodes: constant rate with audio, and variable frame rate."""
     folder = clips / "ray-episodes"
@@ -57,7 +70,7 @@ def episodes(ffmpeg: str, clips: Path) -> list[Path]:
 @pytest.fixture(scope="module")
 def long_clip(ffmpeg: str, clips: Path) -> Path:
     """Larger frames, many chunks: long enough to kill something in the middle."""
-    return make_clip(ffmpeg, clips / "ray-long.mkv", *lavfi_testsrc("25", 4.0, "192x144"), *sine(440, 48000, 4.0),
+    return make_clip(ffmpeg, clips / "ray-long.mkv", *lavfi_testsrc("25", 3.2, "128x96"), *sine(440, 48000, 3.2),
                      "-c:v", "libx264", "-c:a", "flac")
 
 
@@ -65,88 +78,9 @@ def digest(path: Path) -> str:
     return decoded_frames_digest(ffmpeg_exe(), path)
 
 
-def test_several_videos_on_two_workers_equal_single_process_runs(cluster: str, episodes: list[Path],
-                                                                  tmp_path: Path) -> None:
-    model = tiny_model_file(tmp_path)
-    singles = [run(source, tmp_path / f"single-{source.name}", chunk_frames=7) for source in episodes]
-    template = VideoJob(input=episodes[0], output=tmp_path / "x.mkv", scale=2, model=model, chunk_frames=7)
-    tasks = plan_videos(episodes, tmp_path / "ray", False, "mkv")
-    done_by_worker: list[list[Path]] = []
-    for settings in (RaySettings(workers=2), RaySettings(workers=2, shared_storage=False)):
-        out = tmp_path / ("ray" if settings.shared_storage else "bytes")
-        tasks = plan_videos(episodes, out, False, "mkv")
-        with RayPool(settings) as pool:
-            summary = upscale_videos(template, out, tasks,
-                                     lambda job: upscale_video(job, VideoCallbacks(), pool.engine))
-        assert summary.line() == "done 2, skipped 0, failed 0"
-        done_by_worker.append(summary.done)
-    for single, shared, sent in zip(singles, *done_by_worker):
-        assert single.verification.ok
-        assert digest(shared) == digest(sent) == digest(single.output)
-    assert not list(tmp_path.rglob("*.partial-work")), "work folders are removed once published"
-
-
-def test_the_worker_sends_bytes_and_asks_for_the_source_where_it_sees_neither(episodes: list[Path],
-                                                                              tmp_path: Path) -> None:
-    """The worker itself, without Ray: no token in the work folder → bytes; no source → asks."""
-    from animesr.checkpoint import load_checkpoint
-    from animesr.config import InferenceSettings
-    from animesr.video.probe import probe
-    from animesr.video.workdir import file_identity
-
-    source = episodes[0]
-    identity = file_identity(source)
-    job = VideoJob(input=source, output=tmp_path / "o.mkv", scale=2, chunk_frames=7)
-    worker = ChunkWorker(load_checkpoint(tiny_model_file(tmp_path)), InferenceSettings(device="cpu"), None)
-    spec = VideoSpec(probe(source), job, (0, 0), Fraction(25), Fraction(1, 1000), tmp_path, "token",
-                     identity["size"], identity["sha256"])
-    result = worker.run(spec, ChunkTask(1, 7, 14, "N*40"), [])
-    assert result.frames == 7 and result.shared_path is None and result.data.startswith(b"nut/multimedia")
-    assert not list(tmp_path.glob(".worker-*")), "nothing is written in a work folder the worker does not share"
-    (tmp_path / "workers-see-this").write_text("token")
-    shared = worker.run(spec, ChunkTask(1, 7, 14, "N*40"), [])
-    assert shared.data is None and (tmp_path / shared.shared_path).read_bytes() == result.data
-    elsewhere = replace(spec, source_sha256="0" * 64)  # the file at that path is another one
-    assert worker.run(elsewhere, ChunkTask(1, 7, 14, "N*40"), []).needs_source
-
-
-def test_a_worker_killed_mid_chunk_loses_only_that_chunk(cluster: str, long_clip: Path, tmp_path: Path) -> None:
-    model = tiny_model_file(tmp_path)
-    single = run(long_clip, tmp_path / "single.mkv", chunk_frames=10)
-    out = tmp_path / "ray.mkv"
-    job = VideoJob(input=long_clip, output=out, scale=2, model=model, chunk_frames=10)
-    killed: list[int] = []
-    finished = threading.Event()
-
-    def kill_a_worker_in_a_chunk() -> None:
-        work = work_folder_path(out)
-        while not finished.is_set() and not killed:
-            for chunk in work.glob(".worker-*/chunk_*.nut.tmp"):
-                pid = int(chunk.parent.name.rsplit("-", 1)[1])
-                os.kill(pid, signal.SIGKILL)
-                killed.append(int(chunk.name[6:11]))
-                return
-            time.sleep(0.005)
-
-    killer = threading.Thread(target=kill_a_worker_in_a_chunk)
-    killer.start()
-    progress: list[int] = []
-    try:
-        with RayPool(RaySettings(workers=2)) as pool:
-            result = upscale_video(job, VideoCallbacks(on_frames=lambda done, _: progress.append(done)),
-                                   pool.engine)
-    finally:
-        finished.set()
-        killer.join()
-    assert killed, "a worker was killed in the middle of a chunk"
-    assert result.verification.ok and result.frames == single.frames == 100
-    assert digest(out) == digest(single.output)
-    assert progress == list(range(10, 101, 10)), "each chunk is kept once, the killed one after its retry"
-
-
-def test_the_driver_killed_and_run_again_resumes_to_the_same_frames(cluster: str, long_clip: Path,
+def test_the_driver_killed_and_run_again_resumes_to_the_same_frames(cluster: str, long_clip: Path, model: Path,
                                                                     tmp_path: Path) -> None:
-    model = tiny_model_file(tmp_path)
+    """First in the module: the killed driver's own workers need the cluster's CPUs."""
     single = run(long_clip, tmp_path / "single.mkv", chunk_frames=10)
     out = tmp_path / "ray.mkv"
     command = [sys.executable, "-m", "animesr", "upscale-video", str(long_clip), "-o", str(out), "-s", "2",
@@ -169,14 +103,91 @@ def test_the_driver_killed_and_run_again_resumes_to_the_same_frames(cluster: str
     assert driver.returncode == -signal.SIGKILL, stderr
     assert not out.exists()
     kept = {c["sha256"]: c["index"] for c in _manifest_chunks(manifest)}
-    assert 0 < len(kept) < 10
+    assert 0 < len(kept) < 8
     progress: list[int] = []
-    with RayPool(RaySettings(workers=2)) as pool:
+    with RayPool(RaySettings(workers=2)) as pool:  # as soon as the dead driver's workers are gone
         result = upscale_video(VideoJob(input=long_clip, output=out, scale=2, model=model, chunk_frames=10),
                                VideoCallbacks(on_frames=lambda done, _: progress.append(done)), pool.engine)
     assert progress[0] == 10 * (len(kept) + 1), "the chunks the killed driver kept are not done again"
     assert result.verification.ok and digest(out) == digest(single.output)
     assert result.reused == single.reused
+
+
+def test_several_videos_on_two_workers_equal_single_process_runs(pool: RayPool, episodes: list[Path],
+                                                                  model: Path, tmp_path: Path) -> None:
+    singles = [run(source, tmp_path / f"single-{source.name}", chunk_frames=7) for source in episodes]
+    template = VideoJob(input=episodes[0], output=tmp_path / "x.mkv", scale=2, model=model, chunk_frames=7)
+    done: list[list[Path]] = []
+    for shared_storage in (True, False):  # chunks renamed from the work folder, or sent back as bytes
+        out = tmp_path / ("shared" if shared_storage else "bytes")
+        pool.settings = replace(pool.settings, shared_storage=shared_storage)
+        try:
+            summary = upscale_videos(template, out, plan_videos(episodes, out, False, "mkv"),
+                                     lambda job: upscale_video(job, VideoCallbacks(), pool.engine))
+        finally:
+            pool.settings = replace(pool.settings, shared_storage=True)
+        assert summary.line() == "done 2, skipped 0, failed 0"
+        done.append(summary.done)
+    for single, shared, sent in zip(singles, *done):
+        assert single.verification.ok
+        assert digest(shared) == digest(sent) == digest(single.output)
+    assert not list(tmp_path.rglob("*.partial-work")), "work folders are removed once published"
+
+
+def test_the_worker_sends_bytes_and_asks_for_the_source_where_it_sees_neither(episodes: list[Path], model: Path,
+                                                                              tmp_path: Path) -> None:
+    """The worker itself, without Ray: no token in the work folder → bytes; no source → asks."""
+    from animesr.checkpoint import load_checkpoint
+    from animesr.config import InferenceSettings
+    from animesr.video.probe import probe
+    from animesr.video.workdir import file_identity
+
+    source = episodes[0]
+    identity = file_identity(source)
+    job = VideoJob(input=source, output=tmp_path / "o.mkv", scale=2, chunk_frames=7)
+    worker = ChunkWorker(load_checkpoint(model), InferenceSettings(device="cpu"), None)
+    spec = VideoSpec(probe(source), job, (0, 0), Fraction(25), Fraction(1, 1000), tmp_path, "token",
+                     identity["size"], identity["sha256"])
+    result = worker.run(spec, ChunkTask(1, 7, 14, "N*40"), [])
+    assert result.frames == 7 and result.shared_path is None and result.data.startswith(b"nut/multimedia")
+    assert not list(tmp_path.glob(".worker-*")), "nothing is written in a work folder the worker does not share"
+    (tmp_path / "workers-see-this").write_text("token")
+    shared = worker.run(spec, ChunkTask(1, 7, 14, "N*40"), [])
+    assert shared.data is None and (tmp_path / shared.shared_path).read_bytes() == result.data
+    elsewhere = replace(spec, source_sha256="0" * 64)  # the file at that path is another one
+    assert worker.run(elsewhere, ChunkTask(1, 7, 14, "N*40"), []).needs_source
+
+
+def test_a_worker_killed_mid_chunk_loses_only_that_chunk(pool: RayPool, long_clip: Path, model: Path,
+                                                         tmp_path: Path) -> None:
+    single = run(long_clip, tmp_path / "single.mkv", chunk_frames=10)
+    out = tmp_path / "ray.mkv"
+    job = VideoJob(input=long_clip, output=out, scale=2, model=model, chunk_frames=10)
+    killed: list[int] = []
+    finished = threading.Event()
+
+    def kill_a_worker_in_a_chunk() -> None:
+        work = work_folder_path(out)
+        while not finished.is_set() and not killed:
+            for chunk in work.glob(".worker-*/chunk_*.nut.tmp"):
+                pid = int(chunk.parent.name.rsplit("-", 1)[1])
+                os.kill(pid, signal.SIGKILL)
+                killed.append(int(chunk.name[6:11]))
+                return
+            time.sleep(0.005)
+
+    killer = threading.Thread(target=kill_a_worker_in_a_chunk)
+    killer.start()
+    progress: list[int] = []
+    try:
+        result = upscale_video(job, VideoCallbacks(on_frames=lambda done, _: progress.append(done)), pool.engine)
+    finally:
+        finished.set()
+        killer.join()
+    assert killed, "a worker was killed in the middle of a chunk"
+    assert result.verification.ok and result.frames == single.frames == 80
+    assert digest(out) == digest(single.output)
+    assert progress == list(range(10, 81, 10)), "each chunk is kept once, the killed one after its retry"
 
 
 def _manifest_chunks(manifest: Path) -> list[dict]:

@@ -24,6 +24,7 @@ import secrets
 import shutil
 import socket
 import tempfile
+import time
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
@@ -44,6 +45,7 @@ from animesr.video.workdir import ChunkRecord
 RAY_MISSING = 'the Ray executor needs Ray, which is not installed: pip install "animesr[ray]"'
 SHARED_TOKEN = "workers-see-this"  # in the work folder: a worker that reads this token shares its storage
 TASK_RETRIES = 3  # times a chunk is run again after its worker died (and was restarted)
+FREE_WAIT_SECONDS = 30
 _READ_BYTES = 1 << 22
 
 
@@ -261,12 +263,11 @@ class RayPool:
 
         for actor in self.actors:
             ray.kill(actor)
-        resources = ray.cluster_resources()
-        gpus = int(resources.get("GPU", 0)) if inference.device != "cpu" else 0
-        kind, available = ("GPU", gpus) if gpus else ("CPU", int(resources.get("CPU", 1)))
-        count = self.settings.workers or max(available, 1)
-        if count > available:
-            raise DeviceError(f"--ray-workers {count}: the Ray cluster has {available} {kind}(s)")
+        total = ray.cluster_resources()
+        kind = "GPU" if inference.device != "cpu" and total.get("GPU", 0) >= 1 else "CPU"
+        count = self.settings.workers or max(int(total.get(kind, 1)), 1)
+        _wait_for_free(kind, count, int(total.get(kind, 0)))
+        gpus = kind == "GPU"
         threads = None if gpus else torch.get_num_threads()  # the same as a single-process run
         options = {"num_gpus": 1, "num_cpus": 1} if gpus else {"num_cpus": 1}
         worker = ray.remote(ChunkWorker).options(max_restarts=TASK_RETRIES, max_task_retries=TASK_RETRIES,
@@ -278,6 +279,22 @@ class RayPool:
         except Exception as error:  # noqa: BLE001 - a worker that cannot start: one line
             raise _chunk_failure(None, error) from None
         self.description = descriptions[0]
+
+
+def _wait_for_free(kind: str, count: int, total: int) -> None:
+    """A worker holds a GPU (or a CPU) for the whole command; wait a little for one held by a
+    run that just ended (a killed driver's workers take seconds to go), never forever."""
+    import ray
+
+    if count > total:
+        raise DeviceError(f"--ray-workers {count}: the Ray cluster has {total} {kind}(s)")
+    deadline = time.monotonic() + FREE_WAIT_SECONDS
+    while (free := int(ray.available_resources().get(kind, 0))) < count:
+        if time.monotonic() > deadline:
+            raise DeviceError(f"{count} Ray worker(s) need a {kind} each, and {free} of the cluster's {total} are "
+                              f"free after {FREE_WAIT_SECONDS} s (another run holds them?): use --ray-workers {free}"
+                              if free else f"no {kind} of the Ray cluster is free (another run holds them)")
+        time.sleep(0.5)
 
 
 class RayEngine:
