@@ -1,17 +1,29 @@
-"""upscale-video on several inputs and folders (issue #16 item 1), and `--workers ray` where Ray is
-missing (item 4). Generated clips, a tiny model; no Ray needed."""
+"""upscale-video on several inputs and folders (issue #16 item 1), `--workers ray` where Ray is
+missing (item 4), and the Ray worker's own code run in this process (its seek to a chunk, its
+chunk sent back as bytes). Generated clips, a tiny model; no Ray needed."""
 
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import replace
+from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import handled
 from typer.testing import CliRunner
 
+from animesr.checkpoint import load_checkpoint
+from animesr.config import InferenceSettings, VideoJob
 from animesr.errors import InputError
+from animesr.video import commands
 from animesr.video.batch import plan_videos
+from animesr.video.distributed import ChunkTask, ChunkWorker, VideoSpec, seek_decode_args
+from animesr.video.ffmpeg import FrameReader
+from animesr.video.pipeline import scan_timeline
+from animesr.video.probe import probe
+from animesr.video.workdir import file_identity
 from animesr.video.ffmpeg import ffmpeg_exe
 from test_video_pipeline import (clips, decoded_frames_digest, ffmpeg, lavfi_testsrc, make_clip, run,  # noqa: F401
                                  sine, tiny_model_file)
@@ -96,3 +108,65 @@ def test_workers_ray_without_ray_says_how_to_install_it_before_any_work(series: 
     assert not out.exists()
     typo = cli(str(series), "-o", str(out), "-s", "2", "--workers", "rya")
     assert typo.exit_code == InputError.exit_code and "--workers must be local, ray or ray:ADDRESS" in typo.output
+
+
+# ---- the Ray worker, in this process ---------------------------------------------------------
+
+
+def test_the_worker_sends_bytes_and_asks_for_the_source_where_it_sees_neither(series: Path, tmp_path: Path) -> None:
+    """No token in the work folder → the chunk as bytes; no same source at its path → asks for it."""
+    model = tiny_model_file(tmp_path)
+    source = series / "ep01.mkv"
+    identity = file_identity(source)
+    job = VideoJob(input=source, output=tmp_path / "o.mkv", scale=2, chunk_frames=7)
+    worker = ChunkWorker(load_checkpoint(model), InferenceSettings(device="cpu"), None)
+    spec = VideoSpec(probe(source), job, (0, 0), Fraction(25), Fraction(1, 1000), tmp_path, "token",
+                     identity["size"], identity["sha256"])
+    result = worker.run(spec, ChunkTask(1, 7, 14, "N*40"), [])
+    assert result.frames == 7 and result.shared_path is None and result.data.startswith(b"nut/multimedia")
+    assert not list(tmp_path.glob(".worker-*")), "nothing is written in a work folder the worker does not share"
+    (tmp_path / "workers-see-this").write_text("token")
+    shared = worker.run(spec, ChunkTask(1, 7, 14, "N*40"), [])
+    assert shared.data is None and (tmp_path / shared.shared_path).read_bytes() == result.data
+    elsewhere = replace(spec, source_sha256="0" * 64)  # the file at that path is another one
+    assert worker.run(elsewhere, ChunkTask(1, 7, 14, "N*40"), []).needs_source
+
+
+@pytest.mark.parametrize("name, args, least_seeks", [
+    ("gop.mkv", ["-c:v", "libx264", "-g", "6", "-bf", "2"], 6),  # short GOPs with B-frames: real seeks
+    ("vfr.mp4", ["-vf", "setpts='PTS+if(gt(N,12),0.05/TB,0)+if(gt(N,30),0.02/TB,0)'", "-fps_mode", "passthrough",
+                 "-c:v", "libx264", "-g", "7", "-bf", "3"], 6),
+    ("dvd.vob", ["-c:v", "mpeg2video", "-g", "12", "-bf", "2", "-f", "vob"], 0),  # imprecise seeks: refused
+])
+def test_a_chunk_decoded_from_a_seek_has_exactly_the_frames_of_a_whole_decode(ffmpeg: str, clips: Path, name: str,
+                                                                              args: list[str],
+                                                                              least_seeks: int) -> None:
+    source = make_clip(ffmpeg, clips / f"seek-{name}", *lavfi_testsrc("25", 2.0), *args)
+    info = probe(source)
+    job = VideoJob(input=source, output=clips / "unused.mkv", scale=2)
+    timeline = scan_timeline(info, job)
+    spec = VideoSpec(info, job, (0, 0), Fraction(25), timeline.time_base, clips, "", 0, "", seekable=True)
+    whole = _frames(commands.decode_args(info, job, 0), info, timeline.count)
+    seeked = 0
+    for start in range(1, timeline.count - 7, 6):
+        stop = start + 7
+        task = ChunkTask(0, start, stop, "", timeline.pts[start:stop], timeline.pts[start - 1])
+        decode = seek_decode_args(spec, job, task)
+        if decode is not None:
+            seeked += 1
+            frames = _frames(decode, info, stop - start)
+            assert all(np.array_equal(a, b) for a, b in zip(frames, whole[start:stop], strict=True)), start
+    assert seeked >= least_seeks, "the check lets the seeks through on a well-indexed file"
+    task = ChunkTask(0, 13, 20, "", timeline.pts[13:20], timeline.pts[12])
+    half_step = (timeline.pts[20] - timeline.pts[19]) // 2
+    moved = replace(task, pts=(*task.pts[:-1], task.pts[-1] + half_step))  # times the seek will not give
+    assert seek_decode_args(spec, job, moved) is None, "frames at other times than the chunk's: no seek"
+    assert seek_decode_args(replace(spec, seekable=False), job, task) is None, "--fps, --deinterlace, --start: never"
+
+
+def _frames(args: list[str], info, count: int) -> list[np.ndarray]:
+    reader = FrameReader(args, info.width, info.height)
+    try:
+        return [reader.read() for _ in range(count)]
+    finally:
+        reader.kill()

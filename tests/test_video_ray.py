@@ -13,14 +13,13 @@ import sys
 import threading
 import time
 from dataclasses import replace
-from fractions import Fraction
 from pathlib import Path
 
 import pytest
 
 from animesr.config import VideoJob
 from animesr.video.batch import plan_videos, upscale_videos
-from animesr.video.distributed import ChunkTask, ChunkWorker, RayPool, RaySettings, VideoSpec
+from animesr.video.distributed import RayPool, RaySettings
 from animesr.video.ffmpeg import ffmpeg_exe
 from animesr.video.pipeline import VideoCallbacks, upscale_video
 from animesr.video.workdir import work_folder_path
@@ -132,30 +131,6 @@ def test_several_videos_on_two_workers_equal_single_process_runs(pool: RayPool, 
         assert single.verification.ok
         assert digest(shared) == digest(sent) == digest(single.output)
     assert not list(tmp_path.rglob("*.partial-work")), "work folders are removed once published"
-
-
-def test_the_worker_sends_bytes_and_asks_for_the_source_where_it_sees_neither(episodes: list[Path], model: Path,
-                                                                              tmp_path: Path) -> None:
-    """The worker itself, without Ray: no token in the work folder → bytes; no source → asks."""
-    from animesr.checkpoint import load_checkpoint
-    from animesr.config import InferenceSettings
-    from animesr.video.probe import probe
-    from animesr.video.workdir import file_identity
-
-    source = episodes[0]
-    identity = file_identity(source)
-    job = VideoJob(input=source, output=tmp_path / "o.mkv", scale=2, chunk_frames=7)
-    worker = ChunkWorker(load_checkpoint(model), InferenceSettings(device="cpu"), None)
-    spec = VideoSpec(probe(source), job, (0, 0), Fraction(25), Fraction(1, 1000), tmp_path, "token",
-                     identity["size"], identity["sha256"])
-    result = worker.run(spec, ChunkTask(1, 7, 14, "N*40"), [])
-    assert result.frames == 7 and result.shared_path is None and result.data.startswith(b"nut/multimedia")
-    assert not list(tmp_path.glob(".worker-*")), "nothing is written in a work folder the worker does not share"
-    (tmp_path / "workers-see-this").write_text("token")
-    shared = worker.run(spec, ChunkTask(1, 7, 14, "N*40"), [])
-    assert shared.data is None and (tmp_path / shared.shared_path).read_bytes() == result.data
-    elsewhere = replace(spec, source_sha256="0" * 64)  # the file at that path is another one
-    assert worker.run(elsewhere, ChunkTask(1, 7, 14, "N*40"), []).needs_source
 
 
 def test_a_worker_killed_mid_chunk_loses_only_that_chunk(pool: RayPool, long_clip: Path, model: Path,

@@ -33,13 +33,14 @@ import torch
 
 from animesr.checkpoint import LoadedModel
 from animesr.config import InferenceSettings, VideoJob
-from animesr.errors import AnimeSRError, DeviceError, InputError, OutputError
+from animesr.errors import AnimeSRError, DeviceError, FFmpegError, InputError, OutputError
 from animesr.inference.upscaler import Upscaler
 from animesr.video import commands
-from animesr.video.ffmpeg import FrameReader, FrameWriter
+from animesr.video.ffmpeg import FrameReader, FrameWriter, run_ffmpeg
 from animesr.video.pipeline import FrameWork, check_chunk, chunk_encode_args, frame_batch
 from animesr.video.probe import VideoInfo
 from animesr.video.runner import ChunkPlan, ChunkRunner, FramesCallback
+from animesr.video.timeline import parse_framecrc
 from animesr.video.workdir import ChunkRecord
 
 RAY_MISSING = 'the Ray executor needs Ray, which is not installed: pip install "animesr[ray]"'
@@ -87,6 +88,7 @@ class VideoSpec:
     token: str
     source_size: int
     source_sha256: str
+    seekable: bool = False  # no filter and no trim decides which frames exist: a chunk may seek
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,8 @@ class ChunkTask:
     start: int
     stop: int
     pts_expression: str
+    pts: tuple[int, ...] = ()  # the chunk's frame times (timeline time base): where to seek, and the check
+    previous_pts: int | None = None  # the frame before the chunk's first
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,8 @@ class ChunkResult:
     shared_path: str | None = None  # relative to the work folder, when the worker sees it
     data: bytes | None = None  # the chunk file, when it does not
     needs_source: bool = False  # the worker sees no copy of the source: send it
+    seeked: bool = False  # decoded from a checked seek (else from the start of the source)
+    seconds: float = 0.0  # the worker's own time on the chunk (the rest is Ray's, for benchmarks)
 
 
 class ChunkWorker:
@@ -122,6 +128,7 @@ class ChunkWorker:
 
     def run(self, spec: VideoSpec, task: ChunkTask, blob: list) -> ChunkResult:
         """`blob`: [] or [the object ref of the source's bytes] (nested, so Ray fetches it only here)."""
+        began = time.perf_counter()
         source = self._source(spec, blob)
         if source is None:
             return ChunkResult(task.index, needs_source=True)
@@ -132,16 +139,19 @@ class ChunkWorker:
         except OSError as error:
             raise OutputError(f"cannot write in {folder}: {error.strerror}") from None
         sink = _ChunkSink(folder, task.start)
-        self._upscale(spec, task, source, sink)
+        seeked = self._upscale(spec, task, source, sink)
         record, path = sink.record, sink.final_path(task.index)
+        done = ChunkResult(task.index, record.frames, record.reused, seeked=seeked)
         if shared:
-            return ChunkResult(task.index, record.frames, record.reused, shared_path=str(path.relative_to(spec.work_dir)))
+            return replace(done, shared_path=str(path.relative_to(spec.work_dir)), seconds=time.perf_counter() - began)
         data = path.read_bytes()
         path.unlink()
-        return ChunkResult(task.index, record.frames, record.reused, data=data)
+        return replace(done, data=data, seconds=time.perf_counter() - began)
 
-    def _upscale(self, spec: VideoSpec, task: ChunkTask, source: Path, sink: _ChunkSink) -> None:
+    def _upscale(self, spec: VideoSpec, task: ChunkTask, source: Path, sink: _ChunkSink) -> bool:
+        """Upscale the chunk into `sink`; True when the decoder could seek to it."""
         job = replace(spec.job, input=source)
+        decode = seek_decode_args(spec, job, task)
         runner = ChunkRunner(self.upscaler, sink, frame_batch(job, self.upscaler), job.dedup_threshold,
                              spec.padding)
 
@@ -151,9 +161,11 @@ class ChunkWorker:
                                      pts_expression=task.pts_expression)
             return FrameWriter(args, f"encode chunk {index} with {job.encode.codec}")
 
-        reader = FrameReader(commands.decode_args(spec.info, job, task.start), spec.info.width, spec.info.height)
+        reader = FrameReader(decode or commands.decode_args(spec.info, job, task.start), spec.info.width,
+                             spec.info.height)
         runner.run(reader, make_writer, lambda i, n: check_chunk(sink.temporary_chunk_path(i), i, n),
                    ChunkPlan(task.stop, job.chunk_frames))  # from task.start: this one chunk
+        return decode is not None
 
     def _source(self, spec: VideoSpec, blob: list) -> Path | None:
         known = self.sources.get(spec.source_sha256)
@@ -171,6 +183,38 @@ class ChunkWorker:
         local.write_bytes(ray.get(blob[0]))
         self.sources[spec.source_sha256] = local
         return local
+
+
+def seek_decode_args(spec: VideoSpec, job: VideoJob, task: ChunkTask) -> list[str] | None:
+    """Decode arguments that seek to the chunk instead of decoding the source from its start,
+    or None where that cannot be shown to give the chunk's frames. ffmpeg seeks to the keyframe
+    before a point half a frame before the chunk's first frame and drops the frames before that
+    point; a first decode of the chunk checks that the frames it gives have the chunk's times."""
+    if not spec.seekable or task.start == 0 or task.previous_pts is None or len(task.pts) != task.stop - task.start:
+        return None
+    steps = [b - a for a, b in zip((task.previous_pts, *task.pts), task.pts)]
+    if min(steps) <= 0:
+        return None
+    margin = Fraction(min(steps), 2) * spec.time_base  # half the shortest frame step, in seconds
+    point = task.pts[0] * spec.time_base - margin
+    seek = ["-ss", f"{float(point):.6f}"]
+    check = _seeked(commands.scan_args(spec.info, job), seek)
+    check[check.index("-c:v"):check.index("-c:v")] = ["-frames:v", str(len(task.pts))]
+    try:
+        found = parse_framecrc(run_ffmpeg(check, f"seek to chunk {task.index}"))
+    except FFmpegError:
+        return None
+    expected = [p * spec.time_base - point for p in task.pts]
+    got = [p * found.time_base for p in found.pts]
+    if len(got) != len(expected) or any(abs(g - e) > margin / 2 for g, e in zip(got, expected)):
+        return None
+    return _seeked(commands.decode_args(spec.info, job, 0), seek)
+
+
+def _seeked(args: list[str], seek: list[str]) -> list[str]:
+    """`args` with an input seek before the input."""
+    at = args.index("-i")
+    return [*args[:at], *seek, *args[at:]]
 
 
 class _ChunkSink:
@@ -304,6 +348,7 @@ class RayEngine:
         self.pool = pool
         self.device = device
         self.dtype = dtype
+        self.timings: list[tuple[float, float]] = []  # per chunk: (seconds seen by the driver, by the worker)
 
     def run(self, frames: FrameWork, on_frames: FramesCallback) -> None:
         import ray
@@ -316,10 +361,13 @@ class RayEngine:
         except OSError as error:
             raise OutputError(f"cannot write in {work.path}: {error.strerror}") from None
         source = work.identity["source"]
-        spec = ray.put(VideoSpec(frames.info, frames.job, frames.padding, frames.rate(), frames.timeline.time_base,
-                                 work.path.resolve(), token, source["size"], source["sha256"]))
+        job, pts = frames.job, frames.timeline.pts
+        seekable = not commands.timing_filters(job) and job.start is None and job.duration is None
+        spec = ray.put(VideoSpec(frames.info, job, frames.padding, frames.rate(), frames.timeline.time_base,
+                                 work.path.resolve(), token, source["size"], source["sha256"], seekable))
         done = {record.index for record in work.completed()}
-        todo = [ChunkTask(i, start, stop, frames.timeline.pts_expression(start, stop))
+        todo = [ChunkTask(i, start, stop, frames.timeline.pts_expression(start, stop), pts[start:stop],
+                          pts[start - 1] if start else None)
                 for i, start, stop in frames.plan().ranges_from(0) if i not in done]
         try:
             self._dispatch(frames, spec, todo, on_frames)
@@ -337,11 +385,11 @@ class RayEngine:
         while (todo and failure is None) or running:
             while idle and todo and failure is None:
                 actor, task = idle.pop(), todo.pop(0)
-                running[actor.run.remote(spec, task, blob)] = (actor, task)
+                running[actor.run.remote(spec, task, blob)] = (actor, task, time.perf_counter())
             if not running:
                 break
             [ready], _ = ray.wait(list(running), num_returns=1)
-            actor, task = running.pop(ready)
+            actor, task, submitted = running.pop(ready)
             try:
                 result = ray.get(ready)
             except Exception as error:  # noqa: BLE001 - Ray wraps the worker's error; one line per chunk
@@ -354,6 +402,7 @@ class RayEngine:
                 blob = blob or [ray.put(frames.job.input.read_bytes())]
                 todo.insert(0, task)
                 continue
+            self.timings.append((time.perf_counter() - submitted, result.seconds))
             self._keep(frames, result)
             on_frames(sum(c.frames for c in frames.work.completed()),
                       sum(c.reused for c in frames.work.completed()))
