@@ -186,7 +186,7 @@ def _model_seconds_per_chunk(args: argparse.Namespace, model: Path) -> float:
 
 def _machine() -> dict:
     return {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(),
-            "platform": platform.platform()}
+            "platform": platform.platform(), "load_average_1min": round(os.getloadavg()[0], 1)}
 
 
 def _print(report: dict) -> None:

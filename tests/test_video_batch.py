@@ -119,7 +119,7 @@ def test_the_worker_sends_bytes_and_asks_for_the_source_where_it_sees_neither(se
     source = series / "ep01.mkv"
     identity = file_identity(source)
     job = VideoJob(input=source, output=tmp_path / "o.mkv", scale=2, chunk_frames=7)
-    worker = ChunkWorker(load_checkpoint(model), InferenceSettings(device="cpu"), None)
+    worker = ChunkWorker(InferenceSettings(device="cpu"), None, load_checkpoint(model))
     spec = VideoSpec(probe(source), job, (0, 0), Fraction(25), Fraction(1, 1000), tmp_path, "token",
                      identity["size"], identity["sha256"])
     result = worker.run(spec, ChunkTask(1, 7, 14, "N*40"), [])

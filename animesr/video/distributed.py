@@ -116,19 +116,30 @@ class ChunkResult:
 class ChunkWorker:
     """One model on one device; upscales one chunk at a time into a chunk file."""
 
-    def __init__(self, loaded: LoadedModel, inference: InferenceSettings, threads: int | None) -> None:
+    def __init__(self, inference: InferenceSettings, threads: int | None, loaded: LoadedModel | None = None) -> None:
         if threads:
             torch.set_num_threads(threads)
-        self.upscaler = Upscaler(loaded, inference)
+        self.inference = inference
+        self.upscaler = Upscaler(loaded, inference) if loaded is not None else None
         self.sources: dict[str, Path] = {}  # source SHA-256 -> a path holding it on this node
         self.scratch = Path(tempfile.mkdtemp(prefix="animesr-worker-"))
 
-    def describe(self) -> tuple[str, str]:
+    def _load(self, model: list) -> None:
+        """`model`: [the object ref of the LoadedModel], passed with every call rather than to the
+        constructor, so that a restarted worker loads it again from the call it retries."""
+        if self.upscaler is None:
+            import ray
+
+            self.upscaler = Upscaler(ray.get(model[0]), self.inference)
+
+    def describe(self, model: list) -> tuple[str, str]:
+        self._load(model)
         return str(self.upscaler.device), str(self.upscaler.dtype).removeprefix("torch.")
 
-    def run(self, spec: VideoSpec, task: ChunkTask, blob: list) -> ChunkResult:
+    def run(self, spec: VideoSpec, task: ChunkTask, blob: list, model: list = ()) -> ChunkResult:
         """`blob`: [] or [the object ref of the source's bytes] (nested, so Ray fetches it only here)."""
         began = time.perf_counter()
+        self._load(model)
         source = self._source(spec, blob)
         if source is None:
             return ChunkResult(task.index, needs_source=True)
@@ -317,9 +328,9 @@ class RayPool:
         worker = ray.remote(ChunkWorker).options(max_restarts=TASK_RETRIES, max_task_retries=TASK_RETRIES,
                                                  **options)
         self.model_ref = ray.put(loaded)
-        self.actors = [worker.remote(self.model_ref, inference, threads) for _ in range(count)]
+        self.actors = [worker.remote(inference, threads) for _ in range(count)]
         try:
-            descriptions = ray.get([actor.describe.remote() for actor in self.actors])
+            descriptions = ray.get([actor.describe.remote([self.model_ref]) for actor in self.actors])
         except Exception as error:  # noqa: BLE001 - a worker that cannot start: one line
             raise _chunk_failure(None, error) from None
         self.description = descriptions[0]
@@ -385,7 +396,8 @@ class RayEngine:
         while (todo and failure is None) or running:
             while idle and todo and failure is None:
                 actor, task = idle.pop(), todo.pop(0)
-                running[actor.run.remote(spec, task, blob)] = (actor, task, time.perf_counter())
+                call = actor.run.remote(spec, task, blob, [self.pool.model_ref])
+                running[call] = (actor, task, time.perf_counter())
             if not running:
                 break
             [ready], _ = ray.wait(list(running), num_returns=1)
