@@ -170,3 +170,14 @@ def _frames(args: list[str], info, count: int) -> list[np.ndarray]:
         return [reader.read() for _ in range(count)]
     finally:
         reader.kill()
+
+
+def test_a_ray_address_nothing_answers_on_is_one_line_at_once(series: Path, tmp_path: Path) -> None:
+    pytest.importorskip("ray", reason="needs Ray: pip install 'animesr[ray]'")
+    out = tmp_path / "out.mkv"
+    result = cli(str(series / "ep02.mp4"), "-o", str(out), "-s", "2", "-m", str(tiny_model_file(tmp_path)),
+                 "--workers", "ray:127.0.0.1:1")
+    assert result.exit_code == 7 and handled(result), result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines == ["error: cannot reach the Ray cluster at 127.0.0.1:1: Connection refused"], lines
+    assert not out.exists() and not list(tmp_path.glob("out.mkv*"))

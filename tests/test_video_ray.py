@@ -170,3 +170,16 @@ def _manifest_chunks(manifest: Path) -> list[dict]:
         return json.loads(manifest.read_text())["chunks"]
     except (OSError, ValueError, KeyError):
         return []
+
+
+def test_a_chunk_that_fails_on_a_worker_is_one_line_of_its_own_error_class() -> None:
+    from animesr.errors import FFmpegError
+    from animesr.video.distributed import ChunkTask, _chunk_failure
+
+    cause = FFmpegError("ffmpeg failed to encode chunk 3 with libx264: Broken pipe")
+    wrapped = ray.exceptions.RayTaskError("ChunkWorker.run", "Traceback (most recent call last):\n  ...", cause)
+    failure = _chunk_failure(ChunkTask(3, 30, 40, "N*40"), wrapped)
+    assert type(failure) is FFmpegError and failure.exit_code == 6
+    assert str(failure) == "chunk 3: ffmpeg failed to encode chunk 3 with libx264: Broken pipe"
+    crashed = _chunk_failure(ChunkTask(4, 40, 50, "N*40"), ray.exceptions.RayTaskError("f", "tb", ValueError("x\ny")))
+    assert str(crashed) == "chunk 4 failed on a Ray worker: ValueError: x"

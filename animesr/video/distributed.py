@@ -287,6 +287,7 @@ class RayPool:
         import ray
 
         if not ray.is_initialized():
+            _check_reachable(self.settings.address)
             try:
                 ray.init(address=self.settings.address, include_dashboard=False, log_to_driver=False,
                          configure_logging=False)
@@ -350,6 +351,20 @@ def _wait_for_free(kind: str, count: int, total: int) -> None:
                               f"free after {FREE_WAIT_SECONDS} s (another run holds them?): use --ray-workers {free}"
                               if free else f"no {kind} of the Ray cluster is free (another run holds them)")
         time.sleep(0.5)
+
+
+def _check_reachable(address: str | None, seconds: float = 5.0) -> None:
+    """A HOST:PORT (or ray://HOST:PORT) that nothing answers on is one line at once (Ray itself
+    retries for minutes)."""
+    if not address or address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise InputError(f"--workers ray:{address}: the address must be auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((host, int(port)), timeout=seconds).close()
+    except OSError as error:
+        raise DeviceError(f"cannot reach the Ray cluster at {address}: {error.strerror or error}") from None
 
 
 class RayEngine:
