@@ -388,7 +388,7 @@ class RayEngine:
             raise OutputError(f"cannot write in {work.path}: {error.strerror}") from None
         source = work.identity["source"]
         job, pts = frames.job, frames.timeline.pts
-        seekable = not commands.timing_filters(job) and job.start is None and job.duration is None
+        seekable = not commands.timing_filters(frames.info, job) and job.start is None and job.duration is None
         spec = ray.put(VideoSpec(frames.info, job, frames.padding, frames.rate(), frames.timeline.time_base,
                                  work.path.resolve(), token, source["size"], source["sha256"], seekable))
         done = {record.index for record in work.completed()}
