@@ -116,7 +116,8 @@ class ChunkResult:
 class ChunkWorker:
     """One model on one device; upscales one chunk at a time into a chunk file."""
 
-    def __init__(self, inference: InferenceSettings, threads: int | None, loaded: LoadedModel | None = None) -> None:
+    def __init__(self, inference: InferenceSettings, threads: int | None,
+                 loaded: LoadedModel | None = None) -> None:
         if threads:
             torch.set_num_threads(threads)
         self.inference = inference
@@ -154,7 +155,8 @@ class ChunkWorker:
         record, path = sink.record, sink.final_path(task.index)
         done = ChunkResult(task.index, record.frames, record.reused, seeked=seeked)
         if shared:
-            return replace(done, shared_path=str(path.relative_to(spec.work_dir)), seconds=time.perf_counter() - began)
+            relative = str(path.relative_to(spec.work_dir))
+            return replace(done, shared_path=relative, seconds=time.perf_counter() - began)
         data = path.read_bytes()
         path.unlink()
         return replace(done, data=data, seconds=time.perf_counter() - began)
@@ -201,7 +203,9 @@ def seek_decode_args(spec: VideoSpec, job: VideoJob, task: ChunkTask) -> list[st
     or None where that cannot be shown to give the chunk's frames. ffmpeg seeks to the keyframe
     before a point half a frame before the chunk's first frame and drops the frames before that
     point; a first decode of the chunk checks that the frames it gives have the chunk's times."""
-    if not spec.seekable or task.start == 0 or task.previous_pts is None or len(task.pts) != task.stop - task.start:
+    if not spec.seekable or task.start == 0 or task.previous_pts is None:
+        return None
+    if len(task.pts) != task.stop - task.start:
         return None
     steps = [b - a for a, b in zip((task.previous_pts, *task.pts), task.pts)]
     if min(steps) <= 0:
@@ -291,7 +295,7 @@ class RayPool:
             try:
                 ray.init(address=self.settings.address, include_dashboard=False, log_to_driver=False,
                          configure_logging=False)
-            except Exception as error:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, ValueError...
+            except Exception as error:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, ValueError
                 where = f" at {self.settings.address}" if self.settings.address else ""
                 raise DeviceError(f"cannot start or join Ray{where}: {_first_line(error)}") from None
             self.started_ray = True
@@ -347,9 +351,11 @@ def _wait_for_free(kind: str, count: int, total: int) -> None:
     deadline = time.monotonic() + FREE_WAIT_SECONDS
     while (free := int(ray.available_resources().get(kind, 0))) < count:
         if time.monotonic() > deadline:
-            raise DeviceError(f"{count} Ray worker(s) need a {kind} each, and {free} of the cluster's {total} are "
-                              f"free after {FREE_WAIT_SECONDS} s (another run holds them?): use --ray-workers {free}"
-                              if free else f"no {kind} of the Ray cluster is free (another run holds them)")
+            if not free:
+                raise DeviceError(f"no {kind} of the Ray cluster is free (another run holds them)")
+            raise DeviceError(f"{count} Ray worker(s) need a {kind} each, and {free} of the cluster's {total} "
+                              f"are free after {FREE_WAIT_SECONDS} s (another run holds them?): "
+                              f"use --ray-workers {free}")
         time.sleep(0.5)
 
 
@@ -388,7 +394,8 @@ class RayEngine:
             raise OutputError(f"cannot write in {work.path}: {error.strerror}") from None
         source = work.identity["source"]
         job, pts = frames.job, frames.timeline.pts
-        seekable = not commands.timing_filters(frames.info, job) and job.start is None and job.duration is None
+        trimmed = job.start is not None or job.duration is not None
+        seekable = not commands.timing_filters(frames.info, job) and not trimmed
         spec = ray.put(VideoSpec(frames.info, job, frames.padding, frames.rate(), frames.timeline.time_base,
                                  work.path.resolve(), token, source["size"], source["sha256"], seekable))
         done = {record.index for record in work.completed()}
@@ -462,7 +469,8 @@ def _chunk_failure(task: ChunkTask | None, error: BaseException) -> AnimeSRError
             return type(cause)(f"{what}: {_first_line(cause)}")
         return AnimeSRError(f"{what} failed on a Ray worker: {type(cause).__name__}: {_first_line(cause)}")
     if isinstance(error, ray.exceptions.RayActorError):
-        return DeviceError(f"the Ray worker running {what} died {TASK_RETRIES + 1} times: {_first_line(error)}")
+        return DeviceError(f"the Ray worker running {what} died {TASK_RETRIES + 1} times: "
+                           f"{_first_line(error)}")
     return DeviceError(f"{what}: {_first_line(error)}")
 
 
