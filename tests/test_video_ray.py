@@ -134,10 +134,17 @@ def test_several_videos_on_two_workers_equal_single_process_runs(pool: RayPool, 
 
 
 def test_a_worker_killed_mid_chunk_loses_only_that_chunk(pool: RayPool, long_clip: Path, model: Path,
-                                                         tmp_path: Path) -> None:
+                                                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     single = run(long_clip, tmp_path / "single.mkv", chunk_frames=10)
     out = tmp_path / "ray.mkv"
-    job = VideoJob(input=long_clip, output=out, scale=2, model=model, chunk_frames=10)
+    monkeypatch.chdir(long_clip.parent)  # a relative INPUT: the workers, elsewhere, still find it
+    job = VideoJob(input=Path(long_clip.name), output=out, scale=2, model=model, chunk_frames=10)
+    engines: list = []
+
+    def engine(loaded, job):
+        engines.append(pool.engine(loaded, job))
+        return engines[-1]
+
     killed: list[int] = []
     finished = threading.Event()
 
@@ -155,7 +162,7 @@ def test_a_worker_killed_mid_chunk_loses_only_that_chunk(pool: RayPool, long_cli
     killer.start()
     progress: list[int] = []
     try:
-        result = upscale_video(job, VideoCallbacks(on_frames=lambda done, _: progress.append(done)), pool.engine)
+        result = upscale_video(job, VideoCallbacks(on_frames=lambda done, _: progress.append(done)), engine)
     finally:
         finished.set()
         killer.join()
@@ -163,6 +170,7 @@ def test_a_worker_killed_mid_chunk_loses_only_that_chunk(pool: RayPool, long_cli
     assert result.verification.ok and result.frames == single.frames == 80
     assert digest(out) == digest(single.output)
     assert progress == list(range(10, 81, 10)), "each chunk is kept once, the killed one after its retry"
+    assert not engines[0].sent_source, "the workers read the source where it lies"
 
 
 def _manifest_chunks(manifest: Path) -> list[dict]:

@@ -381,6 +381,7 @@ class RayEngine:
         self.device = device
         self.dtype = dtype
         self.timings: list[tuple[float, float]] = []  # per chunk: (seconds seen by the driver, by the worker)
+        self.sent_source = False  # a worker saw no copy of the source, so it went through the object store
 
     def run(self, frames: FrameWork, on_frames: FramesCallback) -> None:
         import ray
@@ -393,7 +394,8 @@ class RayEngine:
         except OSError as error:
             raise OutputError(f"cannot write in {work.path}: {error.strerror}") from None
         source = work.identity["source"]
-        job, pts = frames.job, frames.timeline.pts
+        job = replace(frames.job, input=frames.job.input.resolve())  # a worker's current folder is another
+        pts = frames.timeline.pts
         trimmed = job.start is not None or job.duration is not None
         seekable = not commands.timing_filters(frames.info, job) and not trimmed
         spec = ray.put(VideoSpec(frames.info, job, frames.padding, frames.rate(), frames.timeline.time_base,
@@ -434,6 +436,7 @@ class RayEngine:
             idle.append(actor)
             if result.needs_source:
                 blob = blob or [ray.put(frames.job.input.read_bytes())]
+                self.sent_source = True
                 todo.insert(0, task)
                 continue
             self.timings.append((time.perf_counter() - submitted, result.seconds))
