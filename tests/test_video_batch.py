@@ -106,6 +106,10 @@ def test_workers_ray_without_ray_says_how_to_install_it_before_any_work(series: 
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert lines == ['error: the Ray executor needs Ray, which is not installed: pip install "animesr[ray]"'], lines
     assert not out.exists()
+    monkeypatch.undo()
+    if importlib.util.find_spec("ray") is not None:
+        gpu = cli(str(series), "-o", str(out), "-s", "2", "--workers", "ray", "--device", "cuda:1")
+        assert gpu.exit_code == InputError.exit_code and "each Ray worker gets a GPU of its own" in gpu.output
     typo = cli(str(series), "-o", str(out), "-s", "2", "--workers", "rya")
     assert typo.exit_code == InputError.exit_code and "--workers must be local, ray or ray:ADDRESS" in typo.output
 

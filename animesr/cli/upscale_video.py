@@ -90,6 +90,9 @@ def upscale_video(
                      chunk_frames, denoise, accept_truncated=accept_truncated,
                      field_mode=_field_mode(field_mode, ivtc=ivtc, deinterlace=deinterlace))
     ray_settings = guarded(lambda: parse_workers(workers, ray_workers))  # before any work
+    if ray_settings is not None and device.startswith("cuda:"):
+        raise fail(f"--device {device} picks a GPU of this process; each Ray worker gets a GPU of its own: "
+                   "use --device auto, cuda or cpu", InputError.exit_code)
     with _engine(ray_settings) as engine:
         if folder_mode:
             _upscale_folder(job, inputs, output, recursive, container.lower().lstrip("."), engine)
