@@ -24,6 +24,7 @@ import secrets
 import shutil
 import socket
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 import time
 from dataclasses import dataclass, replace
 from fractions import Fraction
@@ -162,9 +163,27 @@ class ChunkWorker:
         return replace(done, data=data, seconds=time.perf_counter() - began)
 
     def _upscale(self, spec: VideoSpec, task: ChunkTask, source: Path, sink: _ChunkSink) -> bool:
-        """Upscale the chunk into `sink`; True when the decoder could seek to it."""
+        """Upscale the chunk into `sink` from a seek, checked on a thread meanwhile (so the check
+        costs no time); where the check fails, again from the start of the source. True: seeked."""
         job = replace(spec.job, input=source)
-        decode = seek_decode_args(spec, job, task)
+        seek = chunk_seek(spec, task)
+        if seek is not None:
+            with ThreadPoolExecutor(1) as checker:
+                exact = checker.submit(seek_is_exact, spec, job, task, seek)
+                try:
+                    self._upscale_from(spec, task, job, sink, _seeked(commands.decode_args(spec.info, job, 0),
+                                                                      seek.args()))
+                except AnimeSRError:
+                    if exact.result():
+                        raise  # the seek was right: the failure is the chunk's own
+                else:
+                    if exact.result():
+                        return True
+        self._upscale_from(spec, task, job, sink, commands.decode_args(spec.info, job, task.start))
+        return False
+
+    def _upscale_from(self, spec: VideoSpec, task: ChunkTask, job: VideoJob, sink: _ChunkSink,
+                      decode: list[str]) -> None:
         runner = ChunkRunner(self.upscaler, sink, frame_batch(job, self.upscaler), job.dedup_threshold,
                              spec.padding)
 
@@ -174,11 +193,9 @@ class ChunkWorker:
                                      pts_expression=task.pts_expression)
             return FrameWriter(args, f"encode chunk {index} with {job.encode.codec}")
 
-        reader = FrameReader(decode or commands.decode_args(spec.info, job, task.start), spec.info.width,
-                             spec.info.height)
+        reader = FrameReader(decode, spec.info.width, spec.info.height)
         runner.run(reader, make_writer, lambda i, n: check_chunk(sink.temporary_chunk_path(i), i, n),
                    ChunkPlan(task.stop, job.chunk_frames))  # from task.start: this one chunk
-        return decode is not None
 
     def _source(self, spec: VideoSpec, blob: list) -> Path | None:
         known = self.sources.get(spec.source_sha256)
@@ -198,11 +215,20 @@ class ChunkWorker:
         return local
 
 
-def seek_decode_args(spec: VideoSpec, job: VideoJob, task: ChunkTask) -> list[str] | None:
-    """Decode arguments that seek to the chunk instead of decoding the source from its start,
-    or None where that cannot be shown to give the chunk's frames. ffmpeg seeks to the keyframe
-    before a point half a frame before the chunk's first frame and drops the frames before that
-    point; a first decode of the chunk checks that the frames it gives have the chunk's times."""
+@dataclass(frozen=True)
+class Seek:
+    """An input seek to a point half the shortest frame step before the chunk's first frame:
+    ffmpeg starts at the keyframe before it and drops the frames before it."""
+
+    point: Fraction  # seconds, on the timeline's clock
+    margin: Fraction  # half the shortest frame step, seconds
+
+    def args(self) -> list[str]:
+        return ["-ss", f"{float(self.point):.6f}"]
+
+
+def chunk_seek(spec: VideoSpec, task: ChunkTask) -> Seek | None:
+    """Where the chunk may be decoded from a seek (None: decode from the start of the source)."""
     if not spec.seekable or task.start == 0 or task.previous_pts is None:
         return None
     if len(task.pts) != task.stop - task.start:
@@ -210,20 +236,31 @@ def seek_decode_args(spec: VideoSpec, job: VideoJob, task: ChunkTask) -> list[st
     steps = [b - a for a, b in zip((task.previous_pts, *task.pts), task.pts)]
     if min(steps) <= 0:
         return None
-    margin = Fraction(min(steps), 2) * spec.time_base  # half the shortest frame step, in seconds
-    point = task.pts[0] * spec.time_base - margin
-    seek = ["-ss", f"{float(point):.6f}"]
-    check = _seeked(commands.scan_args(spec.info, job), seek)
+    margin = Fraction(min(steps), 2) * spec.time_base
+    return Seek(task.pts[0] * spec.time_base - margin, margin)
+
+
+def seek_is_exact(spec: VideoSpec, job: VideoJob, task: ChunkTask, seek: Seek) -> bool:
+    """A decode of the chunk's frame times from the seek (no pixels copied) gives exactly the
+    chunk's frames: as many, each within a quarter frame of its time on the timeline."""
+    check = _seeked(commands.scan_args(spec.info, job), seek.args())
     check[check.index("-c:v"):check.index("-c:v")] = ["-frames:v", str(len(task.pts))]
     try:
         found = parse_framecrc(run_ffmpeg(check, f"seek to chunk {task.index}"))
     except FFmpegError:
-        return None
-    expected = [p * spec.time_base - point for p in task.pts]
+        return False
+    expected = [p * spec.time_base - seek.point for p in task.pts]
     got = [p * found.time_base for p in found.pts]
-    if len(got) != len(expected) or any(abs(g - e) > margin / 2 for g, e in zip(got, expected)):
+    return len(got) == len(expected) and all(abs(g - e) <= seek.margin / 2 for g, e in zip(got, expected))
+
+
+def seek_decode_args(spec: VideoSpec, job: VideoJob, task: ChunkTask) -> list[str] | None:
+    """Decode arguments that seek to the chunk, checked first; None where the seek cannot be
+    shown to give the chunk's frames."""
+    seek = chunk_seek(spec, task)
+    if seek is None or not seek_is_exact(spec, job, task, seek):
         return None
-    return _seeked(commands.decode_args(spec.info, job, 0), seek)
+    return _seeked(commands.decode_args(spec.info, job, 0), seek.args())
 
 
 def _seeked(args: list[str], seek: list[str]) -> list[str]:
