@@ -70,7 +70,7 @@ def main() -> None:
         "chunk_transfer": {"mib": args.chunk_mib, "s": round(transfer, 4)},
         "gpu_sized_chunk": {"frames": args.chunk_frames, "size": args.size, "device": args.device, "scale": 2,
                             "model_s": round(chunk_model, 2)},
-        "overhead_share": round(worst / chunk_model, 5),
+        "overhead_share": float(f"{worst / chunk_model:.3g}"),
         "overhead_ok": worst / chunk_model < OVERHEAD_LIMIT,
         "break_even_fps": round(args.chunk_frames / (worst / OVERHEAD_LIMIT), 1),
     }
