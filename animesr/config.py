@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
@@ -93,6 +94,11 @@ class TrainSettings:
 DEFAULT_DEDUP_THRESHOLD = 2.0  # grey levels; measured on ../shared/data/video (see README)
 DEFAULT_CHUNK_FRAMES = 240
 FIELD_MODES = ("auto", "ivtc", "deinterlace", "progressive")
+# bounds that keep a typo from scanning forever or exhausting memory
+FPS_RANGE = (Fraction(1, 10), Fraction(1000))
+MAX_BATCH = 256
+MAX_CHUNK_FRAMES = 100_000
+MAX_SECONDS = 1_000_000.0  # --start / --duration
 
 
 @dataclass(frozen=True)
@@ -132,16 +138,18 @@ class VideoJob:
         if self.deinterlace or self.field_mode == "deinterlace":  # one spelling, whichever was used
             object.__setattr__(self, "field_mode", "deinterlace")
             object.__setattr__(self, "deinterlace", True)
-        if self.batch is not None and self.batch < 1:
-            raise ValueError("--batch must be at least 1")
-        if self.chunk_frames < 1:
-            raise ValueError("chunk_frames must be at least 1")
-        if self.dedup_threshold < 0:
-            raise ValueError("--dedup-threshold must be 0 (off) or more")
-        if self.start is not None and self.start < 0:
-            raise ValueError("--start must not be negative")
-        if self.duration is not None and self.duration <= 0:
-            raise ValueError("--duration must be positive")
+        if self.batch is not None and not 1 <= self.batch <= MAX_BATCH:
+            raise ValueError(f"--batch must be 1 to {MAX_BATCH}")
+        if not 1 <= self.chunk_frames <= MAX_CHUNK_FRAMES:
+            raise ValueError(f"--chunk-frames must be 1 to {MAX_CHUNK_FRAMES}")
+        if not 0 <= self.dedup_threshold <= 255:  # also refuses NaN
+            raise ValueError("--dedup-threshold must be 0 (off) to 255")
+        if self.start is not None and not 0 <= self.start <= MAX_SECONDS:
+            raise ValueError(f"--start must be 0 to {MAX_SECONDS:.0f} seconds")
+        if self.duration is not None and not 0 < self.duration <= MAX_SECONDS:
+            raise ValueError(f"--duration must be more than 0 and at most {MAX_SECONDS:.0f} seconds")
+        if self.fps is not None:
+            _check_fps(self.fps)
 
 
 # ---- preview ---------------------------------------------------------------------------------
@@ -173,3 +181,13 @@ class PreviewJob:
             raise ValueError("--crop must be at least 16 pixels")
         if any(t < 0 for t in self.at):
             raise ValueError("--at must not be negative")
+
+
+def _check_fps(fps: str) -> None:
+    low, high = FPS_RANGE
+    try:
+        rate = Fraction(fps)
+    except (ValueError, ZeroDivisionError):
+        raise ValueError(f"--fps must be a number or a fraction like 24000/1001, not {fps!r}") from None
+    if not low <= rate <= high:
+        raise ValueError(f"--fps must be {float(low):g} to {float(high):g}, not {fps}")

@@ -13,6 +13,7 @@ from rich.progress import Progress, TextColumn
 
 from animesr.cli import app
 from animesr.cli.common import console, fail, guarded, note, progress_bar, warn
+from animesr.cli.signals import Terminated, stop_on_signals
 from animesr.config import (DEFAULT_CHUNK_FRAMES, DEFAULT_DEDUP_THRESHOLD, EncodeSettings, InferenceSettings,
                             VideoJob)
 from animesr.errors import InputError
@@ -93,11 +94,14 @@ def upscale_video(
     if ray_settings is not None and device.startswith("cuda:"):
         raise fail(f"--device {device} picks a GPU of this process; each Ray worker gets a GPU of its own: "
                    "use --device auto, cuda or cpu", InputError.exit_code)
-    with _engine(ray_settings) as engine:
-        if folder_mode:
-            _upscale_folder(job, inputs, output, recursive, container.lower().lstrip("."), engine)
-        else:
-            _report(_upscale_one(job, engine))
+    try:
+        with stop_on_signals(), _engine(ray_settings) as engine:
+            if folder_mode:
+                _upscale_folder(job, inputs, output, recursive, container.lower().lstrip("."), engine)
+            else:
+                _report(_upscale_one(job, engine))
+    except Terminated as stopped:
+        raise fail(f"stopped by {stopped}; the same command resumes the work", stopped.exit_code) from None
 
 
 def _upscale_one(job: VideoJob, engine):

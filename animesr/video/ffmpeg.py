@@ -1,13 +1,22 @@
 """The ffmpeg binary, and ffmpeg processes with their stderr kept: a runner, a raw-frame
-reader and a raw-frame writer. Commands are argument lists, never shell strings. No torch."""
+reader and a raw-frame writer. Commands are argument lists, never shell strings. No torch.
+
+Which ffmpeg: $ANIMESR_FFMPEG (a path, a name on PATH, or `bundled`), else a system ffmpeg on
+PATH, else the binary imageio-ffmpeg ships. The chosen one is checked once for the version and
+the options the pipeline needs; one that lacks them is replaced by the bundled binary, with a
+notice. Every child ffmpeg dies with this process (see `_die_with_parent`)."""
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import subprocess
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -17,26 +26,175 @@ from animesr.errors import FFmpegError
 
 STDERR_LINES_KEPT = 40
 STDERR_LINES_SHOWN = 6
+FFMPEG_ENV = "ANIMESR_FFMPEG"
+BUNDLED = "bundled"
+# `-enc_time_base filter` (each frame keeps the filter graph's timestamps) arrived in ffmpeg 6.1
+MINIMUM_VERSION = (6, 1)
+_CHECK_SECONDS = 60
+_VERSION = re.compile(r"^\S+ version n?(\d+)\.(\d+)")
+
+
+@dataclass(frozen=True)
+class FFmpegTool:
+    """The ffmpeg in use: its path, its version line, the ffprobe beside it (if any), and a
+    one-line notice when the ffmpeg asked for could not be used."""
+
+    path: str
+    version: str
+    ffprobe: str | None = None
+    notice: str | None = None
 
 
 @lru_cache(maxsize=1)
-def ffmpeg_exe() -> str:
-    """A system ffmpeg on PATH, else the binary imageio-ffmpeg ships."""
+def ffmpeg_tool() -> FFmpegTool:
+    """Choose and check the ffmpeg once per process; FFmpegError (exit 6) when none will do."""
+    requested = os.environ.get(FFMPEG_ENV, "").strip()
+    if requested.lower() == BUNDLED:
+        return _bundled(f"{FFMPEG_ENV}={requested}")
+    if requested:
+        found = shutil.which(requested)
+        if found is None:
+            raise FFmpegError(f"{FFMPEG_ENV}={requested} is not an ffmpeg that can be run")
+        return _checked_or_bundled(found, f"{FFMPEG_ENV}={requested}")
     system = shutil.which("ffmpeg")
     if system:
-        return system
-    try:
-        import imageio_ffmpeg
-    except ImportError:
-        raise FFmpegError("ffmpeg not found: install ffmpeg or `pip install imageio-ffmpeg`") from None
-    try:
-        return imageio_ffmpeg.get_ffmpeg_exe()
-    except RuntimeError as error:
-        raise FFmpegError(f"ffmpeg not found: {error}") from None
+        return _checked_or_bundled(system, f"the system ffmpeg ({system})")
+    return _bundled("no ffmpeg on PATH")
+
+
+def ffmpeg_exe() -> str:
+    return ffmpeg_tool().path
 
 
 def ffprobe_exe() -> str | None:
-    return shutil.which("ffprobe")
+    """The ffprobe of the same installation as the chosen ffmpeg; None: parse `ffmpeg -i`."""
+    return ffmpeg_tool().ffprobe
+
+
+def version_numbers(version_line: str) -> tuple[int, int] | None:
+    """'ffmpeg version 5.1.9-0+deb12u1 ...' -> (5, 1); None for git builds ('N-112233-g...')."""
+    match = _VERSION.match(version_line)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def minimum_version_text() -> str:
+    return ".".join(map(str, MINIMUM_VERSION))
+
+
+def _checked_or_bundled(path: str, what: str) -> FFmpegTool:
+    version, problem = _inspect(path)
+    if problem is None:
+        return FFmpegTool(path, version, _ffprobe_beside(path))
+    if _bundled_path() is None:
+        raise FFmpegError(f"{what}: {_short(version)} {problem}; install ffmpeg {minimum_version_text()} "
+                          f"or newer, or `pip install imageio-ffmpeg`")
+    bundled = _bundled(what)
+    return FFmpegTool(bundled.path, bundled.version, None,
+                      f"{what}: {_short(version)} {problem}; using the bundled {_short(bundled.version)} "
+                      f"(imageio-ffmpeg) instead")
+
+
+def _bundled(why: str) -> FFmpegTool:
+    path = _bundled_path()
+    if path is None:
+        raise FFmpegError(f"ffmpeg not found ({why}): install ffmpeg {minimum_version_text()} or newer, "
+                          f"or `pip install imageio-ffmpeg`")
+    version, problem = _inspect(path)
+    if problem is not None:
+        raise FFmpegError(f"the bundled ffmpeg ({path}) {problem}")
+    return FFmpegTool(path, version)
+
+
+def _bundled_path() -> str | None:
+    try:
+        import imageio_ffmpeg
+
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except (ImportError, RuntimeError):
+        return None
+
+
+def _short(version_line: str) -> str:
+    return version_line.split(" Copyright")[0]
+
+
+def _inspect(path: str) -> tuple[str, str | None]:
+    """(version line, None) when this ffmpeg does what the pipeline needs, else (line, problem)."""
+    try:
+        result = _run([path, "-hide_banner", "-version"], timeout=_CHECK_SECONDS)
+    except (OSError, subprocess.SubprocessError) as error:
+        return "ffmpeg", f"cannot be run ({error})"
+    line = result.stdout.splitlines()[0].strip() if result.stdout.strip() else "ffmpeg (unknown version)"
+    numbers = version_numbers(line)
+    if result.returncode != 0:
+        return line, f"does not run ({last_lines(result.stderr, 1)})"
+    if numbers is not None and numbers < MINIMUM_VERSION:
+        return line, f"is older than the {minimum_version_text()} animesr needs"
+    return line, _capability_problem(path)
+
+
+def _capability_problem(path: str) -> str | None:
+    """One 2×2 frame through the options and filters the video pipeline relies on."""
+    args = [path, "-hide_banner", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "2x2",
+            "-framerate", "24", "-i", "-",
+            "-vf", "fps=24,trim=start_frame=0,settb=1/24,setpts='N',scale=out_color_matrix=bt709:out_range=tv,"
+                   "format=yuv420p,setparams=colorspace=bt709:range=tv,setsar=1/1",
+            "-fps_mode", "passthrough", "-enc_time_base:v", "filter", "-c:v", "wrapped_avframe",
+            "-f", "framecrc", "-"]
+    try:
+        result = _run(args, stdin_bytes=bytes(12), timeout=_CHECK_SECONDS)
+    except (OSError, subprocess.SubprocessError) as error:
+        return f"cannot be run ({error})"
+    frames = [line for line in result.stdout.splitlines() if line and not line.startswith("#")]
+    if result.returncode != 0 or len(frames) != 1:
+        return (f"lacks options animesr needs (ffmpeg {minimum_version_text()} or newer has them): "
+                f"{last_lines(result.stderr, 1)}")
+    return None
+
+
+def _ffprobe_beside(ffmpeg: str) -> str | None:
+    candidate = Path(ffmpeg).with_name("ffprobe" + Path(ffmpeg).suffix)
+    return str(candidate) if candidate.is_file() and os.access(candidate, os.X_OK) else None
+
+
+# ---- child processes ------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def _die_with_parent() -> tuple[str, ...]:
+    """The command prefix that makes a child get SIGKILL when its parent dies, even by SIGKILL:
+    util-linux's `setpriv --pdeathsig` (Linux). Linux sends it when the *thread* that started
+    the child ends, so each child is waited for by the thread that started it. No Python code
+    runs between fork and exec (a preexec_fn would, and is unsafe with threads and signals)."""
+    tool = shutil.which("setpriv") if sys.platform.startswith("linux") else None
+    if tool is None:
+        return ()
+    try:
+        help_text = subprocess.run([tool, "--help"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ()
+    return (tool, "--pdeathsig", "KILL", "--") if "--pdeathsig" in help_text else ()
+
+
+def _command(args: Sequence[str]) -> list[str]:
+    return [*_die_with_parent(), *args]
+
+
+def _run(args: Sequence[str], *, stdin_bytes: bytes | None = None,
+         timeout: float | None = None) -> subprocess.CompletedProcess:
+    """Run to completion with output captured as text; the child is killed if we are interrupted."""
+    stdin = {"input": stdin_bytes} if stdin_bytes is not None else {"stdin": subprocess.DEVNULL}
+    # own session: a terminal's Ctrl-C reaches only us, and we stop our children ourselves
+    result = subprocess.run(_command(args), capture_output=True, timeout=timeout, start_new_session=True,
+                            **stdin)
+    return subprocess.CompletedProcess(result.args, result.returncode,
+                                       result.stdout.decode("utf-8", "replace"),
+                                       result.stderr.decode("utf-8", "replace"))
+
+
+def run_tool(args: Sequence[str]) -> subprocess.CompletedProcess:
+    """Run ffmpeg or ffprobe (args[0] included) to completion; stdout and stderr as text."""
+    return _run(args)
 
 
 @lru_cache(maxsize=1)
@@ -66,8 +224,7 @@ def last_lines(stderr: str, count: int = STDERR_LINES_SHOWN) -> str:
 
 def run_ffmpeg(args: Sequence[str], what: str) -> str:
     """Run ffmpeg to completion; returns stdout; raises FFmpegError with stderr's tail."""
-    result = subprocess.run([ffmpeg_exe(), *args], capture_output=True, text=True, errors="replace",
-                            stdin=subprocess.DEVNULL)
+    result = _run([ffmpeg_exe(), *args])
     if result.returncode != 0:
         raise FFmpegError(f"ffmpeg failed to {what}: {last_lines(result.stderr)}")
     return result.stdout
@@ -97,7 +254,7 @@ class FFmpegProcess:
     def __init__(self, args: Sequence[str], what: str, *, reads_stdin: bool) -> None:
         self.what = what
         self.process = subprocess.Popen(
-            [ffmpeg_exe(), *args],
+            _command([ffmpeg_exe(), *args]),
             stdin=subprocess.PIPE if reads_stdin else subprocess.DEVNULL,
             stdout=subprocess.DEVNULL if reads_stdin else subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -23,7 +23,7 @@ from animesr.inference.upscaler import Upscaler
 from animesr.pretrained import resolve_model
 from animesr.video import commands
 from animesr.video.fields import settle_field_mode
-from animesr.video.ffmpeg import FrameReader, FrameWriter, run_ffmpeg, video_encoders
+from animesr.video.ffmpeg import FrameReader, FrameWriter, ffmpeg_tool, run_ffmpeg, video_encoders
 from animesr.video.preflight import check_encoder_opens
 from animesr.video.probe import VideoInfo, probe
 from animesr.video.runner import ChunkPlan, ChunkRunner, FramesCallback
@@ -104,6 +104,9 @@ def upscale_video(job: VideoJob, callbacks: VideoCallbacks = VideoCallbacks(),
                   engine: EngineFactory | None = None) -> VideoResult:
     """`engine` makes the frame engine from the loaded model (default: `LocalEngine`)."""
     began = time.perf_counter()
+    tool = ffmpeg_tool()  # chosen and checked once, before any file is read
+    if tool.notice:
+        callbacks.warn(tool.notice)
     info = probe(job.input)
     container = _check_paths(job)
     check_video_codec(container, job.encode.codec, video_encoders())

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 from animesr.errors import FFmpegError, InputError
-from animesr.video.ffmpeg import ffmpeg_exe, ffprobe_exe, last_lines
+from animesr.video.ffmpeg import ffmpeg_exe, ffprobe_exe, last_lines, path_arg, run_tool
 
 HD_HEIGHT = 720
 INTERLACED_ORDERS = ("tt", "bb", "tb", "bt")
@@ -93,8 +92,8 @@ def probe(path: Path) -> VideoInfo:
 
 def _run_ffprobe(tool: str, path: Path) -> dict:
     args = [tool, "-v", "error", "-print_format", "json", "-show_format", "-show_streams",
-            "-show_chapters", str(path)]
-    result = subprocess.run(args, capture_output=True, text=True, errors="replace")
+            "-show_chapters", path_arg(path)]
+    result = run_tool(args)
     if result.returncode != 0:
         raise InputError(f"{path.name} is not a video ffmpeg can read: {last_lines(result.stderr, 1)}")
     try:
@@ -168,8 +167,8 @@ _FIELD_ORDERS = {"progressive": "progressive", "top first": "tt", "bottom first"
 
 
 def _ffmpeg_banner(path: Path) -> str:
-    args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)]
-    result = subprocess.run(args, capture_output=True, text=True, errors="replace")
+    args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", path_arg(path)]
+    result = run_tool(args)
     banner = result.stderr
     if "Input #0" not in banner:
         raise InputError(f"{path.name} is not a video ffmpeg can read: {last_lines(banner, 1)}")
