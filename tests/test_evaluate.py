@@ -13,7 +13,7 @@ from animesr.checkpoint import save_checkpoint
 from animesr.cli import _register, app
 from animesr.imaging import bicubic_resize, downscale, write_image
 from animesr.training.metrics import psnr_y, ssim_y
-from tests.conftest import handled, smooth_image, tiny_model
+from conftest import handled, smooth_image, tiny_model
 
 _register()
 

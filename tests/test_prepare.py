@@ -22,7 +22,7 @@ from animesr.config import PrepareSettings
 from animesr.data.prepare import check_dataset, prepare_dataset, window_starts
 from animesr.errors import DatasetError, InputError, OutputError
 from animesr.imaging import downscale, write_image
-from tests.conftest import handled, smooth_image
+from conftest import handled, smooth_image
 
 _register()
 

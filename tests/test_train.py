@@ -27,7 +27,7 @@ from animesr.inference.upscaler import Upscaler
 from animesr.training import loop
 from animesr.training.loop import TrainCallbacks, train
 from animesr.training.state import load_state
-from tests.conftest import handled, smooth_image
+from conftest import handled, smooth_image
 
 _register()
 
