@@ -1,4 +1,6 @@
-"""The shipped models in models/, by name, and how a command picks its model.
+"""The shipped models, by name, and how a command picks its model. They live in the repository's
+models/ (a checkout, an editable install) and travel in a wheel as `animesr/shipped_models/`
+(setup.py).
 
 Two kinds ship per scale: `clean` (trained on bicubic down-scaling) and `real` (fine-tuned
 from `clean` on realistically degraded inputs: blur, noise, JPEG/WebP and video codecs).
@@ -16,12 +18,16 @@ from animesr.errors import CheckpointError, InputError
 MODELS_ENV = "ANIMESR_MODELS"
 MODEL_NAMES = ("clean", "real")
 DEFAULT_MODEL = "clean"
+_PACKAGED = Path(__file__).resolve().parent / "shipped_models"  # an installed wheel
+_CHECKOUT = Path(__file__).resolve().parents[1] / "models"  # a checkout or an editable install
 
 
 def models_dir() -> Path:
-    """$ANIMESR_MODELS, else the repository's models/ beside the package (editable install)."""
+    """$ANIMESR_MODELS, else the models installed with the package, else the repository's models/."""
     override = os.environ.get(MODELS_ENV)
-    return Path(override) if override else Path(__file__).resolve().parents[1] / "models"
+    if override:
+        return Path(override)
+    return _PACKAGED if _PACKAGED.is_dir() else _CHECKOUT
 
 
 def shipped_model_path(scale: int, name: str = DEFAULT_MODEL) -> Path:
