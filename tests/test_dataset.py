@@ -142,7 +142,7 @@ def test_a_wrong_layout_is_one_line_from_the_cli(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from animesr.cli import _register, app
-    from tests.conftest import handled
+    from conftest import handled
 
     _register()
     path = tmp_path / "d.h5"

@@ -13,7 +13,7 @@ from animesr.data.degrade import (CLEAN, PRESETS, Degradation, degrade, gaussian
                                   video_roundtrip)
 from animesr.imaging import downscale
 from animesr.training.metrics import psnr_y
-from tests.conftest import small_dataset, smooth_image
+from conftest import small_dataset, smooth_image
 
 
 def _lines(height: int, width: int) -> np.ndarray:

@@ -22,7 +22,7 @@ from animesr.pretrained import MODELS_ENV, model_choice, resolve_model, shipped_
 from animesr.training.loop import train
 from animesr.training.metrics import psnr_y
 from animesr.training.validation import degraded_lr
-from tests.conftest import handled, small_dataset, smooth_image, tiny_model
+from conftest import handled, small_dataset, smooth_image, tiny_model
 
 _register()
 
