@@ -104,9 +104,7 @@ def upscale_video(job: VideoJob, callbacks: VideoCallbacks = VideoCallbacks(),
                   engine: EngineFactory | None = None) -> VideoResult:
     """`engine` makes the frame engine from the loaded model (default: `LocalEngine`)."""
     began = time.perf_counter()
-    tool = ffmpeg_tool()  # chosen and checked once, before any file is read
-    if tool.notice:
-        callbacks.warn(tool.notice)
+    ffmpeg_tool()  # chosen and checked once, before any file is read (its notice comes with the summary)
     info = probe(job.input)
     container = _check_paths(job)
     check_video_codec(container, job.encode.codec, video_encoders())
@@ -132,6 +130,8 @@ def _upscale_locked(job: VideoJob, callbacks: VideoCallbacks, info: VideoInfo, c
         callbacks.note(f"hashing {job.input.name} ({size / 2**30:.1f} GiB) to match it with its work folder")
     work = WorkFolder(work_folder_path(job.output), _identity(job, loaded, engine.dtype))
     timeline = _open_work(work, info, job, callbacks.warn)
+    if ffmpeg_tool().notice:  # once the job is sure to run: a refused job's error stays its only line
+        callbacks.warn(ffmpeg_tool().notice)
     callbacks.note(_summary(info, job, timeline, padding, loaded.source, engine.device))
     resumed_from = work.frames_done()
     if resumed_from:
