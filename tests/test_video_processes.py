@@ -160,3 +160,12 @@ def test_unbounded_options_are_one_line_before_any_work(tmp_path: Path, options:
     assert message in result.output and "not found" not in result.output
     assert len(result.output.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_every_ffmpeg_child_is_started_through_the_one_module_that_ties_it_to_the_job() -> None:
+    """Dying with the job is arranged in animesr/video/ffmpeg.py; a subprocess call elsewhere in
+    the package would start a child that can outlive it."""
+    package = Path(__file__).resolve().parents[1] / "animesr"
+    elsewhere = [str(path.relative_to(package)) for path in package.rglob("*.py")
+                 if path.name != "ffmpeg.py" and "subprocess." in path.read_text()]
+    assert elsewhere == []

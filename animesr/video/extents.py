@@ -4,12 +4,11 @@ the chapter lines `ffmpeg -i` prints. The verification holds them to the video's
 from __future__ import annotations
 
 import re
-import subprocess
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from animesr.video.ffmpeg import ffmpeg_exe, path_arg, run_ffmpeg
+from animesr.video.ffmpeg import ffmpeg_exe, path_arg, run_ffmpeg, run_tool
 from animesr.video.probe import StreamInfo
 
 _TIME_BASE = re.compile(r"^#tb (\d+): (\d+)/(\d+)")
@@ -58,8 +57,7 @@ def parse_extents(text: str, labels: list[str]) -> tuple[Extent, ...]:
 
 
 def chapter_extents(path: Path) -> tuple[Extent, ...]:
-    banner = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", path_arg(path)], capture_output=True,
-                            text=True, errors="replace", stdin=subprocess.DEVNULL).stderr
+    banner = run_tool([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", path_arg(path)]).stderr
     return parse_chapters(banner)
 
 

@@ -5,12 +5,11 @@ does not take): it is opened on two frames of the output's size first. No torch.
 from __future__ import annotations
 
 import re
-import subprocess
 
 from animesr.config import EncodeSettings
 from animesr.errors import InputError
 from animesr.video import commands
-from animesr.video.ffmpeg import ffmpeg_exe, last_lines
+from animesr.video.ffmpeg import ffmpeg_exe, last_lines, run_tool
 from animesr.video.probe import VideoInfo
 
 _PREFIX = re.compile(r"^(\[[^\]]*\]\s*)+")
@@ -18,8 +17,7 @@ _PREFIX = re.compile(r"^(\[[^\]]*\]\s*)+")
 
 def check_encoder_opens(info: VideoInfo, encode: EncodeSettings, *, width: int, height: int) -> None:
     args = commands.encoder_trial_args(info, encode, width=width, height=height)
-    result = subprocess.run([ffmpeg_exe(), *args], capture_output=True, text=True, errors="replace",
-                            stdin=subprocess.DEVNULL)
+    result = run_tool([ffmpeg_exe(), *args])
     if result.returncode != 0:
         raise InputError(f"--codec {encode.codec} does not work here ({encoder_complaint(result.stderr, encode.codec)})"
                          ": choose another --codec (libx264 always works)")
