@@ -52,3 +52,38 @@ def test_tta_improves_the_shipped_x2_model() -> None:
     plain = psnr_y(Upscaler(loaded, InferenceSettings(device="cpu")).upscale(lr), hr, 2)
     tta = psnr_y(Upscaler(loaded, InferenceSettings(device="cpu", tta=True)).upscale(lr), hr, 2)
     assert tta > plain + 0.05, (tta, plain)
+
+
+def _scores(scale: int, preset: str) -> dict[str, float]:
+    """Y-PSNR of bicubic, the clean and the real model on the Lucy crop degraded by `preset`."""
+    from animesr.data.degrade import PRESETS
+    from animesr.training.validation import degraded_lr
+
+    hr = crop_to_multiple(read_image(SAMPLE), scale)
+    lrs = [degraded_lr(hr, scale, PRESETS[preset], seed, 0) for seed in range(3)]
+    scores = {"bicubic": sum(psnr_y(bicubic_resize(lr, hr.shape[1], hr.shape[0]), hr, scale) for lr in lrs)}
+    for name in ("clean", "real"):
+        upscaler = Upscaler(resolve_model(name, scale), InferenceSettings(device="cpu"))
+        scores[name] = sum(psnr_y(upscaler.upscale(lr), hr, scale) for lr in lrs)
+    return {k: v / len(lrs) for k, v in scores.items()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scale,preset,over_clean", [(2, "dvd", 0.3), (4, "web", -0.1)])
+def test_the_real_model_on_damaged_input(scale: int, preset: str, over_clean: float, monkeypatch) -> None:
+    """x2: clearly better than the clean model on DVD-like input. x4 (200 fine-tuning steps so
+    far, see the model card): at least as good as the clean model on web input."""
+    monkeypatch.delenv("ANIMESR_MODELS", raising=False)
+    path = shipped_model_path(scale, "real")
+    assert path.is_file() and path.stat().st_size < 5 * 1024 * 1024
+    assert load_checkpoint(path).training["degrade"] == "real"
+    scores = _scores(scale, preset)
+    assert scores["real"] > scores["clean"] + over_clean and scores["real"] > scores["bicubic"] + 0.5, scores
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scale,margin", [(2, 2.0), (4, 1.0)])
+def test_the_real_model_keeps_clean_input_sharp(scale: int, margin: float, monkeypatch) -> None:
+    monkeypatch.delenv("ANIMESR_MODELS", raising=False)
+    scores = _scores(scale, "clean")
+    assert scores["real"] >= scores["bicubic"] + margin, scores
