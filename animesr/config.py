@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+PRECISIONS = ("auto", "exact", "fast", "fp32", "fp16", "bf16")  # exact = fp32; fast: the backend's reduced precision
+BACKENDS = ("auto", "torch", "openvino", "onnxruntime")
 # An 8K×6K picture. A PNG of a few kilobytes can claim 12000×12000 pixels (gigabytes once
 # decoded and upscaled), so image sizes are read from the header and checked before decoding.
 DEFAULT_MAX_PIXELS = 50_000_000
@@ -14,16 +15,19 @@ DEFAULT_MAX_PIXELS = 50_000_000
 
 @dataclass(frozen=True)
 class InferenceSettings:
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | gpu | gpu.N (OpenVINO's Intel GPUs)
     precision: str = "auto"  # auto: fp16 on CUDA, fp32 on the CPU
-    tile: int | None = None  # input pixels; None: whole image on the CPU, from free memory on CUDA
+    tile: int | None = None  # input pixels; None: from free memory (CUDA) or available RAM (CPU)
+    backend: str = "auto"  # auto: the fastest correct runtime installed for the device (measured)
     channels_last: bool = True
     min_tile: int = 32
     tta: bool = False  # self-ensemble ×8: the mean over the 8 rotations/mirrors, 8× the compute
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}")
+            raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"--backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
         if self.tile is not None and self.tile < self.min_tile:
             raise ValueError(f"--tile must be at least {self.min_tile} pixels")
 

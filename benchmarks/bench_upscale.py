@@ -94,7 +94,7 @@ def picture(size: int, seed: int) -> np.ndarray:
 
 
 def end_to_end(scale: int, size: int, device: torch.device, n_images: int, repeats: int) -> dict:
-    settings = InferenceSettings(device=str(device))
+    settings = InferenceSettings(device=str(device), backend="torch")  # model-only below is torch too
     upscaler = Upscaler(LoadedModel(random_model(scale), 255.0, "random"), settings)
     with tempfile.TemporaryDirectory() as tmp:
         src, out = Path(tmp) / "in", Path(tmp) / "out"

@@ -173,8 +173,9 @@ def test_out_of_memory_below_the_smallest_tile_is_a_device_error(monkeypatch) ->
 def test_tiles_are_sized_from_free_memory_less_the_output_held_on_the_device(monkeypatch) -> None:
     free = {"bytes": 2**40}
     monkeypatch.setattr("animesr.inference.upscaler.free_memory_bytes", lambda device: free["bytes"])
-    plain = Upscaler(tiny_loaded(4), InferenceSettings(device="cpu"))
-    tta = Upscaler(tiny_loaded(4), InferenceSettings(device="cpu", tta=True))
+    plain = Upscaler(tiny_loaded(4), InferenceSettings(device="cpu", backend="torch"))
+    tta = Upscaler(tiny_loaded(4), InferenceSettings(device="cpu", backend="torch", tta=True))
+    plain.device = tta.device = torch.device("cuda")  # the CUDA formula, without a GPU (no tensor goes there)
     x = torch.zeros(1, 3, 200, 200)
     assert plain._auto_tile(x) is None  # room for the whole image
     free["bytes"] = 100 * 2**20
@@ -183,3 +184,19 @@ def test_tiles_are_sized_from_free_memory_less_the_output_held_on_the_device(mon
     assert 32 <= tta_tile < plain_tile < 200 and plain_tile % 8 == 0 == tta_tile % 8
     free["bytes"] = 10 * 2**20  # less than the x4 output and its float32 sum
     assert tta._auto_tile(x) == 32
+
+
+def test_cpu_tiles_are_sized_from_available_ram(monkeypatch) -> None:
+    ram = {"bytes": 2**40}
+    monkeypatch.setattr("animesr.inference.upscaler.available_ram_bytes", lambda: ram["bytes"])
+    plain = Upscaler(tiny_loaded(4), InferenceSettings(device="cpu"))
+    tta = Upscaler(tiny_loaded(4), InferenceSettings(device="cpu", tta=True))
+    x = torch.zeros(1, 3, 200, 200)
+    assert plain._auto_tile(x) is None  # fits in the CPU budget: whole image, no tiling overhead
+    assert plain._auto_tile(torch.zeros(1, 3, 1080, 1920)) is not None  # 1920×1080 at x4 is tiled by default
+    ram["bytes"] = 300 * 2**20  # half of it is the budget; the whole 200×200 image needs ~300 MB at x4
+    plain_tile, tta_tile = plain._auto_tile(x), tta._auto_tile(x)
+    assert plain_tile is not None and tta_tile is not None
+    assert 32 <= tta_tile < plain_tile < 200 and plain_tile % 8 == 0 == tta_tile % 8
+    ram["bytes"] = None  # the system does not say: whole image, as before
+    assert plain._auto_tile(x) is None

@@ -31,7 +31,7 @@ def _root(
 
 def _register() -> None:
     # Each command module adds itself to `app` on import.
-    from animesr.cli import evaluate, prepare, preview, train, upscale_image, upscale_video  # noqa: F401
+    from animesr.cli import evaluate, export, prepare, preview, train, upscale_image, upscale_video  # noqa: F401
 
 
 def main() -> None:

@@ -17,6 +17,11 @@ T = TypeVar("T")
 
 INTERRUPTED_EXIT_CODE = 130
 
+BACKEND_HELP = ("Runtime: auto (the fastest installed for the device: OpenVINO, then ONNX Runtime, then "
+                "torch on the CPU; torch on CUDA), torch, openvino, onnxruntime.")
+PRECISION_HELP = ("auto (fp16 on CUDA, exact on the CPU), exact (fp32), fast (the backend's reduced precision: "
+                  "bf16 on recent CPUs, fp16 on GPUs), fp32, fp16, bf16.")
+
 
 def fail(message: str, code: int = 1) -> typer.Exit:
     console.print(f"[bold red]error:[/] {_escape(message)}")  # user text may hold [brackets]

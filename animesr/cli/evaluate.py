@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from animesr.cli import app
-from animesr.cli.common import console, guarded, progress_bar
+from animesr.cli.common import BACKEND_HELP, PRECISION_HELP, console, guarded, note, progress_bar
 from animesr.config import InferenceSettings
 from animesr.errors import OutputError, UsageError
 from animesr.imaging import write_bytes_atomically
@@ -33,7 +33,9 @@ def evaluate(
     crop: Annotated[int | None, typer.Option(
         help="Centre-crop each HR image to N pixels first (at least 16 × scale).")] = None,
     tile: Annotated[int | None, typer.Option(help="Tile size in input pixels (exact for A2N).")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N, or gpu[.N] (OpenVINO).")] = "auto",
+    backend: Annotated[str, typer.Option("--backend", help=BACKEND_HELP)] = "auto",
+    precision: Annotated[str, typer.Option("--precision", help=PRECISION_HELP)] = "auto",
     tta: Annotated[bool, typer.Option("--tta", help="Self-ensemble: average the model over the 8 "
                                                     "rotations/mirrors (8× slower, slightly more accurate).")] = False,
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write the numbers to this JSON file.")] = None,
@@ -61,7 +63,7 @@ def evaluate(
         if json_path is not None and not json_path.parent.is_dir():
             raise OutputError(f"cannot write {json_path}: folder {json_path.parent} does not exist")
         try:
-            return InferenceSettings(device=device, tile=tile, tta=tta)
+            return InferenceSettings(device=device, tile=tile, tta=tta, backend=backend, precision=precision)
         except ValueError as error:
             raise UsageError(str(error)) from None
 
@@ -75,6 +77,7 @@ def evaluate(
         if compare is not None:
             models.append(resolve_model(second, scale))
         upscalers = [Upscaler(loaded, settings) for loaded in models]
+        note(f"x{scale}, model {models[0].source}, {upscalers[0].describe()}")
         images = load_hr_images(list(hr), crop)
         check_image_sizes(images, scale)
         with progress_bar() as progress:

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.progress import Progress, TaskID
 
 from animesr.cli import app
-from animesr.cli.common import console, fail, guarded, note, progress_bar, warn
+from animesr.cli.common import BACKEND_HELP, PRECISION_HELP, console, fail, guarded, note, progress_bar, warn
 from animesr.config import DEFAULT_MAX_PIXELS, ImageJob, InferenceSettings
 from animesr.errors import InputError
 from animesr.images import FORMATS, ImageCallbacks, ImageTask, plan_images, upscale_images
@@ -31,7 +31,9 @@ def upscale_image(
     tile: Annotated[int | None, typer.Option(
         "--tile", "-t", help="Tile size in input pixels (exact: same result as untiled). "
                              "Default: whole image on the CPU, from free memory on CUDA.")] = None,
-    device: Annotated[str, typer.Option("--device", "-d", help="auto, cpu, cuda or cuda:N.")] = "auto",
+    device: Annotated[str, typer.Option("--device", "-d", help="auto, cpu, cuda, cuda:N, or gpu[.N] (OpenVINO).")] = "auto",
+    backend: Annotated[str, typer.Option("--backend", help=BACKEND_HELP)] = "auto",
+    precision: Annotated[str, typer.Option("--precision", help=PRECISION_HELP)] = "auto",
     tta: Annotated[bool, typer.Option(
         "--tta", help="Self-ensemble: average the model over the 8 rotations/mirrors "
                       "(8× slower, slightly more accurate).")] = False,
@@ -49,7 +51,7 @@ def upscale_image(
     """Upscale images with A2N. Existing outputs are skipped unless --overwrite."""
     job = _build_job(inputs=inputs, output=output, scale=scale, model=model, denoise=denoise, tile=tile,
                      device=device, tta=tta, fmt=fmt, suffix=suffix, recursive=recursive, overwrite=overwrite,
-                     max_pixels=max_pixels)
+                     max_pixels=max_pixels, backend=backend, precision=precision)
     tasks = guarded(lambda: plan_images(job, prepare=False))  # nothing created before the model loads
 
     from animesr.inference import Upscaler  # torch is imported only when there is work
@@ -57,7 +59,7 @@ def upscale_image(
 
     loaded = guarded(lambda: resolve_model(job.model, job.scale, job.denoise))
     upscaler = guarded(lambda: Upscaler(loaded, job.inference))
-    note(f"{len(tasks)} image(s), x{job.scale}, model {loaded.source}, device {upscaler.device}")
+    note(f"{len(tasks)} image(s), x{job.scale}, model {loaded.source}, {upscaler.describe()}")
 
     with progress_bar() as progress:
         callbacks = _progress_callbacks(progress, len(tasks))
@@ -73,7 +75,7 @@ def upscale_image(
 
 def _build_job(*, inputs: list[Path], output: Path, scale: int, model: str | None, denoise: float | None,
                tile: int | None, device: str, tta: bool, fmt: str, suffix: str, recursive: bool,
-               overwrite: bool, max_pixels: int) -> ImageJob:
+               overwrite: bool, max_pixels: int, backend: str = "auto", precision: str = "auto") -> ImageJob:
     from animesr.model.a2n import SUPPORTED_SCALES
     from animesr.pretrained import check_model_choice, model_choice
 
@@ -88,7 +90,7 @@ def _build_job(*, inputs: list[Path], output: Path, scale: int, model: str | Non
         raise fail(f"--suffix must not contain a path separator: {suffix!r}", InputError.exit_code)
     chosen = model_choice(model)
     try:
-        settings = InferenceSettings(device=device, tile=tile, tta=tta)
+        settings = InferenceSettings(device=device, tile=tile, tta=tta, backend=backend, precision=precision)
         job = ImageJob(
             inputs=tuple(inputs), output_dir=output, scale=scale, model=chosen, fmt=fmt, suffix=suffix,
             recursive=recursive, overwrite=overwrite, max_pixels=max_pixels, inference=settings, denoise=denoise,

@@ -12,7 +12,7 @@ import typer
 from rich.progress import Progress, TextColumn
 
 from animesr.cli import app
-from animesr.cli.common import console, fail, guarded, note, progress_bar, warn
+from animesr.cli.common import BACKEND_HELP, PRECISION_HELP, console, fail, guarded, note, progress_bar, warn
 from animesr.cli.signals import Terminated, stop_on_signals
 from animesr.config import (DEFAULT_CHUNK_FRAMES, DEFAULT_DEDUP_THRESHOLD, EncodeSettings, InferenceSettings,
                             VideoJob)
@@ -60,7 +60,9 @@ def upscale_video(
     batch: int | None = typer.Option(None, "--batch", "-b", help="Frames per network call (default: 4 on CUDA, "
                                                                  "1 on the CPU)."),
     tile: int | None = typer.Option(None, "--tile", "-t", help="Tile size in input pixels (exact)."),
-    device: str = typer.Option("auto", "--device", "-d", help="auto, cpu, cuda or cuda:N."),
+    device: str = typer.Option("auto", "--device", "-d", help="auto, cpu, cuda, cuda:N, or gpu[.N] (OpenVINO)."),
+    backend: str = typer.Option("auto", "--backend", help=BACKEND_HELP),
+    precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
     tta: bool = typer.Option(False, "--tta", help="Self-ensemble: average the model over the 8 rotations/mirrors (8× slower, slightly more accurate)."),
     resume: bool = typer.Option(True, "--resume/--no-resume",
                                 help="Continue an interrupted run from its last complete chunk."),
@@ -88,7 +90,7 @@ def upscale_video(
     target = output / "placeholder.mkv" if folder_mode else output
     job = _build_job(inputs[0], target, scale, model, EncodeSettings(codec, crf, preset, pix_fmt), fps,
                      deinterlace, start, duration, batch, tile, device, tta, resume, overwrite, dedup_threshold,
-                     chunk_frames, denoise, accept_truncated=accept_truncated,
+                     chunk_frames, denoise, accept_truncated=accept_truncated, backend=backend, precision=precision,
                      field_mode=_field_mode(field_mode, ivtc=ivtc, deinterlace=deinterlace))
     ray_settings = guarded(lambda: parse_workers(workers, ray_workers))  # before any work
     if ray_settings is not None and device.startswith("cuda:"):
@@ -187,7 +189,7 @@ def _build_job(input_path: Path, output: Path, scale: int, model: str | None, en
                fps: str | None, deinterlace: bool, start: str | None, duration: str | None, batch: int | None,
                tile: int | None, device: str, tta: bool, resume: bool, overwrite: bool, dedup_threshold: float,
                chunk_frames: int, denoise: float | None, *, accept_truncated: bool,
-               field_mode: str = "progressive") -> VideoJob:
+               field_mode: str = "progressive", backend: str = "auto", precision: str = "auto") -> VideoJob:
     from animesr.model.a2n import SUPPORTED_SCALES
     from animesr.pretrained import check_model_choice, model_choice
 
@@ -203,7 +205,7 @@ def _build_job(input_path: Path, output: Path, scale: int, model: str | None, en
             duration=parse_time(duration, "--duration"), batch=batch, resume=resume, overwrite=overwrite,
             dedup_threshold=dedup_threshold, chunk_frames=chunk_frames, accept_truncated=accept_truncated,
             field_mode=field_mode,
-            inference=InferenceSettings(device=device, tile=tile, tta=tta),
+            inference=InferenceSettings(device=device, tile=tile, tta=tta, backend=backend, precision=precision),
         )
     except ValueError as error:
         raise fail(str(error), InputError.exit_code) from None

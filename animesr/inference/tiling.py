@@ -8,12 +8,17 @@ result equals the whole-image forward up to floating-point summation order.
 
 Full feature maps (C×H×W at input resolution) live on `storage`; only one tile at a
 time lives on the model's device, so large frames fit in little accelerator memory.
+
+The stages are an interface (`Stages`): torch runs them from the model's own modules
+(`ModelStages`); the ONNX runtimes run the expensive ones from exported stage graphs
+(backends/staged.py), so tiling is exact on every backend.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 
@@ -91,12 +96,57 @@ def _apply_tiled(
     return result
 
 
-def _pooled_mean(block: AttentionInAttentionBlock, x: torch.Tensor, windows: list[Window],
+class Stages(Protocol):
+    """A2N cut where its pooling needs the whole image. Shapes as in `A2N`; block i in 0..blocks-1."""
+
+    scale: int
+    blocks: int
+
+    def head(self, image: torch.Tensor) -> torch.Tensor: ...  # (N,3,H,W) -> (N,C,H,W), radius 1
+
+    def reduce(self, i: int, x: torch.Tensor) -> torch.Tensor: ...  # pointwise (N,C,H,W) -> (N,C,H,W)
+
+    def branch_weights(self, i: int, pooled: torch.Tensor) -> torch.Tensor: ...  # (N,C) -> (N,2)
+
+    def mix(self, i: int, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor: ...  # radius 2
+
+    def trunk_out(self, x: torch.Tensor, head: torch.Tensor) -> torch.Tensor: ...  # head + conv(x), radius 1
+
+    def reconstruct(self, features: torch.Tensor, image: torch.Tensor) -> torch.Tensor: ...  # radius 4
+
+
+class ModelStages:
+    """The stages from the torch model's own modules."""
+
+    def __init__(self, model: A2N) -> None:
+        self.model, self.scale, self.blocks = model, model.scale, len(model.blocks)
+
+    def head(self, image: torch.Tensor) -> torch.Tensor:
+        return self.model.head(image)
+
+    def reduce(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        return self.model.blocks[i].reduce(x)
+
+    def branch_weights(self, i: int, pooled: torch.Tensor) -> torch.Tensor:
+        return self.model.blocks[i].branch_weights(pooled)
+
+    def mix(self, i: int, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        block = self.model.blocks[i]
+        return block.mix(x, block.reduce(x), weights.to(x.dtype))
+
+    def trunk_out(self, x: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
+        return head + self.model.trunk_out(x)
+
+    def reconstruct(self, features: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        return self.model.reconstruct(features, image)
+
+
+def _pooled_mean(reduce: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, windows: list[Window],
                  device: torch.device, progress: _Progress) -> torch.Tensor:
-    """Mean of `block.reduce(x)` over the whole image, accumulated tile by tile (pointwise: no halo)."""
+    """Mean of `reduce(x)` over the whole image, accumulated tile by tile (pointwise: no halo)."""
     total = None
     for win in windows:
-        part = block.reduce(x[:, :, win.y0:win.y1, win.x0:win.x1].to(device)).float().sum(dim=(2, 3))
+        part = reduce(x[:, :, win.y0:win.y1, win.x0:win.x1].to(device)).float().sum(dim=(2, 3))
         total = part if total is None else total + part
         progress.step()
     assert total is not None
@@ -113,21 +163,25 @@ def tiled_forward(
     """(N, 3, H, W) on any device -> (N, 3, sH, sW) on the same device, computed on `device`
     (the model's) one tile of at most `tile`×`tile` input pixels at a time."""
     device = device or next(model.parameters()).device
+    return staged_forward(ModelStages(model), image, tile, device, on_tile)
+
+
+def staged_forward(stages: Stages, image: torch.Tensor, tile: int, device: torch.device,
+                   on_tile: TileCallback | None = None) -> torch.Tensor:
+    """`tiled_forward` for any `Stages`."""
     h, w = image.shape[2:]
     conv_windows = tile_windows(h, w, tile, CONV_RADIUS)
     block_windows = tile_windows(h, w, tile, AttentionInAttentionBlock.RADIUS)
     recon_windows = tile_windows(h, w, tile, RECONSTRUCT_RADIUS)
     n_tiles = len(conv_windows)
-    progress = _Progress(n_tiles * (3 + 2 * len(model.blocks)), on_tile)
+    progress = _Progress(n_tiles * (3 + 2 * stages.blocks), on_tile)
 
-    head = _apply_tiled(model.head, [image], conv_windows, 1, device, progress)
+    head = _apply_tiled(stages.head, [image], conv_windows, 1, device, progress)
     x = head
-    for block in model.blocks:
-        weights = block.branch_weights(_pooled_mean(block, x, conv_windows, device, progress))
-        x = _apply_tiled(lambda t, b=block: b.mix(t, b.reduce(t), weights.to(t.dtype)),
-                         [x], block_windows, 1, device, progress)
-    features = _apply_tiled(lambda t, s: s + model.trunk_out(t), [x, head], conv_windows,
-                            1, device, progress)
+    for i in range(stages.blocks):
+        pooled = _pooled_mean(lambda t, i=i: stages.reduce(i, t), x, conv_windows, device, progress)
+        weights = stages.branch_weights(i, pooled)
+        x = _apply_tiled(lambda t, i=i, wts=weights: stages.mix(i, t, wts), [x], block_windows, 1, device, progress)
+    features = _apply_tiled(stages.trunk_out, [x, head], conv_windows, 1, device, progress)
     del x, head
-    return _apply_tiled(model.reconstruct, [features, image], recon_windows,
-                        model.scale, device, progress)
+    return _apply_tiled(stages.reconstruct, [features, image], recon_windows, stages.scale, device, progress)

@@ -16,10 +16,13 @@ import torch
 
 from animesr.checkpoint import LoadedModel
 from animesr.config import InferenceSettings
-from animesr.device import free_memory_bytes, resolve_device, resolve_dtype
+from animesr.device import available_ram_bytes, free_memory_bytes
 from animesr.errors import DeviceError, InputError, ModelOutputError
+from animesr.inference.backends import InferenceBackend, open_backend
+from animesr.inference.backends.base import describe
+from animesr.inference.backends.torch_backend import TorchBackend
 from animesr.inference.ensemble import TRANSFORMS, self_ensemble
-from animesr.inference.tiling import TileCallback, tiled_forward
+from animesr.inference.tiling import TileCallback
 
 Notice = Callable[[str], None]
 
@@ -27,19 +30,46 @@ Notice = Callable[[str], None]
 # (trunk ≈ 8 live maps of 40 channels; reconstruction ≈ 4 maps of 24 channels at s²).
 _TRUNK_BYTES_PER_PIXEL = 8 * 40
 _RECON_BYTES_PER_PIXEL = 4 * 24
+# Exact tiling keeps ~3 full feature maps of 40 channels (float32) in host memory.
+_TILED_MAPS_BYTES_PER_PIXEL = 3 * 40 * 4
+# On the CPU the network's working set is held to this (or half the available RAM, if less);
+# images whose whole-image estimate fits run untiled. 1920×1080 at x4 then peaks under 3 GB RSS.
+CPU_BUDGET_BYTES = 2 * 2**30
 
 
 class Upscaler:
-    """Holds a loaded model on its device and the inference settings; no per-call state."""
+    """Holds a backend (with its own copy of the model) and the inference settings; no per-call state."""
 
     def __init__(self, loaded: LoadedModel, settings: InferenceSettings = InferenceSettings()) -> None:
         self.settings = settings
         self.value_range = loaded.value_range
-        self.device = resolve_device(settings.device)
-        self.dtype = resolve_dtype(settings.precision, self.device)
-        memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
-        self.model = loaded.model.to(self.device, self.dtype, memory_format=memory_format).eval()
         self.scale = loaded.scale
+        self._loaded = loaded
+        self.backend: InferenceBackend = open_backend(loaded, settings)
+        self.device = self.backend.device
+        self._torch: TorchBackend | None = self.backend if isinstance(self.backend, TorchBackend) else None
+        self._pinned: dict[tuple[int, ...], torch.Tensor] = {}
+
+    @property
+    def precision(self) -> str:
+        """float32 | float16 | bfloat16: what the network computes in."""
+        return self.backend.precision
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return getattr(torch, self.precision)
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The network as a torch module: the torch backend's (a copy: the loaded model is never changed),
+        or a float32 CPU copy beside another backend."""
+        if self._torch is None:
+            self._torch = TorchBackend(self._loaded, torch.device("cpu"), torch.float32, self.settings.channels_last)
+        return self._torch.model
+
+    def describe(self) -> str:
+        """'backend openvino on CPU, float32' for the first line of a command."""
+        return describe(self.backend)
 
     # ---- arrays -------------------------------------------------------------------------
 
@@ -51,7 +81,7 @@ class Upscaler:
         colour = np.repeat(image[..., :1], 3, axis=2) if gray else image[..., :3]
         maximum = float(np.iinfo(image.dtype).max)
         batch = torch.from_numpy(np.require(colour, requirements=["C", "W"]))[None]
-        out = self.run_pixels(batch, maximum, on_tile, notice)[0].cpu().numpy()
+        out = self.run_pixels(batch, maximum, on_tile, notice)[0].cpu().numpy()  # float32, writable
         out = _to_dtype(out, image.dtype)
         if gray:
             out = _to_dtype(colour_mean(out), image.dtype)
@@ -63,9 +93,21 @@ class Upscaler:
         """A batch of N×H×W×3 uint8 RGB frames -> N×sH×sW×3 uint8, converted on the device."""
         if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8:
             raise InputError(f"frames must be N×H×W×3 uint8, not {frames.shape} {frames.dtype}")
-        out = self.run_pixels(torch.from_numpy(np.require(frames, requirements=["C", "W"])), 255.0, None, notice)
-        _require_finite(bool(torch.isfinite(out).all()))
-        return out.round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+        with torch.inference_mode():
+            out = self.run_pixels(self._to_device(frames), 255.0, None, notice)
+            _require_finite(bool(torch.isfinite(out).all()))
+            return out.round_().clamp_(0, 255).to(torch.uint8).cpu().numpy()  # the one sync per batch
+
+    def _to_device(self, frames: np.ndarray) -> torch.Tensor:
+        """Host frames -> the device; on CUDA through a pinned buffer reused per shape (asynchronous copy).
+        Reuse is safe: the previous batch's result was copied back (a sync) before this call."""
+        if self.device.type != "cuda":
+            return torch.from_numpy(np.require(frames, requirements=["C", "W"]))
+        pinned = self._pinned.get(frames.shape)
+        if pinned is None:
+            pinned = self._pinned[frames.shape] = torch.empty(frames.shape, dtype=torch.uint8, pin_memory=True)
+        pinned.numpy()[...] = frames
+        return pinned.to(self.device, non_blocking=True)
 
     # ---- tensors ------------------------------------------------------------------------
 
@@ -74,19 +116,21 @@ class Upscaler:
                    notice: Notice | None) -> torch.Tensor:
         """N×H×W×3 integer pixels (0..maximum) -> N×sH×sW×3 float pixels (0..maximum, unrounded)."""
         pixels = pixels.to(self.device, non_blocking=True)
-        x = pixels.permute(0, 3, 1, 2).to(self.dtype) * (self.value_range / maximum)
-        x = x.contiguous(memory_format=torch.channels_last) if self.settings.channels_last else x
+        # scaled in float32 before any reduced precision: 65535 is inf in fp16 (the backend converts)
+        x = pixels.permute(0, 3, 1, 2).float().mul_(self.value_range / maximum)
         y = self.run_network(x, on_tile, notice)
-        return (y.float() * (maximum / self.value_range)).permute(0, 2, 3, 1)
+        y = y if y.dtype == torch.float32 else y.float()
+        return y.mul_(maximum / self.value_range).permute(0, 2, 3, 1)
 
     def run_network(self, x: torch.Tensor, on_tile: TileCallback | None = None,
                     notice: Notice | None = None) -> torch.Tensor:
-        """N×3×H×W in the model's value range -> N×3×sH×sW; retries with half the tile on OOM."""
+        """N×3×H×W float32 in the model's value range -> N×3×sH×sW (a new tensor); retries with half the
+        tile on running out of memory."""
         tile = self.settings.tile or self._auto_tile(x)
         while True:
             try:
                 return self._forward(x, tile, on_tile)
-            except torch.OutOfMemoryError:
+            except (torch.OutOfMemoryError, MemoryError):
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
                 current = tile or max(x.shape[2:])
@@ -117,22 +161,30 @@ class Upscaler:
     def _forward_once(self, x: torch.Tensor, tile: int | None, on_tile: TileCallback | None) -> torch.Tensor:
         h, w = x.shape[2:]
         if tile is None or (h <= tile and w <= tile):
-            return self.model(x)
-        storage = x.to("cpu") if self.device.type == "cuda" else x
-        return tiled_forward(self.model, storage, tile, self.device, on_tile).to(self.device)
+            return self.backend.run(x)
+        return self.backend.run_tiled(x, tile, on_tile)
 
     def _auto_tile(self, x: torch.Tensor) -> int | None:
-        free = free_memory_bytes(self.device)
-        if free is None:
-            return None
         element = torch.finfo(self.dtype).bits // 8
         per_pixel = x.shape[0] * element * (_TRUNK_BYTES_PER_PIXEL + _RECON_BYTES_PER_PIXEL * self.scale**2)
         # the whole output stays on the device beside the tiles, and with --tta its float32 sum too
         resident = x.numel() * self.scale**2 * (element + (4 if self.settings.tta else 0))
-        pixels = 0.6 * max(0, free - resident) / per_pixel
-        if pixels >= x.shape[2] * x.shape[3]:
+        pixels = x.shape[2] * x.shape[3]
+        if self.device.type == "cuda":
+            free = free_memory_bytes(self.device)
+            fit = 0.6 * max(0, free - resident) / per_pixel
+        else:
+            available = available_ram_bytes()
+            if available is None:
+                return None
+            budget = min(CPU_BUDGET_BYTES, available // 2)
+            if per_pixel * pixels <= budget:
+                return None  # the whole image fits: no tiling overhead
+            tiled_per_pixel = 4 * (_TILED_MAPS_BYTES_PER_PIXEL + 3 * self.scale**2)  # tiles run in float32
+            fit = max(0, budget - resident - x.shape[0] * pixels * tiled_per_pixel) / per_pixel
+        if fit >= pixels:
             return None
-        return max(self.settings.min_tile, int(pixels**0.5) // 8 * 8)
+        return max(self.settings.min_tile, int(fit**0.5) // 8 * 8)
 
     def _upscale_alpha(self, alpha: np.ndarray) -> np.ndarray:
         h, w = alpha.shape[:2]
@@ -145,9 +197,12 @@ def colour_mean(rgb: np.ndarray) -> np.ndarray:
 
 
 def _to_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Float pixels -> integers, rounding and clipping in place (large outputs: no float copies)."""
     _require_finite(bool(np.isfinite(values).all()))
     maximum = np.iinfo(dtype).max
-    return np.clip(np.round(values), 0, maximum).astype(dtype)
+    np.rint(values, out=values)
+    np.clip(values, 0, maximum, out=values)
+    return values.astype(dtype)
 
 
 def _require_finite(finite: bool) -> None:

@@ -128,7 +128,7 @@ def _upscale_locked(job: VideoJob, callbacks: VideoCallbacks, info: VideoInfo, c
     size = job.input.stat().st_size
     if size >= _NOTED_HASH_BYTES:
         callbacks.note(f"hashing {job.input.name} ({size / 2**30:.1f} GiB) to match it with its work folder")
-    work = WorkFolder(work_folder_path(job.output), _identity(job, loaded, engine.dtype))
+    work = WorkFolder(work_folder_path(job.output), _identity(job, loaded, engine.dtype, getattr(engine, "backend", "torch")))
     timeline = _open_work(work, info, job, callbacks.warn)
     if ffmpeg_tool().notice:  # once the job is sure to run: a refused job's error stays its only line
         callbacks.warn(ffmpeg_tool().notice)
@@ -163,7 +163,7 @@ def _summary(info: VideoInfo, job: VideoJob, timeline: Timeline, padding: tuple[
     width, height = info.width * job.scale + padding[0], info.height * job.scale + padding[1]
     padded = f" (padded by {padding[0]}×{padding[1]} px, edge repeated, for {job.encode.pix_fmt})" if any(padding) else ""
     return (f"{info.path.name}: {info.width}×{info.height}, {timing}, {timeline.count} frames → "
-            f"{width}×{height}{padded} {job.encode.codec}; model {Path(model).name}, device {device}")
+            f"{width}×{height}{padded} {job.encode.codec}; model {Path(model).name}, {device}")
 
 
 def _nominal_rate(info: VideoInfo, job: VideoJob) -> Fraction:
@@ -197,12 +197,13 @@ def _warn_about_source(info: VideoInfo, job: VideoJob, actions: tuple[StreamActi
             warn(f"stream {action.stream.describe()} {verb}: {action.reason}")
 
 
-def _identity(job: VideoJob, loaded: LoadedModel, dtype: torch.dtype) -> dict[str, object]:
+def _identity(job: VideoJob, loaded: LoadedModel, dtype: torch.dtype, backend: str = "torch") -> dict[str, object]:
     """What decides the output's content; a work folder is resumed only when all of it matches."""
     return {
         "source": file_identity(job.input),
         "model": _model_identity(loaded, dtype),
         "precision": str(dtype).removeprefix("torch."),
+        **({"backend": backend} if backend != "torch" else {}),  # absent on torch: older work folders resume
         "scale": job.scale,
         "encode": asdict(job.encode),
         "fps": job.fps,
@@ -273,8 +274,9 @@ class LocalEngine:
 
     def __init__(self, loaded: LoadedModel, job: VideoJob) -> None:
         self.upscaler = Upscaler(loaded, job.inference)
-        self.device = str(self.upscaler.device)
+        self.device = self.upscaler.describe()  # "backend openvino on CPU, float32"
         self.dtype = self.upscaler.dtype
+        self.backend = self.upscaler.backend.name
 
     def run(self, frames: FrameWork, on_frames: FramesCallback) -> None:
         info, job, work = frames.info, frames.job, frames.work

@@ -1,0 +1,86 @@
+"""Exact tiling on the ONNX runtimes: A2N's stages (tiling.py) as exported graphs.
+
+The expensive stages run on the runtime: each block's `mix` (its graph takes the tile and the
+block's branch weights, pooled over the whole image beforehand) and the reconstruction. The
+cheap ones stay on torch float32 (the head: 3 input channels; each block's pointwise `reduce`
+and pooling; the ADM weights; the trunk's last 3×3 conv): about 4 % of the multiply-adds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from animesr.checkpoint import LoadedModel
+from animesr.inference.backends.export import cached_onnx, export_module, float32_copy
+
+GraphRunner = Callable[[dict[str, np.ndarray]], np.ndarray]  # named inputs -> the one output
+Compile = Callable[[Path], GraphRunner]
+
+
+class _Mix(nn.Module):
+    def __init__(self, block: nn.Module) -> None:
+        super().__init__()
+        self.block = block
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        return self.block.mix(x, self.block.reduce(x), weights)
+
+
+class _Reconstruct(nn.Module):
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, features: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        return self.model.reconstruct(features, image)
+
+
+def export_stage(loaded: LoadedModel, stage: str, path: Path) -> None:
+    """`mix{i}` (inputs x, weights -> y) or `reconstruct` (features, image -> upscaled)."""
+    model = float32_copy(loaded)
+    c = model.config.channels
+    if stage == "reconstruct":
+        examples = (torch.rand(1, c, 16, 16), torch.rand(1, 3, 16, 16))
+        export_module(_Reconstruct(model), examples, ["features", "image"], "upscaled", path)
+    elif stage.startswith("mix") and stage[3:].isdigit():
+        examples = (torch.rand(1, c, 16, 16), torch.softmax(torch.rand(1, 2), dim=1))
+        export_module(_Mix(model.blocks[int(stage[3:])]), examples, ["x", "weights"], "y", path)
+    else:
+        raise ValueError(f"unknown stage {stage!r}")
+
+
+def _array(x: torch.Tensor) -> np.ndarray:
+    return np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
+
+
+class RuntimeStages:
+    """`tiling.Stages` with `mix` and `reconstruct` compiled by a runtime (graphs compiled on first use)."""
+
+    def __init__(self, loaded: LoadedModel, compile_graph: Compile) -> None:
+        self.model = float32_copy(loaded)
+        self.scale, self.blocks = loaded.scale, len(self.model.blocks)
+        self._mix = [compile_graph(cached_onnx(loaded, f"mix{i}")) for i in range(self.blocks)]
+        self._reconstruct = compile_graph(cached_onnx(loaded, "reconstruct"))
+
+    def head(self, image: torch.Tensor) -> torch.Tensor:
+        return self.model.head(image)
+
+    def reduce(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        return self.model.blocks[i].reduce(x)
+
+    def branch_weights(self, i: int, pooled: torch.Tensor) -> torch.Tensor:
+        return self.model.blocks[i].branch_weights(pooled)
+
+    def mix(self, i: int, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self._mix[i]({"x": _array(x), "weights": _array(weights)}))
+
+    def trunk_out(self, x: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
+        return head + self.model.trunk_out(x)
+
+    def reconstruct(self, features: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self._reconstruct({"features": _array(features), "image": _array(image)}))

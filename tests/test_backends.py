@@ -1,0 +1,275 @@
+"""Inference backends: reduced precision, the caller's model left alone, OpenVINO and ONNX Runtime
+against torch float32, the export cache, `--backend auto`, and what happens when a runtime is absent."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from animesr import Upscaler
+from animesr.config import InferenceSettings
+from animesr.errors import DeviceError, InputError
+from animesr.inference.backends import installed
+from animesr.inference.backends import choose
+from conftest import smooth_image, tiny_loaded
+
+TORCH_FP32 = InferenceSettings(device="cpu", backend="torch", precision="fp32")
+RUNTIMES = [pytest.param(name, marks=pytest.mark.skipif(not installed(name), reason=f"{name} is not installed"))
+            for name in ("openvino", "onnxruntime")]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def module_cache(tmp_path_factory):
+    """Exports go to a cache of this module's own (shared by its tests), never to the user's."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ANIMESR_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
+@pytest.fixture
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("ANIMESR_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def levels(a: np.ndarray, b: np.ndarray) -> float:
+    """Largest difference in 8-bit grey levels (16-bit values are divided by 257)."""
+    unit = 257.0 if a.dtype == np.uint16 else 1.0
+    return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max() / unit)
+
+
+# ---- reduced precision on the CPU (torch) -----------------------------------------------------
+
+@pytest.mark.parametrize("value_range", [1.0, 255.0])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_reduced_precision_matches_float32(precision: str, dtype, value_range: float) -> None:
+    # 16-bit pixels used to be cast to fp16 before scaling: 65535 -> inf, and A2N's pooling spread the
+    # NaN over the whole picture (a black image). Scaling first keeps them finite.
+    image = smooth_image(24, 20, dtype=dtype)
+    reference = Upscaler(tiny_loaded(2, value_range), TORCH_FP32).upscale(image)
+    settings = InferenceSettings(device="cpu", backend="torch", precision=precision)
+    out = Upscaler(tiny_loaded(2, value_range), settings).upscale(image)
+    assert out.mean() > 0.5 * reference.mean()  # not black
+    # bf16 keeps 8 significant bits: above 128 its spacing is one grey level, so unrounded
+    # 16-bit output can be up to two 8-bit levels off; fp16 (11 bits) and 8-bit output stay within one
+    assert levels(out, reference) <= (2.0 if precision == "bf16" and dtype == np.uint16 else 1.0)
+
+
+def test_the_loaded_model_is_never_changed() -> None:
+    loaded = tiny_loaded(2)
+    before = {name: tensor.clone() for name, tensor in loaded.model.state_dict().items()}
+    image = smooth_image(16, 16)
+    first = Upscaler(loaded, TORCH_FP32)
+    expected = first.upscale(image)
+    Upscaler(loaded, InferenceSettings(device="cpu", backend="torch", precision="bf16"))  # used to turn it bf16
+    for name, tensor in loaded.model.state_dict().items():
+        assert tensor.dtype == torch.float32 and torch.equal(tensor, before[name]), name
+        assert tensor.is_contiguous(), name  # not switched to channels-last either
+    np.testing.assert_array_equal(first.upscale(image), expected)  # the first Upscaler is unaffected
+
+
+# ---- other runtimes against torch float32 -------------------------------------------------------
+
+@pytest.mark.parametrize("backend", RUNTIMES)
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_runtime_matches_torch_float32(backend: str, scale: int) -> None:
+    image = smooth_image(21, 26, channels=4)
+    reference = Upscaler(tiny_loaded(scale, 255.0), TORCH_FP32).upscale(image)
+    upscaler = Upscaler(tiny_loaded(scale, 255.0), InferenceSettings(device="cpu", backend=backend))
+    assert upscaler.backend.name == backend and upscaler.precision == "float32"
+    out = upscaler.upscale(image)
+    assert out.shape == reference.shape and levels(out, reference) <= 1.0
+    frames = np.stack([smooth_image(9, 11, seed=i) for i in range(3)])  # a batch of video frames, other shape
+    batch = upscaler.upscale_frames(frames)
+    assert levels(batch, Upscaler(tiny_loaded(scale, 255.0), TORCH_FP32).upscale_frames(frames)) <= 1.0
+
+
+@pytest.mark.parametrize("backend", RUNTIMES)
+@pytest.mark.parametrize("scale", [2, 4])
+def test_tiles_on_a_runtime_are_exact_and_run_on_its_stage_graphs(backend: str, scale: int, private_cache,
+                                                                   monkeypatch) -> None:
+    def no_torch_tiles(*args, **kwargs):
+        raise AssertionError("tiled on torch")
+
+    monkeypatch.setattr("animesr.inference.backends.torch_backend.tiled_forward", no_torch_tiles)
+    image = smooth_image(70, 50)
+    reference = Upscaler(tiny_loaded(scale), TORCH_FP32).upscale(image)
+    whole = Upscaler(tiny_loaded(scale), InferenceSettings(device="cpu", backend=backend)).upscale(image)
+    tiled_upscaler = Upscaler(tiny_loaded(scale), InferenceSettings(device="cpu", backend=backend, tile=32))
+    tiles: list[int] = []
+    tiled = tiled_upscaler.upscale(image, on_tile=lambda done, total: tiles.append(done))
+    assert tiles and levels(tiled, whole) <= 1.0 and levels(tiled, reference) <= 1.0
+    stages = {path.stem.rsplit("-", 1)[1] for path in (private_cache / "onnx").glob("*.onnx")}
+    assert stages == {"full", "mix0", "reconstruct"}  # the tiny model has one block
+
+
+@pytest.mark.parametrize("backend", RUNTIMES)
+def test_export_is_cached_per_weights(backend: str, private_cache, monkeypatch) -> None:
+    from animesr.inference.backends import export
+
+    Upscaler(tiny_loaded(2), InferenceSettings(device="cpu", backend=backend))
+    onnx_files = sorted((private_cache / "onnx").glob("*-full.onnx"))
+    assert len(onnx_files) == 1
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("exported again although cached")
+
+    monkeypatch.setattr(export, "export_onnx", no_export)
+    Upscaler(tiny_loaded(2), InferenceSettings(device="cpu", backend=backend))  # same weights: from the cache
+    with pytest.raises(AssertionError, match="exported again"):
+        Upscaler(tiny_loaded(2, seed=1), InferenceSettings(device="cpu", backend=backend))  # other weights
+
+
+def test_onnxruntime_refuses_reduced_precision() -> None:
+    if not installed("onnxruntime"):
+        pytest.skip("onnxruntime is not installed")
+    with pytest.raises(InputError, match="float32 only"):
+        Upscaler(tiny_loaded(2), InferenceSettings(device="cpu", backend="onnxruntime", precision="fast"))
+
+
+# ---- choosing ---------------------------------------------------------------------------------------
+
+def test_auto_takes_the_measured_cpu_order_among_the_installed(monkeypatch) -> None:
+    monkeypatch.setattr(choose, "installed", lambda name: name == "torch")
+    assert Upscaler(tiny_loaded(2), InferenceSettings(device="cpu")).backend.name == "torch"
+    if installed("onnxruntime"):
+        monkeypatch.setattr(choose, "installed", lambda name: name in ("torch", "onnxruntime"))
+        assert Upscaler(tiny_loaded(2), InferenceSettings(device="cpu")).backend.name == "onnxruntime"
+    if installed("openvino"):
+        monkeypatch.setattr(choose, "installed", installed)
+        assert Upscaler(tiny_loaded(2), InferenceSettings(device="cpu")).backend.name == "openvino"
+
+
+def test_auto_falls_back_to_torch_when_a_runtime_cannot_serve_the_settings(monkeypatch) -> None:
+    monkeypatch.setattr(choose, "installed", lambda name: True)
+
+    def broken(name, loaded, settings):
+        if name != "torch":
+            raise DeviceError(f"{name} cannot")
+        return real(name, loaded, settings)
+
+    real = choose._open
+    monkeypatch.setattr(choose, "_open", broken)
+    assert Upscaler(tiny_loaded(2), InferenceSettings(device="cpu")).backend.name == "torch"
+
+
+def test_an_absent_runtime_asked_for_is_one_clear_error(monkeypatch) -> None:
+    monkeypatch.setattr(choose, "installed", lambda name: name == "torch")
+    with pytest.raises(DeviceError, match=r'pip install "animesr\[openvino\]"'):
+        Upscaler(tiny_loaded(2), InferenceSettings(device="cpu", backend="openvino"))
+
+
+def test_unknown_backend_and_precision_are_refused() -> None:
+    with pytest.raises(ValueError, match="--backend"):
+        InferenceSettings(backend="tensorflow")
+    with pytest.raises(ValueError, match="--precision"):
+        InferenceSettings(precision="int4")
+
+
+# ---- the command line -----------------------------------------------------------------------------
+
+def _cli(*args):
+    from typer.testing import CliRunner
+
+    from animesr.cli import _register, app
+    from conftest import handled
+
+    _register()
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    result.flat = " ".join(result.output.split())
+    assert handled(result), repr(result.exception)
+    return result
+
+
+@pytest.fixture
+def tiny_x2_file(tmp_path):
+    from animesr import save_checkpoint
+    from conftest import tiny_model
+
+    path = tmp_path / "tiny_x2.safetensors"
+    save_checkpoint(path, tiny_model(2), value_range=255.0)
+    return path
+
+
+def test_first_line_names_the_backend_and_bad_options_are_one_line(tmp_path, tiny_x2_file, monkeypatch) -> None:
+    from animesr.imaging import write_image
+
+    write_image(tmp_path / "a.png", smooth_image(12, 16))
+    common = [tmp_path / "a.png", "-o", tmp_path / "out", "-s", "2", "-m", tiny_x2_file]
+    result = _cli("upscale-image", *common, "--backend", "torch")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0].endswith("backend torch on cpu, float32")
+    assert _cli("upscale-image", *common, "--backend", "tensorflow").exit_code == InputError.exit_code
+    assert _cli("upscale-image", *common, "--precision", "int4").exit_code == InputError.exit_code
+    monkeypatch.setattr(choose, "installed", lambda name: name == "torch")
+    absent = _cli("upscale-image", *common, "--backend", "onnxruntime", "--overwrite")
+    assert absent.exit_code == DeviceError.exit_code and 'pip install "animesr[onnxruntime]"' in absent.flat
+    assert "Traceback" not in absent.output
+
+
+def test_export_writes_a_self_describing_onnx_that_matches_torch(tmp_path, tiny_x2_file) -> None:
+    if not installed("onnxruntime"):
+        pytest.skip("onnxruntime is not installed")
+    import onnx
+    import onnxruntime
+
+    target = tmp_path / "model.onnx"
+    result = _cli("export", tiny_x2_file, "-o", target)
+    assert result.exit_code == 0, result.output
+    meta = {p.key: p.value for p in onnx.load(str(target)).metadata_props}
+    assert meta["scale"] == "2" and meta["value_range"] == "255"
+    x = torch.rand(2, 3, 13, 17) * 255
+    from animesr import load_checkpoint
+
+    with torch.no_grad():
+        expected = load_checkpoint(tiny_x2_file).model(x).numpy()
+    got = onnxruntime.InferenceSession(str(target), providers=["CPUExecutionProvider"]).run(None, {"image": x.numpy()})[0]
+    assert np.abs(got - expected).max() < 1e-3
+    assert _cli("export", tiny_x2_file, "-o", tmp_path / "model.txt").exit_code == InputError.exit_code
+    assert _cli("export", tmp_path / "missing.safetensors", "-o", target).exit_code == 4
+
+
+# ---- exactness on real pictures, with real weights --------------------------------------------------
+
+@pytest.fixture(scope="module")
+def real_crop() -> np.ndarray:
+    from conftest import SHARED
+
+    from animesr.imaging import read_image
+
+    path = SHARED / "data" / "anime" / "val" / "peppercarrot_ep02_p3.jpg"
+    if not path.is_file():
+        pytest.skip(f"needs {path} (the read-only ../shared folder beside the checkout), which is absent")
+    image = read_image(path)
+    return np.ascontiguousarray(image[200:296, 300:420, :3])  # 96×120, lines and flat colour
+
+
+def _real_model(scale: int):
+    from conftest import OFFICIAL
+
+    from animesr import load_checkpoint
+    from animesr.pretrained import shipped_model_path
+
+    path = shipped_model_path(4) if scale == 4 else OFFICIAL / f"aan_x{scale}.pt"  # ours at x4, the authors' else
+    if not path.is_file():
+        pytest.skip(f"needs {path}, which is absent")
+    return load_checkpoint(path, scale=scale)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_exact_mode_matches_torch_float32_on_a_real_picture(scale: int, real_crop) -> None:
+    runtimes = [name for name in ("openvino", "onnxruntime") if installed(name)]
+    if not runtimes:
+        pytest.skip("neither openvino nor onnxruntime is installed")
+    loaded = _real_model(scale)
+    reference = Upscaler(loaded, TORCH_FP32).upscale(real_crop)
+    for backend in runtimes:
+        out = Upscaler(loaded, InferenceSettings(device="cpu", backend=backend, precision="exact")).upscale(real_crop)
+        assert levels(out, reference) <= 1.0, backend
+        assert np.mean(out != reference) < 0.01, backend  # and almost every pixel identical
+        if scale == 2:  # exact tiling through the runtime's stage graphs, with the authors' weights
+            tiled = Upscaler(loaded, InferenceSettings(device="cpu", backend=backend, tile=40)).upscale(real_crop)
+            assert levels(tiled, reference) <= 1.0, backend
