@@ -350,7 +350,7 @@ def _validate(run: _Run, images, settings: TrainSettings, callbacks: TrainCallba
         device = str(run.processes.device)
         # one process may stop between images; under DDP the others wait at the barrier below
         between_images = (lambda done, total: stopping.check()) if run.processes.world == 1 else None
-        scores = score_images(images, Upscaler(loaded, InferenceSettings(device=device, precision="fp32")),
+        scores = score_images(images, Upscaler(loaded, InferenceSettings(device=device, precision="fp32", backend="torch")),
                               between_images, preset=PRESETS[settings.degrade], seed=VALIDATION_SEED)
         mean = mean_score(scores)
         is_best = run.best_psnr is None or mean.psnr > run.best_psnr
