@@ -3,6 +3,9 @@ against torch float32, the export cache, `--backend auto`, and what happens when
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -273,3 +276,27 @@ def test_exact_mode_matches_torch_float32_on_a_real_picture(scale: int, real_cro
         if scale == 2:  # exact tiling through the runtime's stage graphs, with the authors' weights
             tiled = Upscaler(loaded, InferenceSettings(device="cpu", backend=backend, tile=40)).upscale(real_crop)
             assert levels(tiled, reference) <= 1.0, backend
+
+
+def test_openvino_upscalers_share_one_core_and_many_load_in_one_process(tmp_path) -> None:
+    # A new ov.Core per model crashed the process (SIGSEGV) after a few dozen models: one Core is shared.
+    if not installed("openvino"):
+        pytest.skip("openvino is not installed")
+    import subprocess
+    import sys
+
+    script = (
+        "import numpy as np\n"
+        "from conftest import tiny_loaded, smooth_image\n"
+        "from animesr import Upscaler\n"
+        "from animesr.config import InferenceSettings\n"
+        "ups = [Upscaler(tiny_loaded(2, seed=i % 3), InferenceSettings(device='cpu', backend='openvino'))\n"
+        "       for i in range(60)]\n"
+        "assert len({id(u.backend._core) for u in ups}) == 1\n"
+        "print(sum(int(u.upscale(smooth_image(8, 8)).sum() > 0) for u in ups))\n"
+    )
+    tests = Path(__file__).resolve().parent
+    done = subprocess.run([sys.executable, "-c", script], cwd=tests, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "ANIMESR_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(tests)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "60"

@@ -7,6 +7,7 @@ batches in one graph; exact tiling through the stage graphs (staged.py).
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +45,7 @@ class OpenVINOBackend:
     def __init__(self, loaded: LoadedModel, device: str, precision: str) -> None:
         import openvino as ov
 
-        core = ov.Core()
+        core = _core()
         self.target = openvino_target(device)
         if self.target not in core.available_devices:
             raise DeviceError(f"OpenVINO has no {self.target} device here (it has: "
@@ -77,6 +78,15 @@ class OpenVINOBackend:
             self._stages = RuntimeStages(self._loaded, self._compile)
         with torch.inference_mode():
             return staged_forward(self._stages, x.float().contiguous(), tile, self.device, on_tile)
+
+
+@functools.cache
+def _core():
+    """One OpenVINO Core per process: creating a Core per model crashes the process (SIGSEGV) after
+    a few dozen (seen here in the test suite; ultralytics/ultralytics#25864)."""
+    import openvino as ov
+
+    return ov.Core()
 
 
 def _hint(core, target: str, precision: str) -> str:
