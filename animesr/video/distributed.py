@@ -17,7 +17,6 @@ worker and source); otherwise sent once through Ray's object store."""
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import secrets
@@ -42,13 +41,12 @@ from animesr.video.pipeline import FrameWork, check_chunk, chunk_encode_args, fr
 from animesr.video.probe import VideoInfo
 from animesr.video.runner import ChunkPlan, ChunkRunner, FramesCallback
 from animesr.video.timeline import parse_framecrc
-from animesr.video.workdir import ChunkRecord
+from animesr.video.workdir import ChunkRecord, file_sha256
 
 RAY_MISSING = 'the Ray executor needs Ray, which is not installed: pip install "animesr[ray]"'
 SHARED_TOKEN = "workers-see-this"  # in the work folder: a worker that reads this token shares its storage
 TASK_RETRIES = 3  # times a chunk is run again after its worker died (and was restarted)
 FREE_WAIT_SECONDS = 30
-_READ_BYTES = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -202,7 +200,7 @@ class ChunkWorker:
         if known is not None and known.is_file():
             return known
         path = spec.job.input
-        if path.is_file() and path.stat().st_size == spec.source_size and _sha256(path) == spec.source_sha256:
+        if path.is_file() and path.stat().st_size == spec.source_size and file_sha256(path) == spec.source_sha256:
             self.sources[spec.source_sha256] = path
             return path
         if not blob:
@@ -299,14 +297,6 @@ def _sees_token(folder: Path, token: str) -> bool:
         return (folder / SHARED_TOKEN).read_text() == token
     except OSError:
         return False
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(_READ_BYTES):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ---- the driver ---------------------------------------------------------------------------

@@ -50,12 +50,12 @@ def file_identity(path: Path) -> dict[str, object]:
     GiB on the 2-core test machine, from the page cache: benchmarks/bench_source_hash.py).
     Neither the name nor the mtime: a renamed or copied source is the same source."""
     try:
-        return {"size": path.stat().st_size, "sha256": _sha256(path)}
+        return {"size": path.stat().st_size, "sha256": file_sha256(path)}
     except OSError as error:
         raise InputError(f"cannot read {path}: {error.strerror}") from None
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
         while block := f.read(_READ_BYTES):
@@ -160,7 +160,7 @@ class WorkFolder:
         path = self.chunk_path(record.index)
         if not path.is_file():
             return "missing"
-        if path.stat().st_size != record.size or _sha256(path) != record.sha256:
+        if path.stat().st_size != record.size or file_sha256(path) != record.sha256:
             return f"damaged ({path.name} differs from the size and SHA-256 it was written with)"
         return None
 
@@ -200,7 +200,7 @@ class WorkFolder:
     def complete_chunk(self, record: ChunkRecord) -> None:
         temporary = self.temporary_chunk_path(record.index)
         try:
-            record = replace(record, size=temporary.stat().st_size, sha256=_sha256(temporary))
+            record = replace(record, size=temporary.stat().st_size, sha256=file_sha256(temporary))
             os.replace(temporary, self.chunk_path(record.index))
         except OSError as error:
             raise OutputError(f"cannot keep chunk {record.index} in {self.path}: {error.strerror}") from None
