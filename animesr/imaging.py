@@ -21,6 +21,7 @@ from PIL import Image
 from animesr.atomic import replaced_on_success
 from animesr.config import DEFAULT_MAX_PIXELS
 from animesr.errors import ImageTooLargeError, InputError, OutputError
+from animesr.inputs import list_inputs
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 WRITE_FORMATS = ("png", "jpg", "webp")
@@ -280,21 +281,11 @@ def list_images(paths: list[Path], recursive: bool, skip: Path | None = None) ->
     Files under `skip` (the output folder) inside a folder are left out, so a recursive
     run never upscales the outputs of an earlier one.
     """
-    found: list[tuple[Path, Path]] = []
-    for root in paths:
-        if not root.exists():
-            raise InputError(f"{root}: no such file or folder")
-        if root.is_file():
-            found.append((root, Path(root.name)))
-            continue
-        pattern = "**/*" if recursive else "*"
+    def wanted(path: Path, root: Path) -> bool:
         inner = _folder_inside(skip, root)
-        files = sorted(p for p in root.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                       and not (inner and p.resolve().is_relative_to(inner)))
-        if not files:
-            raise InputError(f"{root}: no images found{'' if recursive else ' (try --recursive)'}")
-        found.extend((p, p.relative_to(root)) for p in files)
-    return found
+        return path.suffix.lower() in IMAGE_SUFFIXES and not (inner and path.resolve().is_relative_to(inner))
+
+    return list_inputs(paths, recursive, wanted, "images")
 
 
 def _folder_inside(folder: Path | None, root: Path) -> Path | None:

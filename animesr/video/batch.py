@@ -12,6 +12,7 @@ from pathlib import Path
 from animesr.config import VideoJob
 from animesr.errors import AnimeSRError, InputError, OutputError
 from animesr.images import prepare_output_dir
+from animesr.inputs import list_inputs
 
 VIDEO_SUFFIXES = frozenset({".mkv", ".mp4", ".m4v", ".mov", ".webm", ".avi", ".ts", ".m2ts", ".mts", ".mpg",
                             ".mpeg", ".vob", ".wmv", ".flv", ".ogv", ".3gp", ".nut", ".y4m"})
@@ -36,20 +37,10 @@ class BatchSummary:
 
 def list_videos(paths: list[Path], recursive: bool) -> list[tuple[Path, Path]]:
     """Expand files and folders into (video file, path relative to its root folder)."""
-    found: list[tuple[Path, Path]] = []
-    for root in paths:
-        if not root.exists():
-            raise InputError(f"{root}: no such file or folder")
-        if root.is_file():
-            found.append((root, Path(root.name)))
-            continue
-        pattern = "**/*" if recursive else "*"
-        files = sorted(p for p in root.glob(pattern) if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES
-                       and not any(marker in p.name for marker in OUTPUT_MARKERS))
-        if not files:
-            raise InputError(f"{root}: no videos found{'' if recursive else ' (try --recursive)'}")
-        found.extend((p, p.relative_to(root)) for p in files)
-    return found
+    def wanted(path: Path, root: Path) -> bool:
+        return path.suffix.lower() in VIDEO_SUFFIXES and not any(marker in path.name for marker in OUTPUT_MARKERS)
+
+    return list_inputs(paths, recursive, wanted, "videos")
 
 
 def plan_videos(inputs: list[Path], output_dir: Path, recursive: bool, container: str) -> list[VideoTask]:
