@@ -17,6 +17,7 @@ from torch import nn
 
 from animesr.checkpoint import LoadedModel
 from animesr.inference.backends.export import cached_onnx, export_module, float32_copy
+from animesr.inference.tiling import ModelStages
 
 GraphRunner = Callable[[dict[str, np.ndarray]], np.ndarray]  # named inputs -> the one output
 Compile = Callable[[Path], GraphRunner]
@@ -58,29 +59,17 @@ def _array(x: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
 
 
-class RuntimeStages:
-    """`tiling.Stages` with `mix` and `reconstruct` compiled by a runtime (graphs compiled on first use)."""
+class RuntimeStages(ModelStages):
+    """`tiling.ModelStages` with `mix` and `reconstruct` compiled by a runtime (graphs compiled on
+    first use); the cheap stages stay on the float32 torch model."""
 
     def __init__(self, loaded: LoadedModel, compile_graph: Compile) -> None:
-        self.model = float32_copy(loaded)
-        self.scale, self.blocks = loaded.scale, len(self.model.blocks)
+        super().__init__(float32_copy(loaded))
         self._mix = [compile_graph(cached_onnx(loaded, f"mix{i}")) for i in range(self.blocks)]
         self._reconstruct = compile_graph(cached_onnx(loaded, "reconstruct"))
 
-    def head(self, image: torch.Tensor) -> torch.Tensor:
-        return self.model.head(image)
-
-    def reduce(self, i: int, x: torch.Tensor) -> torch.Tensor:
-        return self.model.blocks[i].reduce(x)
-
-    def branch_weights(self, i: int, pooled: torch.Tensor) -> torch.Tensor:
-        return self.model.blocks[i].branch_weights(pooled)
-
     def mix(self, i: int, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(self._mix[i]({"x": _array(x), "weights": _array(weights)}))
-
-    def trunk_out(self, x: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
-        return head + self.model.trunk_out(x)
 
     def reconstruct(self, features: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(self._reconstruct({"features": _array(features), "image": _array(image)}))
