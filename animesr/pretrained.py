@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from animesr.errors import CheckpointError, InputError
+from animesr.errors import CheckpointError, UsageError
 
 MODELS_ENV = "ANIMESR_MODELS"
 MODEL_NAMES = ("clean", "real")
@@ -47,9 +47,9 @@ def check_model_choice(model: str | Path | None, scale: int, denoise: float | No
     if denoise is None:
         return
     if not 0.0 <= denoise <= 1.0:
-        raise InputError(f"--denoise must be between 0 and 1, not {denoise}")
+        raise UsageError(f"--denoise must be between 0 and 1, not {denoise}")
     if isinstance(model, Path):
-        raise InputError("--denoise mixes the shipped clean and real models; it cannot be used with --model PATH")
+        raise UsageError("--denoise mixes the shipped clean and real models; it cannot be used with --model PATH")
     for name in MODEL_NAMES:
         if not shipped_model_path(scale, name).is_file():
             raise CheckpointError(f"--denoise needs the {name} x{scale} model, which does not ship "

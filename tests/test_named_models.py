@@ -15,7 +15,7 @@ from animesr.checkpoint import load_checkpoint, save_checkpoint
 from animesr.cli import _register, app
 from animesr.config import InferenceSettings, TrainSettings
 from animesr.data.degrade import PRESETS
-from animesr.errors import CheckpointError, DatasetError, InputError
+from animesr.errors import CheckpointError, DatasetError, InputError, UsageError
 from animesr.imaging import bicubic_resize, read_image, write_image
 from animesr.inference.upscaler import Upscaler
 from animesr.pretrained import MODELS_ENV, model_choice, resolve_model, shipped_model_path
@@ -57,9 +57,9 @@ def test_denoise_interpolates_the_clean_and_real_weights(models: Path) -> None:
 
 
 def test_denoise_needs_both_models_a_range_and_no_path(models: Path) -> None:
-    with pytest.raises(InputError, match="between 0 and 1"):
+    with pytest.raises(UsageError, match="between 0 and 1"):
         resolve_model(None, 2, 1.5)
-    with pytest.raises(InputError, match="cannot be used with --model PATH"):
+    with pytest.raises(UsageError, match="cannot be used with --model PATH"):
         resolve_model(Path("x.safetensors"), 2, 0.5)
     (models / "a2n-anime-real-x2.safetensors").unlink()
     with pytest.raises(CheckpointError, match="needs the real x2 model"):
