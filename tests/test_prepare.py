@@ -149,37 +149,40 @@ def test_ctrl_c_always_stops_prepare_and_leaves_nothing(tmp_path: Path) -> None:
     to write the whole file."""
     source = tmp_path / "pics"
     source.mkdir()
-    for seed in range(4):
+    for seed in range(8):
         write_image(source / f"{seed}.png", smooth_image(400, 400, seed=seed))
     rng = random.Random(5)
     started: list[subprocess.Popen] = []
+    interrupted = 0
     try:
-        for first in range(0, 6, 3):
-            runs = []
-            for number in range(first, first + 3):
-                folder = tmp_path / f"out{number}"
-                folder.mkdir()
-                command = [sys.executable, "-m", "animesr", "prepare", str(source), "-o", str(folder / "d.h5"),
-                           "--crop", "64", "--stride", "16"]
-                process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                           start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-                started.append(process)
-                runs.append((process, folder))
-            for process, folder in runs:
-                deadline = time.monotonic() + 120
-                while time.monotonic() < deadline and not list(folder.glob(".d.h5.tmp-*")):
-                    assert process.poll() is None, process.stderr.read()
-                    time.sleep(0.02)
-                time.sleep(rng.uniform(0.2, 0.6))
-                os.killpg(process.pid, signal.SIGINT)
-            for process, folder in runs:
-                try:
-                    _, stderr = process.communicate(timeout=30)
-                except subprocess.TimeoutExpired:
-                    pytest.fail(f"{folder.name}: still running 30 s after Ctrl-C")
-                assert process.returncode == 130, stderr[-2000:]
-                assert "interrupted" in stderr and "Traceback" not in stderr, stderr[-2000:]
-                assert list(folder.iterdir()) == [], f"{folder.name}: left {list(folder.iterdir())}"
+        for number in range(6):  # one at a time: a run started early could finish before its signal
+            folder = tmp_path / f"out{number}"
+            folder.mkdir()
+            command = [sys.executable, "-m", "animesr", "prepare", str(source), "-o", str(folder / "d.h5"),
+                       "--crop", "64", "--stride", "16"]
+            process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                       start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+            started.append(process)
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not list(folder.glob(".d.h5.tmp-*")):
+                assert process.poll() is None, process.stderr.read()
+                time.sleep(0.02)
+            time.sleep(rng.uniform(0.1, 0.4))
+            if process.poll() is not None:  # finished first (a fast machine): nothing to interrupt
+                continue
+            os.killpg(process.pid, signal.SIGINT)
+            interrupted += 1
+            try:
+                _, stderr = process.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"{folder.name}: still running 30 s after Ctrl-C")
+            if "samples from" in stderr:  # the job completed just as the signal came: a finished run
+                interrupted -= 1
+                continue
+            assert process.returncode == 130, stderr[-2000:]
+            assert "interrupted" in stderr and "Traceback" not in stderr, stderr[-2000:]
+            assert list(folder.iterdir()) == [], f"{folder.name}: left {list(folder.iterdir())}"
+        assert interrupted >= 4, f"only {interrupted} of 6 runs were still running when interrupted"
     finally:  # whatever failed, no run outlives the test
         for process in started:
             with contextlib.suppress(ProcessLookupError):
