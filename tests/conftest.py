@@ -139,3 +139,12 @@ def tmpfs(tmp_path: Path):
     yield mount
     for point in mounted:
         subprocess.run(["umount", "-l", str(point)], capture_output=True)
+
+
+def dies_with_pytest(command: list[str]) -> list[str]:
+    """`command`, started so that the kernel kills it when this test process dies, even when pytest
+    itself is killed (a CI timeout) before a test's own clean-up can run: children started in a new
+    session are otherwise left running."""
+    from animesr.video.ffmpeg import die_with_parent
+
+    return [*die_with_parent(), *command]

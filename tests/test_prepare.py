@@ -22,7 +22,7 @@ from animesr.config import PrepareSettings
 from animesr.data.prepare import check_dataset, prepare_dataset, window_starts
 from animesr.errors import DatasetError, InputError, OutputError
 from animesr.imaging import downscale, write_image
-from conftest import handled, smooth_image
+from conftest import dies_with_pytest, handled, smooth_image
 
 _register()
 
@@ -160,8 +160,8 @@ def test_ctrl_c_always_stops_prepare_and_leaves_nothing(tmp_path: Path) -> None:
             folder.mkdir()
             command = [sys.executable, "-m", "animesr", "prepare", str(source), "-o", str(folder / "d.h5"),
                        "--crop", "64", "--stride", "16"]
-            process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                       start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+            process = subprocess.Popen(dies_with_pytest(command), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                       text=True, start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
             started.append(process)
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline and not list(folder.glob(".d.h5.tmp-*")):

@@ -27,7 +27,7 @@ from animesr.inference.upscaler import Upscaler
 from animesr.training import loop
 from animesr.training.loop import TrainCallbacks, train
 from animesr.training.state import load_state
-from conftest import handled, smooth_image
+from conftest import dies_with_pytest, handled, smooth_image
 
 _register()
 
@@ -204,7 +204,7 @@ def test_two_gloo_processes_train_like_one(dataset: Path, tmp_path: Path) -> Non
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                 "-m", "animesr", "train", "--out", str(tmp_path / "ddp"), *common]
-    launcher = subprocess.Popen(torchrun, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    launcher = subprocess.Popen(dies_with_pytest(torchrun), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 start_new_session=True)
     try:
         _, stderr = launcher.communicate(timeout=300)
@@ -267,8 +267,8 @@ def test_sigterm_always_stops_within_seconds_and_saves(dataset: Path, val_dir: P
                    "--out", str(out), "--iters", "100000", "--checkpoint-every", "100000", "--batch-size", "2",
                    "--patch", "8", "--workers", "1", "--channels", "8", "--blocks", "1", "--up-channels", "8",
                    "--device", "cpu", *saves]
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                   start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        process = subprocess.Popen(dies_with_pytest(command), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                   text=True, start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
                                    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
         started.append(process)
         return process, out

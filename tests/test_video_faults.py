@@ -20,6 +20,7 @@ from animesr.checkpoint import load_checkpoint, save_checkpoint
 from animesr.errors import InputError, OutputError, VerificationError
 from animesr.video.pipeline import VideoCallbacks
 from animesr.video.workdir import lock_path, work_folder_path
+from conftest import dies_with_pytest
 from test_video_pipeline import (Recorder, clips, decoded_frames_digest, ffmpeg, leftovers,  # noqa: F401 (fixtures)
                                  lavfi_testsrc, make_clip, run, sine, tiny_model_file)
 
@@ -192,7 +193,7 @@ def test_a_second_run_on_the_same_output_is_refused_while_the_first_holds_the_lo
     out = tmp_path / "out.mkv"
     script = tmp_path / "slow_run.py"
     script.write_text(_SLOW_RUN)
-    first = subprocess.Popen([sys.executable, str(script), str(clip50), str(out), str(model)],
+    first = subprocess.Popen(dies_with_pytest([sys.executable, str(script), str(clip50), str(out), str(model)]),
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         _wait_for_line(first, "running", 180)

@@ -20,7 +20,8 @@ from typer.testing import CliRunner
 from animesr.checkpoint import save_checkpoint
 from animesr.errors import FFmpegError, InputError
 from animesr.model import A2N, A2NConfig
-from animesr.video.ffmpeg import _die_with_parent, ffmpeg_exe
+from animesr.video.ffmpeg import die_with_parent, ffmpeg_exe
+from conftest import dies_with_pytest
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 
@@ -106,14 +107,14 @@ def _start_job(clip: Path, model: Path, ffmpeg_folder: Path, output: Path) -> su
                "--model", str(model), "--preset", "ultrafast"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PATH": f"{ffmpeg_folder}{os.pathsep}{os.environ['PATH']}"}
     env.pop("ANIMESR_FFMPEG", None)
-    return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    return subprocess.Popen(dies_with_pytest(command), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             env=env, text=True)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGKILL],
                          ids=lambda s: signal.Signals(s).name)
 def test_ffmpeg_children_die_with_the_job(job_files: tuple[Path, Path, Path], tmp_path: Path, signum: int) -> None:
-    if signum == signal.SIGKILL and not _die_with_parent():
+    if signum == signal.SIGKILL and not die_with_parent():
         pytest.skip("needs util-linux setpriv --pdeathsig (a killed parent cannot stop its children otherwise)")
     clip, model, ffmpeg_folder = job_files
     job = _start_job(clip, model, ffmpeg_folder, tmp_path / "out.mkv")

@@ -23,6 +23,7 @@ from animesr.video.distributed import RayPool, RaySettings
 from animesr.video.ffmpeg import ffmpeg_exe
 from animesr.video.pipeline import VideoCallbacks, upscale_video
 from animesr.video.workdir import work_folder_path
+from conftest import dies_with_pytest
 from test_video_pipeline import (clips, decoded_frames_digest, ffmpeg, lavfi_testsrc, make_clip, run,  # noqa: F401
                                  sine, tiny_model_file)
 
@@ -84,7 +85,7 @@ def test_the_driver_killed_and_run_again_resumes_to_the_same_frames(cluster: str
     out = tmp_path / "ray.mkv"
     command = [sys.executable, "-m", "animesr", "upscale-video", str(long_clip), "-o", str(out), "-s", "2",
                "-m", str(model), "--chunk-frames", "10", "--workers", f"ray:{cluster}", "--ray-workers", "2"]
-    driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    driver = subprocess.Popen(dies_with_pytest(command), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                               env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")})
     manifest = work_folder_path(out) / "manifest.json"
     try:

@@ -4,7 +4,7 @@ reader and a raw-frame writer. Commands are argument lists, never shell strings.
 Which ffmpeg: $ANIMESR_FFMPEG (a path, a name on PATH, or `bundled`), else a system ffmpeg on
 PATH, else the binary imageio-ffmpeg ships. The chosen one is checked once for the version and
 the options the pipeline needs; one that lacks them is replaced by the bundled binary, with a
-notice. Every child ffmpeg dies with this process (see `_die_with_parent`)."""
+notice. Every child ffmpeg dies with this process (see `die_with_parent`)."""
 
 from __future__ import annotations
 
@@ -161,7 +161,7 @@ def _ffprobe_beside(ffmpeg: str) -> str | None:
 
 
 @lru_cache(maxsize=1)
-def _die_with_parent() -> tuple[str, ...]:
+def die_with_parent() -> tuple[str, ...]:
     """The command prefix that makes a child get SIGKILL when its parent dies, even by SIGKILL:
     util-linux's `setpriv --pdeathsig` (Linux). Linux sends it when the *thread* that started
     the child ends, so each child is waited for by the thread that started it. No Python code
@@ -177,7 +177,7 @@ def _die_with_parent() -> tuple[str, ...]:
 
 
 def _command(args: Sequence[str]) -> list[str]:
-    return [*_die_with_parent(), *args]
+    return [*die_with_parent(), *args]
 
 
 def _run(args: Sequence[str], *, stdin_bytes: bytes | None = None,
