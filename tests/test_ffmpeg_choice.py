@@ -13,15 +13,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
-from animesr.checkpoint import save_checkpoint
 from animesr.config import EncodeSettings, VideoJob
 from animesr.errors import FFmpegError
-from animesr.model import A2N, A2NConfig
 from animesr.video import ffmpeg as ff
 from animesr.video.pipeline import VideoCallbacks, upscale_video
+from test_video_pipeline import lavfi_testsrc, make_clip, sine, tiny_model_file
 
 OLD_FFMPEG_ENV = "ANIMESR_TEST_OLD_FFMPEG"
 
@@ -139,15 +137,9 @@ def test_the_variable_chooses(bundled: str, tmp_path: Path, monkeypatch: pytest.
 @pytest.fixture(scope="module")
 def clip_and_model(bundled: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("choice")
-    clip = folder / "clip.mkv"
-    subprocess.run([bundled, "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i",
-                    "testsrc2=size=64x48:rate=24:duration=0.5", "-f", "lavfi", "-i",
-                    "sine=frequency=440:sample_rate=48000:duration=0.5", "-c:v", "libx264", "-c:a", "flac",
-                    str(clip)], check=True)
-    torch.manual_seed(0)
-    model = folder / "tiny.safetensors"
-    save_checkpoint(model, A2N(A2NConfig(scale=2, channels=8, up_channels=8, blocks=1)), value_range=1.0)
-    return clip, model
+    clip = make_clip(bundled, folder / "clip.mkv", *lavfi_testsrc("24", 0.5, "64x48"), *sine(440, 48000, 0.5),
+                     "-c:v", "libx264", "-c:a", "flac")
+    return clip, tiny_model_file(folder)
 
 
 def _job(clip: Path, model: Path, output: Path) -> VideoJob:

@@ -6,20 +6,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
-from animesr.checkpoint import save_checkpoint
 from animesr.config import EncodeSettings, VideoJob
 from animesr.errors import FFmpegError
-from animesr.model import A2N, A2NConfig
 from animesr.video.ffmpeg import ffmpeg_exe
 from animesr.video.pipeline import upscale_video
 from animesr.video.probe import _run_ffprobe, probe
+from test_video_pipeline import lavfi_testsrc, make_clip, sine, tiny_model_file
 
 AWKWARD_NAMES = ["ep1:cut.mp4", "-dash.mp4"]
 
@@ -31,15 +28,9 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     except FFmpegError as error:
         pytest.skip(f"no ffmpeg: {error}")
     folder = tmp_path_factory.mktemp("awkward")
-    clip = folder / "plain.mp4"
-    subprocess.run([ffmpeg, "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i",
-                    "testsrc2=size=64x48:rate=24:duration=0.5", "-f", "lavfi", "-i",
-                    "sine=frequency=440:sample_rate=48000:duration=0.5", "-c:v", "libx264", "-c:a", "aac",
-                    str(clip)], check=True)
-    torch.manual_seed(0)
-    model = folder / "tiny.safetensors"
-    save_checkpoint(model, A2N(A2NConfig(scale=2, channels=8, up_channels=8, blocks=1)), value_range=1.0)
-    return clip, model
+    clip = make_clip(ffmpeg, folder / "plain.mp4", *lavfi_testsrc("24", 0.5, "64x48"), *sine(440, 48000, 0.5),
+                     "-c:v", "libx264", "-c:a", "aac")
+    return clip, tiny_model_file(folder)
 
 
 @pytest.fixture

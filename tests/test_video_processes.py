@@ -14,14 +14,12 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
-from animesr.checkpoint import save_checkpoint
 from animesr.errors import FFmpegError, InputError
-from animesr.model import A2N, A2NConfig
 from animesr.video.ffmpeg import die_with_parent, ffmpeg_exe
 from conftest import dies_with_pytest
+from test_video_pipeline import lavfi_testsrc, make_clip, tiny_model_file
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 
@@ -46,13 +44,9 @@ def job_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Pat
     except FFmpegError as error:
         pytest.skip(f"no ffmpeg: {error}")
     folder = tmp_path_factory.mktemp("long-job")
-    clip = folder / "long.mkv"
-    subprocess.run([ffmpeg, "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i",
-                    "testsrc2=size=64x48:rate=25:duration=20", "-c:v", "libx264", "-preset", "ultrafast",
-                    str(clip)], check=True)
-    torch.manual_seed(0)
-    model = folder / "tiny.safetensors"
-    save_checkpoint(model, A2N(A2NConfig(scale=2, channels=8, up_channels=8, blocks=1)), value_range=1.0)
+    clip = make_clip(ffmpeg, folder / "long.mkv", *lavfi_testsrc("25", 20, "64x48"), "-c:v", "libx264",
+                     "-preset", "ultrafast")
+    model = tiny_model_file(folder)
     slow = folder / "bin" / "ffmpeg"
     slow.parent.mkdir()
     slow.write_text(SLOW_SCAN.format(python=sys.executable, ffmpeg=ffmpeg))
