@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from animesr.data.degrade import Preset, degrade
+from animesr.data.degrade import CLEAN, Preset, degrade
 from animesr.errors import InputError
-from animesr.imaging import bicubic_resize, crop_to_multiple, downscale, list_images, read_image, to_rgb8
+from animesr.imaging import bicubic_resize, crop_to_multiple, list_images, read_image, to_rgb8
 from animesr.inference.upscaler import Upscaler
 from animesr.training.metrics import psnr_y, ssim_y
 
@@ -45,15 +45,12 @@ def centre_crop(image: np.ndarray, size: int | None) -> np.ndarray:
 
 def degraded_lr(hr: np.ndarray, scale: int, preset: Preset | None, seed: int, index: int) -> np.ndarray:
     """The LR of image `index`: bicubic, or degraded by `preset` reproducibly from (seed, index)."""
-    if preset is None or preset.is_clean:
-        return downscale(hr, scale)
-    return degrade(hr, scale, preset, np.random.default_rng([seed, index]))
+    return degrade(hr, scale, preset or CLEAN, np.random.default_rng([seed, index]))
 
 
-def score_image(name: str, hr: np.ndarray, upscaler: Upscaler, lr: np.ndarray | None = None) -> ImageScore:
+def score_image(name: str, hr: np.ndarray, lr: np.ndarray, upscaler: Upscaler) -> ImageScore:
+    """`hr` with sides that are multiples of the scale, and its LR."""
     scale = upscaler.scale
-    hr = crop_to_multiple(hr, scale)
-    lr = downscale(hr, scale) if lr is None else lr
     bicubic = bicubic_resize(lr, hr.shape[1], hr.shape[0])
     sr = upscaler.upscale(lr)
     return ImageScore(
@@ -71,7 +68,7 @@ def score_images(images: list[tuple[str, np.ndarray]], upscaler: Upscaler,
     scores = []
     for i, (name, hr) in enumerate(images):
         hr = crop_to_multiple(hr, upscaler.scale)
-        scores.append(score_image(name, hr, upscaler, degraded_lr(hr, upscaler.scale, preset, seed, i)))
+        scores.append(score_image(name, hr, degraded_lr(hr, upscaler.scale, preset, seed, i), upscaler))
         if on_image:
             on_image(i + 1, len(images))
     return scores
