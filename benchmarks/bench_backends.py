@@ -213,6 +213,17 @@ def fast_cost(scale: int, crop: int) -> dict | None:
 
 # ---- 4. large images ---------------------------------------------------------------------------------------
 
+# The child's peak RSS is measured by a small launcher that spawns it: a child forked straight from
+# this process would inherit this process's high-water mark (Linux keeps it across exec).
+_PEAK_RSS_LAUNCHER = """
+import os, sys
+devnull = [(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)]
+pid = os.posix_spawn(sys.argv[1], sys.argv[1:], os.environ, file_actions=devnull)
+_, status, usage = os.wait4(pid, 0)
+print(usage.ru_maxrss, os.waitstatus_to_exitcode(status))
+"""
+
+
 def large_image(folder: Path, scale: int, label: str, args: list[str]) -> dict:
     source = folder / "big.png"
     if not source.exists():
@@ -223,15 +234,31 @@ def large_image(folder: Path, scale: int, label: str, args: list[str]) -> dict:
     command = [sys.executable, "-m", "animesr", "upscale-image", str(source), "-o", str(folder / f"out-{label}"),
                "-s", str(scale), "--overwrite", *args]
     began = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(process.pid, 0)
+    done = subprocess.run([sys.executable, "-c", _PEAK_RSS_LAUNCHER, *command], capture_output=True, text=True)
     seconds = time.perf_counter() - began
-    first = process.stderr.readline().strip()
-    process.stderr.close()
+    peak_kib, exit_code = (int(v) for v in done.stdout.split())
+    first = (done.stderr.strip().splitlines() or [""])[0]
     row = {"kind": "image_1920x1080", "scale": scale, "label": label, "args": args, "seconds": seconds,
-           "peak_rss_gb": usage.ru_maxrss * 1024 / 1e9, "exit": os.waitstatus_to_exitcode(status), "first_line": first}
+           "peak_rss_gb": peak_kib * 1024 / 1e9, "exit": exit_code, "first_line": first}
     print(f"1920×1080 x{scale} {label:<28} {seconds:8.1f} s  peak RSS {row['peak_rss_gb']:.2f} GB  [{first}]", flush=True)
     return row
+
+
+def large_images(folder: Path) -> list[dict]:
+    """Default (exact tiles from the RAM budget) against whole-image runs where they fit, per backend."""
+    rows = [large_image(folder, 2, "default", [])]
+    for backend in ("openvino", "torch") if installed("openvino") else ("torch",):
+        rows.append(large_image(folder, 2, f"{backend} whole image", ["--backend", backend, "--tile", "4096"]))
+        if backend == "torch":
+            rows.append(large_image(folder, 2, "torch tiled (default)", ["--backend", "torch"]))
+    rows.append(large_image(folder, 4, "default", []))
+    whole = {row["label"]: row["seconds"] for row in rows if row["scale"] == 2}
+    for row in rows:
+        backend = row["first_line"].split("backend ")[-1].split(" ")[0] if "backend " in row["first_line"] else None
+        if row["scale"] == 2 and "whole" not in row["label"] and f"{backend} whole image" in whole:
+            row["tiled_over_whole"] = row["seconds"] / whole[f"{backend} whole image"]
+            print(f"  {row['label']} ({backend}) ÷ whole image: {row['tiled_over_whole']:.3f}", flush=True)
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -241,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scales", type=int, nargs="+", default=[2, 4])
     parser.add_argument("--val-crop", type=int, default=256, help="HR centre crop for the cost of fast")
     parser.add_argument("--images", action="store_true", help="also the 1920×1080 upscale-image rows (minutes)")
+    parser.add_argument("--skip", nargs="+", default=[], choices=["model", "cost"],
+                        help="leave out the model-only rows or the cost of fast (the other parts: --frames 0, --images)")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
     args = parser.parse_args(argv)
     os.environ.setdefault("ANIMESR_CACHE", str(Path(tempfile.gettempdir()) / "animesr-bench-cache"))
@@ -250,21 +279,18 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="bench-backends-") as tmp:
         folder = Path(tmp)
-        for scale in args.scales:
+        for scale in args.scales if "model" not in args.skip else ():
             rows += model_only(scale, frame, args.repeats, peak)
         if args.frames:
             clip = make_clip(folder, args.frames)
             for scale in args.scales:
                 rows += end_to_end(scale, clip, folder)
-        for scale in args.scales:
+        for scale in args.scales if "cost" not in args.skip else ():
             cost = fast_cost(scale, args.val_crop)
             if cost:
                 rows.append(cost)
         if args.images:
-            rows.append(large_image(folder, 2, "default", []))
-            rows.append(large_image(folder, 2, "torch whole image", ["--backend", "torch", "--tile", "4096"]))
-            rows.append(large_image(folder, 2, "torch tiled (default)", ["--backend", "torch"]))
-            rows.append(large_image(folder, 4, "default", []))
+            rows += large_images(folder)
     result = {
         "benchmark": "bench_backends",
         "machine": {"python": sys.version.split()[0], "torch": torch.__version__, "platform": platform.platform(),

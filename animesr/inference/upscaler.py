@@ -180,8 +180,8 @@ class Upscaler:
             budget = min(CPU_BUDGET_BYTES, available // 2)
             if per_pixel * pixels <= budget:
                 return None  # the whole image fits: no tiling overhead
-            tiled_per_pixel = 4 * (_TILED_MAPS_BYTES_PER_PIXEL + 3 * self.scale**2)  # tiles run in float32
-            fit = max(0, budget - resident - x.shape[0] * pixels * tiled_per_pixel) / per_pixel
+            held = x.shape[0] * pixels * _TILED_MAPS_BYTES_PER_PIXEL  # the output is already in `resident`
+            fit = max(0, budget - resident - held) / per_pixel
         if fit >= pixels:
             return None
         return max(self.settings.min_tile, int(fit**0.5) // 8 * 8)
