@@ -30,7 +30,7 @@ def upscale_image(
                           "removes more blur, noise and compression.")] = None,
     tile: Annotated[int | None, typer.Option(
         "--tile", "-t", help="Tile size in input pixels (exact: same result as untiled). "
-                             "Default: whole image on the CPU, from free memory on CUDA.")] = None,
+                             "Default: the whole image where it fits in memory, else tiles sized to it.")] = None,
     device: Annotated[str, typer.Option("--device", "-d", help="auto, cpu, cuda, cuda:N, or gpu[.N] (OpenVINO).")] = "auto",
     backend: Annotated[str, typer.Option("--backend", help=BACKEND_HELP)] = "auto",
     precision: Annotated[str, typer.Option("--precision", help=PRECISION_HELP)] = "auto",

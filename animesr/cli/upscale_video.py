@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.progress import Progress, TextColumn
@@ -25,73 +26,89 @@ _WORKERS_HELP = ("local (this process, one device), ray (a local Ray instance, o
 
 @app.command("upscale-video")
 def upscale_video(
-    inputs: list[Path] = typer.Argument(..., metavar="INPUT", show_default=False,
-                                        help="The video to upscale, or several videos and/or folders of videos."),
-    output: Path = typer.Option(..., "--output", "-o",
-                                help="Output file for one input; its extension picks the container (.mkv, .mp4, "
-                                     ".mov, .webm; none: MKV). Output folder (created if missing) for several "
-                                     "inputs, a folder, or when it is an existing folder."),
-    scale: int = typer.Option(..., "--scale", "-s", help="Upscaling factor: 2, 3 or 4."),
-    model: str | None = typer.Option(None, "--model", "-m",
-                                     help="clean, real (the shipped models for --scale) or a model file; "
-                                          "default: clean."),
-    denoise: float | None = typer.Option(None, "--denoise",
-                                         help="0..1: mix the shipped clean (0) and real (1) models; higher "
-                                              "removes more blur, noise and compression."),
-    codec: str = typer.Option("libx264", "--codec", help="ffmpeg video encoder: libx264, libx265, libsvtav1, "
-                                                         "libvpx-vp9, ffv1, or hardware: h264_nvenc, "
-                                                         "hevc_qsv, av1_amf, ..."),
-    crf: int = typer.Option(18, "--crf", help="Constant quality (lower: better): CRF for x264/x265/SVT-AV1/VP9/"
-                                              "AOM, -cq for NVENC, -global_quality for QSV, QP for AMF."),
-    preset: str | None = typer.Option(None, "--preset", help="Encoder preset (x264: ultrafast..veryslow)."),
-    pix_fmt: str = typer.Option("yuv420p", "--pix-fmt", help="Output pixel format, e.g. yuv420p10le for 10-bit."),
-    fps: str | None = typer.Option(None, "--fps",
-                                   help="Convert to this constant rate (25, 24000/1001) by duplicating or "
-                                        "dropping frames; default: keep the source's timestamps."),
-    deinterlace: bool = typer.Option(False, "--deinterlace", help="Deinterlace the combed frames with ffmpeg's "
-                                                                 "bwdif first (same as --field-mode deinterlace)."),
-    ivtc: bool = typer.Option(False, "--ivtc", help="Inverse telecine: 29.97 fps film back to its 23.976 frames "
-                                                   "(same as --field-mode ivtc)."),
-    field_mode: str | None = typer.Option(None, "--field-mode",
-                                          help="auto (measure the frames and choose), ivtc, deinterlace, or "
-                                               "progressive (frames as they are; the default)."),
-    start: str | None = typer.Option(None, "--start", help="Start here (seconds or [HH:]MM:SS[.ms])."),
-    duration: str | None = typer.Option(None, "--duration", help="Upscale this long (seconds or [HH:]MM:SS)."),
-    batch: int | None = typer.Option(None, "--batch", "-b", help="Frames per network call (default: 4 on CUDA, "
-                                                                 "1 on the CPU)."),
-    tile: int | None = typer.Option(None, "--tile", "-t", help="Tile size in input pixels (exact)."),
-    device: str = typer.Option("auto", "--device", "-d", help="auto, cpu, cuda, cuda:N, or gpu[.N] (OpenVINO)."),
-    backend: str = typer.Option("auto", "--backend", help=BACKEND_HELP),
-    precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
-    tta: bool = typer.Option(False, "--tta", help="Self-ensemble: average the model over the 8 rotations/mirrors (8× slower, slightly more accurate)."),
-    resume: bool = typer.Option(True, "--resume/--no-resume",
-                                help="Continue an interrupted run from its last complete chunk."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUTPUT."),
-    dedup_threshold: float = typer.Option(DEFAULT_DEDUP_THRESHOLD, "--dedup-threshold",
-                                          help="Held frames: reuse the last output when no 16×16 block differs "
-                                               "by more than this many grey levels on average (0: off)."),
-    chunk_frames: int = typer.Option(DEFAULT_CHUNK_FRAMES, "--chunk-frames",
-                                     help="Frames per resumable chunk."),
-    accept_truncated: bool = typer.Option(False, "--accept-truncated",
-                                          help="Upscale what decodes of a source shorter than its container "
-                                               "declares (a cut download), with a warning instead of an error."),
-    recursive: bool = typer.Option(False, "--recursive", "-r", help="Folders: descend into sub-folders and "
-                                                                    "mirror them in the output folder."),
-    container: str = typer.Option("mkv", "--container", help="Output folder: the outputs' container (mkv, mp4, "
-                                                             "mov, webm); each is named after its input."),
-    workers: str = typer.Option("local", "--workers", help=_WORKERS_HELP),
-    ray_workers: int | None = typer.Option(None, "--ray-workers", help="With --workers ray: how many workers "
-                                                                       "(default: every GPU, or every CPU)."),
+    inputs: Annotated[list[Path], typer.Argument(
+        metavar="INPUT", show_default=False, help="The video to upscale, or several videos and/or folders of videos.")],
+    output: Annotated[Path, typer.Option(
+        "--output", "-o", help="Output file for one input; its extension picks the container (.mkv, .mp4, "
+                               ".mov, .webm; none: MKV). Output folder (created if missing) for several "
+                               "inputs, a folder, or when it is an existing folder.")],
+    scale: Annotated[int, typer.Option("--scale", "-s", help="Upscaling factor: 2, 3 or 4.")],
+    model: Annotated[str | None, typer.Option(
+        "--model", "-m", help="clean, real (the shipped models for --scale) or a model file; "
+                              "default: clean.")] = None,
+    denoise: Annotated[float | None, typer.Option(
+        "--denoise", help="0..1: mix the shipped clean (0) and real (1) models; higher "
+                          "removes more blur, noise and compression.")] = None,
+    codec: Annotated[str, typer.Option(
+        "--codec", help="ffmpeg video encoder: libx264, libx265, libsvtav1, "
+                        "libvpx-vp9, ffv1, or hardware: h264_nvenc, "
+                        "hevc_qsv, av1_amf, ...")] = "libx264",
+    crf: Annotated[int, typer.Option(
+        "--crf", help="Constant quality (lower: better): CRF for x264/x265/SVT-AV1/VP9/"
+                      "AOM, -cq for NVENC, -global_quality for QSV, QP for AMF.")] = 18,
+    preset: Annotated[str | None, typer.Option(
+        "--preset", help="Encoder preset (x264: ultrafast..veryslow).")] = None,
+    pix_fmt: Annotated[str, typer.Option(
+        "--pix-fmt", help="Output pixel format, e.g. yuv420p10le for 10-bit.")] = "yuv420p",
+    fps: Annotated[str | None, typer.Option(
+        "--fps", help="Convert to this constant rate (25, 24000/1001) by duplicating or "
+                      "dropping frames; default: keep the source's timestamps.")] = None,
+    deinterlace: Annotated[bool, typer.Option(
+        "--deinterlace", help="Deinterlace the combed frames with ffmpeg's "
+                              "bwdif first (same as --field-mode deinterlace).")] = False,
+    ivtc: Annotated[bool, typer.Option(
+        "--ivtc", help="Inverse telecine: 29.97 fps film back to its 23.976 frames "
+                       "(same as --field-mode ivtc).")] = False,
+    field_mode: Annotated[str | None, typer.Option(
+        "--field-mode", help="auto (measure the frames and choose), ivtc, deinterlace, or "
+                             "progressive (frames as they are; the default).")] = None,
+    start: Annotated[str | None, typer.Option("--start", help="Start here (seconds or [HH:]MM:SS[.ms]).")] = None,
+    duration: Annotated[str | None, typer.Option(
+        "--duration", help="Upscale this long (seconds or [HH:]MM:SS).")] = None,
+    batch: Annotated[int | None, typer.Option(
+        "--batch", "-b", help="Frames per network call (default: 4 on CUDA, "
+                              "1 on the CPU).")] = None,
+    tile: Annotated[int | None, typer.Option("--tile", "-t", help="Tile size in input pixels (exact).")] = None,
+    device: Annotated[str, typer.Option(
+        "--device", "-d", help="auto, cpu, cuda, cuda:N, or gpu[.N] (OpenVINO).")] = "auto",
+    backend: Annotated[str, typer.Option("--backend", help=BACKEND_HELP)] = "auto",
+    precision: Annotated[str, typer.Option("--precision", help=PRECISION_HELP)] = "auto",
+    tta: Annotated[bool, typer.Option(
+        "--tta", help="Self-ensemble: average the model over the 8 rotations/mirrors (8× slower, slightly more accurate).")] = False,
+    resume: Annotated[bool, typer.Option(
+        "--resume/--no-resume", help="Continue an interrupted run from its last complete chunk.")] = True,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing OUTPUT.")] = False,
+    dedup_threshold: Annotated[float, typer.Option(
+        "--dedup-threshold", help="Held frames: reuse the last output when no 16×16 block differs "
+                                  "by more than this many grey levels on average (0: off).")] = DEFAULT_DEDUP_THRESHOLD,
+    chunk_frames: Annotated[int, typer.Option(
+        "--chunk-frames", help="Frames per resumable chunk.")] = DEFAULT_CHUNK_FRAMES,
+    accept_truncated: Annotated[bool, typer.Option(
+        "--accept-truncated", help="Upscale what decodes of a source shorter than its container "
+                                   "declares (a cut download), with a warning instead of an error.")] = False,
+    recursive: Annotated[bool, typer.Option(
+        "--recursive", "-r", help="Folders: descend into sub-folders and "
+                                  "mirror them in the output folder.")] = False,
+    container: Annotated[str, typer.Option(
+        "--container", help="Output folder: the outputs' container (mkv, mp4, "
+                            "mov, webm); each is named after its input.")] = "mkv",
+    workers: Annotated[str, typer.Option("--workers", help=_WORKERS_HELP)] = "local",
+    ray_workers: Annotated[int | None, typer.Option(
+        "--ray-workers", help="With --workers ray: how many workers "
+                              "(default: every GPU, or every CPU).")] = None,
 ) -> None:
     """Upscale videos with A2N, keeping their audio, subtitles, chapters, timing and colours."""
     from animesr.video.distributed import parse_workers
 
     folder_mode = len(inputs) > 1 or inputs[0].is_dir() or output.is_dir()
     target = output / "placeholder.mkv" if folder_mode else output
-    job = _build_job(inputs[0], target, scale, model, EncodeSettings(codec, crf, preset, pix_fmt), fps,
-                     deinterlace, start, duration, batch, tile, device, tta, resume, overwrite, dedup_threshold,
-                     chunk_frames, denoise, accept_truncated=accept_truncated, backend=backend, precision=precision,
-                     field_mode=_field_mode(field_mode, ivtc=ivtc, deinterlace=deinterlace))
+    job = _build_job(
+        input_path=inputs[0], output=target, scale=scale, model=model, denoise=denoise,
+        encode=EncodeSettings(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt), fps=fps, deinterlace=deinterlace,
+        field_mode=_field_mode(field_mode, ivtc=ivtc, deinterlace=deinterlace), start=start, duration=duration,
+        resume=resume, overwrite=overwrite, dedup_threshold=dedup_threshold, chunk_frames=chunk_frames,
+        accept_truncated=accept_truncated, batch=batch,
+        inference_options=dict(device=device, tile=tile, tta=tta, backend=backend, precision=precision))
     ray_settings = guarded(lambda: parse_workers(workers, ray_workers))  # before any work
     if ray_settings is not None and device.startswith("cuda:"):
         raise fail(f"--device {device} picks a GPU of this process; each Ray worker gets a GPU of its own: "
@@ -185,11 +202,10 @@ def parse_time(text: str | None, option: str) -> float | None:
     return seconds
 
 
-def _build_job(input_path: Path, output: Path, scale: int, model: str | None, encode: EncodeSettings,
-               fps: str | None, deinterlace: bool, start: str | None, duration: str | None, batch: int | None,
-               tile: int | None, device: str, tta: bool, resume: bool, overwrite: bool, dedup_threshold: float,
-               chunk_frames: int, denoise: float | None, *, accept_truncated: bool,
-               field_mode: str = "progressive", backend: str = "auto", precision: str = "auto") -> VideoJob:
+def _build_job(*, input_path: Path, output: Path, scale: int, model: str | None, denoise: float | None,
+               encode: EncodeSettings, fps: str | None, deinterlace: bool, field_mode: str, start: str | None,
+               duration: str | None, resume: bool, overwrite: bool, dedup_threshold: float, chunk_frames: int,
+               accept_truncated: bool, batch: int | None, inference_options: dict[str, object]) -> VideoJob:
     from animesr.model.a2n import SUPPORTED_SCALES
     from animesr.pretrained import check_model_choice, model_choice
 
@@ -200,12 +216,10 @@ def _build_job(input_path: Path, output: Path, scale: int, model: str | None, en
     try:
         return VideoJob(
             input=input_path, output=output, scale=scale, model=chosen, denoise=denoise, encode=encode,
-            fps=_rate(fps),
-            deinterlace=deinterlace, start=parse_time(start, "--start"),
+            fps=_rate(fps), deinterlace=deinterlace, start=parse_time(start, "--start"),
             duration=parse_time(duration, "--duration"), batch=batch, resume=resume, overwrite=overwrite,
             dedup_threshold=dedup_threshold, chunk_frames=chunk_frames, accept_truncated=accept_truncated,
-            field_mode=field_mode,
-            inference=InferenceSettings(device=device, tile=tile, tta=tta, backend=backend, precision=precision),
+            field_mode=field_mode, inference=InferenceSettings(**inference_options),
         )
     except ValueError as error:
         raise fail(str(error), InputError.exit_code) from None
