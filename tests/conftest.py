@@ -23,6 +23,15 @@ def _need(path: Path) -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def session_export_cache(tmp_path_factory):
+    """ONNX/OpenVINO exports made by the tests (and the commands they start) go to a cache of the
+    session's own, never to the user's ~/.cache/animesr."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ANIMESR_CACHE", str(tmp_path_factory.mktemp("animesr-cache")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def shared() -> Path:
     return _need(SHARED)
