@@ -5,7 +5,8 @@ accuracy cost, a roofline line, and the memory of large images.
 
 1. Model only: one 576×432 frame, the shipped x2 and x4 models, each backend and precision timed
    interleaved (A, B, C, A, B, C…) so a noisy shared CPU hits every row alike; ratio = torch
-   float32 seconds ÷ this row's seconds. GMAC/s achieved against the CPU's FP32 peak
+   float32 seconds on the whole frame (the baseline) ÷ this row's seconds. Rows run the product's
+   default tiling (torch on the CPU: cache-sized exact tiles), named in the `tiles` column. GMAC/s achieved against the CPU's FP32 peak
    (cores × 16 FP32 MAC/cycle, AVX2 FMA × clock), and the largest difference from torch float32
    (grey levels) and PSNR of the frame against torch float32.
 2. End to end: `upscale-video` (decode, network, encode; held-frame reuse off) on a 576×432
@@ -46,20 +47,28 @@ VAL = SHARED / "data" / "anime" / "val"
 CLIP = SHARED / "data" / "video" / "w2xex_2_anime_360p.mp4"
 SIZE = (576, 432)
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "bench_backends.json"
-BASELINE = ("torch", "fp32")
+WHOLE = 4096  # a --tile larger than any frame here: the whole frame in one call
+# (backend, precision, tile): the baseline is the issue's, torch float32 channels-last on the whole frame;
+# tile None is the default policy (torch on the CPU: cache-sized tiles)
+BASELINE = ("torch", "fp32", WHOLE)
 
 
-def configurations() -> list[tuple[str, str]]:
-    rows = [BASELINE]
+def configurations() -> list[tuple[str, str, int | None]]:
+    rows = [BASELINE, ("torch", "fp32", None)]
     if installed("onnxruntime"):
-        rows.append(("onnxruntime", "exact"))
+        rows.append(("onnxruntime", "exact", None))
     if installed("openvino"):
-        rows += [("openvino", "exact"), ("openvino", "fast")]
+        rows += [("openvino", "exact", None), ("openvino", "fast", None)]
     return rows
 
 
-def settings(backend: str, precision: str, **extra) -> InferenceSettings:
-    return InferenceSettings(device="cpu", backend=backend, precision=precision, **extra)
+def settings(backend: str, precision: str, tile: int | None = None) -> InferenceSettings:
+    return InferenceSettings(device="cpu", backend=backend, precision=precision, tile=tile)
+
+
+def tiles(upscaler: Upscaler, x: torch.Tensor) -> str:
+    tile = upscaler.settings.tile or upscaler._auto_tile(x)
+    return "whole" if tile is None or tile >= max(x.shape[2:]) else f"tiles {tile}"
 
 
 def picture() -> np.ndarray:
@@ -129,11 +138,11 @@ def model_only(scale: int, frame: np.ndarray, repeats: int, peak: float) -> list
     upscalers = {config: Upscaler(loaded, settings(*config)) for config in configurations()}
     x = torch.from_numpy(frame).permute(2, 0, 1)[None].float() * (loaded.value_range / 255.0)
     outputs = {config: upscaler.upscale(frame) for config, upscaler in upscalers.items()}  # warm-up + accuracy
-    times: dict[tuple[str, str], list[float]] = {config: [] for config in upscalers}
+    times: dict[tuple[str, str, int | None], list[float]] = {config: [] for config in upscalers}
     for _ in range(repeats):
         for config, upscaler in upscalers.items():
             began = time.perf_counter()
-            upscaler.backend.run(x)
+            upscaler.run_network(x)
             times[config].append(time.perf_counter() - began)
     work = gmacs(loaded, *frame.shape[:2])
     base = statistics.median(times[BASELINE])
@@ -142,7 +151,7 @@ def model_only(scale: int, frame: np.ndarray, repeats: int, peak: float) -> list
         seconds = statistics.median(times[config])
         diff = np.abs(outputs[config].astype(int) - outputs[BASELINE].astype(int))
         rows.append({"kind": "model", "scale": scale, "backend": config[0], "precision": config[1],
-                     "computes_in": upscaler.precision, "seconds": seconds, "times": times[config],
+                     "tiles": tiles(upscaler, x), "computes_in": upscaler.precision, "seconds": seconds, "times": times[config],
                      "ratio": base / seconds, "gmac": work, "gmac_per_s": work / seconds,
                      "share_of_peak": work / seconds / peak, "max_diff_levels": int(diff.max()),
                      "psnr_vs_torch_fp32": psnr(outputs[config], outputs[BASELINE])})
@@ -168,7 +177,7 @@ def end_to_end(scale: int, clip: Path, folder: Path) -> list[dict]:
 
     times = {}
     for config in configurations():
-        job = VideoJob(input=clip, output=folder / f"out-{scale}-{config[0]}-{config[1]}.mkv", scale=scale,
+        job = VideoJob(input=clip, output=folder / f"out-{scale}-{config[0]}-{config[1]}-{config[2]}.mkv", scale=scale,
                        dedup_threshold=0, overwrite=True, resume=False, inference=settings(*config))
         Upscaler(model(scale), job.inference)  # export and compile outside the timing (cached from here on)
         began = time.perf_counter()
@@ -178,7 +187,7 @@ def end_to_end(scale: int, clip: Path, folder: Path) -> list[dict]:
     rows = []
     for config, (seconds, frames) in times.items():
         rows.append({"kind": "end_to_end_video", "scale": scale, "backend": config[0], "precision": config[1],
-                     "frames": frames, "seconds": seconds, "fps": frames / seconds, "ratio": base / seconds})
+                     "tiles": "whole" if config[2] == WHOLE else "default", "frames": frames, "seconds": seconds, "fps": frames / seconds, "ratio": base / seconds})
         print_row(rows[-1])
     return rows
 
@@ -322,7 +331,8 @@ def print_row(row: dict) -> None:
     if row["kind"] == "model":
         extra = (f"{row['gmac_per_s']:6.1f} GMAC/s ({100 * row['share_of_peak']:4.1f}% of peak)  "
                  f"max diff {row['max_diff_levels']} levels, {row['psnr_vs_torch_fp32']:.1f} dB vs torch fp32")
-    print(f"{row['kind']:<17} x{row['scale']} {row['backend']:<12} {row['precision']:<6} {row['seconds']:8.2f} s  "
+    print(f"{row['kind']:<17} x{row['scale']} {row['backend']:<12} {row['precision']:<6} {row['tiles']:<10} "
+          f"{row['seconds']:8.2f} s  "
           f"×{row['ratio']:.2f}  {extra}", flush=True)
 
 

@@ -177,13 +177,13 @@ def test_tiles_are_sized_from_free_memory_less_the_output_held_on_the_device(mon
     tta = Upscaler(tiny_loaded(4), InferenceSettings(device="cpu", backend="torch", tta=True))
     plain.device = tta.device = torch.device("cuda")  # the CUDA formula, without a GPU (no tensor goes there)
     x = torch.zeros(1, 3, 200, 200)
-    assert plain._auto_tile(x) is None  # room for the whole image
+    assert plain._memory_tile(x) is None  # room for the whole image
     free["bytes"] = 100 * 2**20
-    plain_tile, tta_tile = plain._auto_tile(x), tta._auto_tile(x)
+    plain_tile, tta_tile = plain._memory_tile(x), tta._memory_tile(x)
     assert plain_tile is not None and tta_tile is not None
     assert 32 <= tta_tile < plain_tile < 200 and plain_tile % 8 == 0 == tta_tile % 8
     free["bytes"] = 10 * 2**20  # less than the x4 output and its float32 sum
-    assert tta._auto_tile(x) == 32
+    assert tta._memory_tile(x) == 32
 
 
 def test_cpu_tiles_are_sized_from_available_ram(monkeypatch) -> None:
@@ -192,12 +192,27 @@ def test_cpu_tiles_are_sized_from_available_ram(monkeypatch) -> None:
     plain = Upscaler(tiny_loaded(4), InferenceSettings(device="cpu"))
     tta = Upscaler(tiny_loaded(4), InferenceSettings(device="cpu", tta=True))
     x = torch.zeros(1, 3, 200, 200)
-    assert plain._auto_tile(x) is None  # fits in the CPU budget: whole image, no tiling overhead
-    big = plain._auto_tile(torch.zeros(1, 3, 1080, 1920))  # 1920×1080 at x4 is tiled by default,
+    assert plain._memory_tile(x) is None  # fits in the CPU budget: whole image, no tiling overhead
+    big = plain._memory_tile(torch.zeros(1, 3, 1080, 1920))  # 1920×1080 at x4 is tiled by default,
     assert big is not None and big >= 256  # in tiles large enough to cost little (the held maps counted once)
     ram["bytes"] = 120 * 2**20  # half of it is the budget; the whole 200×200 image needs ~300 MB at x4
-    plain_tile, tta_tile = plain._auto_tile(x), tta._auto_tile(x)
+    plain_tile, tta_tile = plain._memory_tile(x), tta._memory_tile(x)
     assert plain_tile is not None and tta_tile is not None
     assert 32 <= tta_tile < plain_tile < 200 and plain_tile % 8 == 0 == tta_tile % 8
     ram["bytes"] = None  # the system does not say: whole image, as before
-    assert plain._auto_tile(x) is None
+    assert plain._memory_tile(x) is None
+
+
+def test_torch_on_the_cpu_runs_cache_sized_tiles_where_they_are_faster(monkeypatch) -> None:
+    from animesr.inference.backends.torch_backend import CPU_FASTEST_TILE
+
+    monkeypatch.setattr("animesr.inference.upscaler.available_ram_bytes", lambda: 2**40)
+    torch_cpu = Upscaler(tiny_loaded(2), InferenceSettings(device="cpu", backend="torch"))
+    assert torch_cpu._auto_tile(torch.zeros(1, 3, 100, CPU_FASTEST_TILE)) is None  # small: whole
+    assert torch_cpu._auto_tile(torch.zeros(1, 3, 432, 576)) == CPU_FASTEST_TILE  # fits whole, but tiles are faster
+    monkeypatch.setattr("animesr.inference.upscaler.available_ram_bytes", lambda: 120 * 2**20)
+    assert torch_cpu._auto_tile(torch.zeros(1, 3, 432, 576)) < CPU_FASTEST_TILE  # memory asks for smaller ones
+    image = smooth_image(230, 250)
+    default = torch_cpu.upscale(image)
+    whole = Upscaler(tiny_loaded(2), InferenceSettings(device="cpu", backend="torch", tile=4096)).upscale(image)
+    assert np.abs(default.astype(int) - whole.astype(int)).max() <= 1  # exact tiles: the same picture

@@ -165,6 +165,14 @@ class Upscaler:
         return self.backend.run_tiled(x, tile, on_tile)
 
     def _auto_tile(self, x: torch.Tensor) -> int | None:
+        """The tile for this input: what memory allows, or the backend's fastest tile where that is smaller."""
+        tile = self._memory_tile(x)
+        fastest = self.backend.capabilities.fastest_tile
+        if fastest is None or max(x.shape[2:]) <= fastest:
+            return tile
+        return fastest if tile is None else min(tile, fastest)
+
+    def _memory_tile(self, x: torch.Tensor) -> int | None:
         element = torch.finfo(self.dtype).bits // 8
         per_pixel = x.shape[0] * element * (_TRUNK_BYTES_PER_PIXEL + _RECON_BYTES_PER_PIXEL * self.scale**2)
         # the whole output stays on the device beside the tiles, and with --tta its float32 sum too

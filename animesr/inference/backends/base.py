@@ -19,6 +19,7 @@ class Capabilities:
     exact_tiling: bool  # can run the network stage by stage (tiling.py); else whole images only
     batch: bool  # N > 1 in one call
     precisions: tuple[str, ...]  # the reduced/full precisions it offers: "float32", "bfloat16", ...
+    fastest_tile: int | None = None  # tiles of this size run faster than a larger whole image (cache-sized)
 
 
 class InferenceBackend(Protocol):
