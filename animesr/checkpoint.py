@@ -137,6 +137,12 @@ def _load_ours(path: Path, scale: int | None) -> LoadedModel:
     return LoadedModel(model=model, value_range=value_range, source=str(path), training=training)
 
 
+def training_record(path: str | Path) -> dict[str, Any]:
+    """The `training` provenance of one of our checkpoints, read from its header without its weights."""
+    path = Path(path)
+    return _described(_read_metadata(path), path)[2]
+
+
 def _described(meta: dict[str, str], path: Path) -> tuple[A2NConfig, float, dict]:
     """The architecture, value range and training record from our metadata, checked."""
     try:

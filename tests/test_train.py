@@ -114,6 +114,25 @@ def test_validation_picks_best_and_writes_log_and_plot(dataset: Path, val_dir: P
     assert Upscaler(best).upscale(image).shape == (40, 48, 3)
 
 
+def test_a_best_checkpoint_ahead_of_the_state_is_never_replaced_by_a_worse_one(dataset: Path, val_dir: Path,
+                                                                               tmp_path: Path, monkeypatch) -> None:
+    """A stop after best.safetensors was written but before the state: the file's PSNR counts on resume."""
+    train(tiny_settings(dataset, tmp_path, iters=5, val_dir=val_dir, val_every=5))
+    state = load_state(tmp_path)
+    state["best_psnr"] -= 10.0  # the state written before that validation
+    torch.save(state, tmp_path / "state.pt")
+    best_before = weights(tmp_path / "best.safetensors")
+    on_disk = load_checkpoint(tmp_path / "best.safetensors").training["val_psnr"]
+    from animesr.training.validation import ImageScore
+
+    worse = ImageScore("mean", 0.0, 0.0, on_disk - 1.0, 0.5)
+    monkeypatch.setattr(loop, "mean_score", lambda scores: worse)  # a later validation, worse than the file
+    result = train(tiny_settings(dataset, tmp_path, iters=10, val_dir=val_dir, val_every=5, resume=True))
+    assert result.best_psnr == pytest.approx(on_disk)
+    after = weights(tmp_path / "best.safetensors")
+    assert all(torch.equal(after[k], best_before[k]) for k in best_before)
+
+
 def test_resume_needs_state_and_a_run_is_not_silently_replaced(dataset: Path, tmp_path: Path) -> None:
     with pytest.raises(TrainingError, match="no training state"):
         train(tiny_settings(dataset, tmp_path, resume=True))

@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 
 from animesr import stopping
 from animesr.atomic import replaced_together
-from animesr.checkpoint import LoadedModel, load_checkpoint, on_unit_range, save_checkpoint
+from animesr.checkpoint import LoadedModel, load_checkpoint, on_unit_range, save_checkpoint, training_record
 from animesr.config import InferenceSettings, TrainSettings
 from animesr.data.dataset import PairedPatches, StepSampler
 from animesr.data.degrade import PRESETS, Degradation
@@ -183,10 +183,21 @@ def _prepare_run(settings: TrainSettings, processes: distributed.Processes) -> _
     run = _Run(settings, processes)
     if settings.resume:
         run.restore(load_state(settings.out))
+        run.best_psnr = _best_on_disk(settings.out, run.best_psnr)
     elif settings.init:
         run.initialise_from(settings.init)
     run.start_segment()
     return run
+
+
+def _best_on_disk(out: Path, recorded: float | None) -> float | None:
+    """A stop between writing best.safetensors and the next state leaves the file ahead of the state: the
+    file's own validation PSNR counts, so a worse model never replaces it."""
+    best = out / "best.safetensors"
+    on_disk = training_record(best).get("val_psnr") if best.is_file() else None
+    if on_disk is None:
+        return recorded
+    return on_disk if recorded is None else max(on_disk, recorded)
 
 
 def _make_run_folder(out: Path) -> None:
