@@ -46,6 +46,10 @@ class FFmpegError(AnimeSRError):
     exit_code = 6
 
 
+class FFmpegKilled(FFmpegError):
+    """ffmpeg died of a signal (a crash, the out-of-memory killer, a kill from outside): not a fault of the input."""
+
+
 class DeviceError(AnimeSRError):
     """The requested device does not exist, or a tile did not fit even at the smallest size."""
 

@@ -313,3 +313,31 @@ def test_the_output_lock_in_a_missing_folder_is_an_output_error(tmp_path: Path) 
     with pytest.raises(OutputError, match="cannot write in folder"):
         with output_lock(tmp_path / "no-such-folder" / "out.mkv"):
             pass
+
+
+def test_an_ffmpeg_killed_by_a_signal_is_not_called_a_bad_video(tmp_path: Path, monkeypatch) -> None:
+    import stat
+
+    from animesr.errors import FFmpegError, FFmpegKilled
+    from animesr.video import ffmpeg, pipeline
+
+    crashing = tmp_path / "ffmpeg"
+    crashing.write_text("#!/bin/sh\necho 'decoding…' >&2\nkill -SEGV $$\n")
+    crashing.chmod(crashing.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setattr(ffmpeg, "ffmpeg_exe", lambda: str(crashing))
+    with pytest.raises(FFmpegKilled, match="killed by SIGSEGV while trying to read x.mp4 .*decoding…"):
+        ffmpeg.run_ffmpeg(["-i", "x.mp4"], "read x.mp4")
+    monkeypatch.setattr(pipeline, "run_ffmpeg", ffmpeg.run_ffmpeg)
+    monkeypatch.setattr(pipeline.commands, "scan_args", lambda info, job: ["-i", str(info.path)])
+    from types import SimpleNamespace
+
+    info = SimpleNamespace(path=Path("x.mp4"))  # all scan_timeline reads of it, with scan_args replaced
+    job = VideoJob(input=Path("x.mp4"), output=tmp_path / "out.mkv", scale=2)
+    with pytest.raises(FFmpegKilled):  # not "cannot decode x.mp4", which blames the video
+        pipeline.scan_timeline(info, job)
+    failing = tmp_path / "ffmpeg"
+    failing.write_text("#!/bin/sh\necho 'Invalid data found' >&2\nexit 1\n")
+    with pytest.raises(InputError, match="cannot decode x.mp4"):
+        pipeline.scan_timeline(info, job)
+    assert not issubclass(InputError, FFmpegError)
+

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from animesr.errors import FFmpegError
+from animesr.errors import FFmpegError, FFmpegKilled
 
 STDERR_LINES_KEPT = 40
 STDERR_LINES_SHOWN = 6
@@ -222,12 +223,27 @@ def last_lines(stderr: str, count: int = STDERR_LINES_SHOWN) -> str:
     return " | ".join(lines[-count:]) or "(no message)"
 
 
+def signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
 def run_ffmpeg(args: Sequence[str], what: str) -> str:
     """Run ffmpeg to completion; returns stdout; raises FFmpegError with stderr's tail."""
     result = _run([ffmpeg_exe(), *args])
     if result.returncode != 0:
-        raise FFmpegError(f"ffmpeg failed to {what}: {last_lines(result.stderr)}")
+        raise ffmpeg_failure(result.returncode, what, result.stderr)
     return result.stdout
+
+
+def ffmpeg_failure(code: int, what: str, stderr: str) -> FFmpegError:
+    """A failed ffmpeg as an error: one that died of a signal is FFmpegKilled, not a fault of the input."""
+    if code < 0:
+        return FFmpegKilled(f"ffmpeg was killed by {signal_name(-code)} while trying to {what} "
+                            f"(a crash, or out of memory): {last_lines(stderr)}")
+    return FFmpegError(f"ffmpeg failed to {what}: {last_lines(stderr)}")
 
 
 class _StderrTail:
@@ -265,7 +281,7 @@ class FFmpegProcess:
     def finish(self) -> None:
         code = self.process.wait()
         if code != 0:
-            raise FFmpegError(f"ffmpeg failed to {self.what}: {last_lines(self.stderr.text())}")
+            raise ffmpeg_failure(code, self.what, self.stderr.text())
 
     def kill(self) -> None:
         if self.process.poll() is None:

@@ -18,7 +18,7 @@ import torch
 
 from animesr.checkpoint import LoadedModel
 from animesr.config import VideoJob
-from animesr.errors import FFmpegError, InputError, OutputError, VerificationError
+from animesr.errors import FFmpegError, FFmpegKilled, InputError, OutputError, VerificationError
 from animesr.inference.upscaler import Upscaler
 from animesr.pretrained import resolve_model
 from animesr.video import commands
@@ -258,6 +258,8 @@ def _check_truncation(info: VideoInfo, job: VideoJob, timeline: Timeline, warn: 
 def scan_timeline(info: VideoInfo, job: VideoJob) -> Timeline:
     try:
         timeline = parse_framecrc(run_ffmpeg(commands.scan_args(info, job), f"read {info.path.name}"))
+    except FFmpegKilled:
+        raise  # ffmpeg itself died: not a fault of the video
     except FFmpegError as error:
         raise InputError(f"cannot decode {info.path.name}: {error}") from None
     if timeline.count == 0:
