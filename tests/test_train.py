@@ -231,6 +231,7 @@ def test_two_gloo_processes_train_like_one(dataset: Path, tmp_path: Path) -> Non
         with contextlib.suppress(ProcessLookupError):
             os.killpg(launcher.pid, signal.SIGKILL)
     assert launcher.returncode == 0, stderr[-2000:]
+    assert stderr.count("finished at step 3") == 1, stderr[-2000:]  # the first process speaks for the run
     single = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "one"), *common])
     assert single.exit_code == 0, single.output
     a, b = weights(tmp_path / "ddp" / "last.safetensors"), weights(tmp_path / "one" / "last.safetensors")

@@ -56,7 +56,7 @@ def guarded(run: Callable[[], T]) -> T:
 
 
 @contextmanager
-def progress_bar(*extra_columns: TextColumn) -> Iterator[Progress]:
+def progress_bar(*extra_columns: TextColumn, show: bool = True) -> Iterator[Progress]:
     columns = [
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -65,5 +65,5 @@ def progress_bar(*extra_columns: TextColumn) -> Iterator[Progress]:
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     ]
-    with Progress(*columns, console=console, transient=False) as progress:
+    with Progress(*columns, console=console, transient=False, disable=not show) as progress:
         yield progress

@@ -51,6 +51,7 @@ def train(
     """Train A2N: Adam, Charbonnier loss on [0, 1] pixels, EMA, best-by-validation checkpoints.
 
     Ctrl-C or SIGTERM stops at the next step, saves a resumable state and exits with 130."""
+    from animesr.errors import TrainingInterrupted
     from animesr.training import distributed
     from animesr.training.loop import TrainCallbacks, check_settings, train as run_training
 
@@ -66,7 +67,7 @@ def train(
 
     def run() -> None:
         with progress_bar(TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[speed]}"),
-                          TextColumn("val {task.fields[psnr]}")) as progress:
+                          TextColumn("val {task.fields[psnr]}"), show=main) as progress:
             task = progress.add_task("training", total=iters, loss="-", speed="-", psnr="-")
 
             def on_step(step: int, loss: float, lr_now: float) -> None:
@@ -83,6 +84,14 @@ def train(
             )
             result = run_training(settings, callbacks)
         best = f", best validation {result.best_psnr:.2f} dB" if result.best_psnr is not None else ""
-        note(f"finished at step {result.step}{best}; models in {out}/best.safetensors and last.safetensors")
+        if main:
+            note(f"finished at step {result.step}{best}; models in {out}/best.safetensors and last.safetensors")
 
-    guarded(run)
+    def run_quietly() -> None:  # the other torchrun processes: the first one speaks for the run
+        try:
+            run()
+        except TrainingInterrupted as stopped:
+            raise typer.Exit(stopped.exit_code) from None
+
+    main = distributed.launched_rank() == 0
+    guarded(run if main else run_quietly)

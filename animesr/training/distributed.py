@@ -22,6 +22,11 @@ class Processes:
         return self.rank == 0
 
 
+def launched_rank() -> int:
+    """This process's rank as torchrun set it (0 without torchrun), known before the group starts."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def world_size() -> int:
     """The number of training processes: 1, or torchrun's WORLD_SIZE."""
     return int(os.environ.get("WORLD_SIZE", "1"))
