@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
@@ -21,6 +21,20 @@ BACKEND_HELP = ("Runtime: auto (the fastest installed for the device: OpenVINO, 
                 "torch on the CPU; torch on CUDA), torch, openvino, onnxruntime.")
 PRECISION_HELP = ("auto (fp16 on CUDA, exact on the CPU), exact (fp32), fast (the backend's reduced precision: "
                   "bf16 on recent CPUs, fp16 on GPUs), fp32, fp16, bf16.")
+
+# Options that several commands share, declared once
+ScaleOption = Annotated[int, typer.Option("--scale", "-s", help="Upscaling factor: 2, 3 or 4.")]
+ModelOption = Annotated[str | None, typer.Option(
+    "--model", "-m", help="clean, real (the shipped models for --scale) or a model file "
+                          "(animesr .safetensors or the A2N authors' .pt); default: clean.")]
+DenoiseOption = Annotated[float | None, typer.Option(
+    "--denoise", help="0..1: mix the shipped clean (0) and real (1) models; higher "
+                      "removes more blur, noise and compression.")]
+DeviceOption = Annotated[str, typer.Option("--device", "-d", help="auto, cpu, cuda, cuda:N, or gpu[.N] (OpenVINO).")]
+BackendOption = Annotated[str, typer.Option("--backend", help=BACKEND_HELP)]
+PrecisionOption = Annotated[str, typer.Option("--precision", help=PRECISION_HELP)]
+TtaOption = Annotated[bool, typer.Option(
+    "--tta", help="Self-ensemble: average the model over the 8 rotations/mirrors (8× slower, slightly more accurate).")]
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

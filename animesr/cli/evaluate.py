@@ -11,7 +11,8 @@ import typer
 from rich.table import Table
 
 from animesr.cli import app
-from animesr.cli.common import BACKEND_HELP, PRECISION_HELP, console, guarded, note, progress_bar
+from animesr.cli.common import (BackendOption, DeviceOption, PrecisionOption, ScaleOption, TtaOption, console,
+                                 guarded, note, progress_bar)
 from animesr.config import InferenceSettings
 from animesr.errors import OutputError, UsageError
 from animesr.imaging import write_bytes_atomically
@@ -20,7 +21,7 @@ from animesr.imaging import write_bytes_atomically
 @app.command("evaluate")
 def evaluate(
     hr: Annotated[list[Path], typer.Argument(help="HR images or folders (walked recursively).")],
-    scale: Annotated[int, typer.Option(help="Upscaling factor: 2, 3 or 4.")],
+    scale: ScaleOption,
     model: Annotated[str | None, typer.Option(
         help="clean, real or a checkpoint (ours or the A2N authors'); default: clean.")] = None,
     denoise: Annotated[float | None, typer.Option(
@@ -33,11 +34,10 @@ def evaluate(
     crop: Annotated[int | None, typer.Option(
         help="Centre-crop each HR image to N pixels first (at least 16 × scale).")] = None,
     tile: Annotated[int | None, typer.Option(help="Tile size in input pixels (exact for A2N).")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N, or gpu[.N] (OpenVINO).")] = "auto",
-    backend: Annotated[str, typer.Option("--backend", help=BACKEND_HELP)] = "auto",
-    precision: Annotated[str, typer.Option("--precision", help=PRECISION_HELP)] = "auto",
-    tta: Annotated[bool, typer.Option("--tta", help="Self-ensemble: average the model over the 8 "
-                                                    "rotations/mirrors (8× slower, slightly more accurate).")] = False,
+    device: DeviceOption = "auto",
+    backend: BackendOption = "auto",
+    precision: PrecisionOption = "auto",
+    tta: TtaOption = False,
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write the numbers to this JSON file.")] = None,
 ) -> None:
     """Make the LR of each HR image (bicubic or degraded), upscale it, and compare with the HR image."""

@@ -10,7 +10,8 @@ from rich.markup import escape
 from rich.progress import Progress, TaskID
 
 from animesr.cli import app
-from animesr.cli.common import BACKEND_HELP, PRECISION_HELP, console, fail, guarded, note, progress_bar, warn
+from animesr.cli.common import (BackendOption, DenoiseOption, DeviceOption, ModelOption, PrecisionOption,
+                                 ScaleOption, TtaOption, console, fail, guarded, note, progress_bar, warn)
 from animesr.config import DEFAULT_MAX_PIXELS, ImageJob, InferenceSettings
 from animesr.errors import InputError
 from animesr.images import FORMATS, ImageCallbacks, ImageTask, plan_images, upscale_images
@@ -21,22 +22,16 @@ def upscale_image(
     inputs: Annotated[list[Path], typer.Argument(metavar="INPUT", show_default=False,
                                                  help="Image files and/or folders of images.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output folder (created if missing).")],
-    scale: Annotated[int, typer.Option("--scale", "-s", help="Upscaling factor: 2, 3 or 4.")],
-    model: Annotated[str | None, typer.Option(
-        "--model", "-m", help="clean, real (the shipped models for --scale) or a model file "
-                              "(animesr .safetensors or the A2N authors' .pt); default: clean.")] = None,
-    denoise: Annotated[float | None, typer.Option(
-        "--denoise", help="0..1: mix the shipped clean (0) and real (1) models; higher "
-                          "removes more blur, noise and compression.")] = None,
+    scale: ScaleOption,
+    model: ModelOption = None,
+    denoise: DenoiseOption = None,
     tile: Annotated[int | None, typer.Option(
         "--tile", "-t", help="Tile size in input pixels (exact: same result as untiled). "
                              "Default: the whole image where it fits in memory, else tiles sized to it.")] = None,
-    device: Annotated[str, typer.Option("--device", "-d", help="auto, cpu, cuda, cuda:N, or gpu[.N] (OpenVINO).")] = "auto",
-    backend: Annotated[str, typer.Option("--backend", help=BACKEND_HELP)] = "auto",
-    precision: Annotated[str, typer.Option("--precision", help=PRECISION_HELP)] = "auto",
-    tta: Annotated[bool, typer.Option(
-        "--tta", help="Self-ensemble: average the model over the 8 rotations/mirrors "
-                      "(8× slower, slightly more accurate).")] = False,
+    device: DeviceOption = "auto",
+    backend: BackendOption = "auto",
+    precision: PrecisionOption = "auto",
+    tta: TtaOption = False,
     fmt: Annotated[str, typer.Option(
         "--format", "-f", help="Output format: same (the input's, png when it cannot be written), "
                                "png, jpg, webp.")] = "same",

@@ -13,7 +13,8 @@ import typer
 from rich.progress import Progress, TextColumn
 
 from animesr.cli import app
-from animesr.cli.common import BACKEND_HELP, PRECISION_HELP, console, fail, guarded, note, progress_bar, warn
+from animesr.cli.common import (BackendOption, DenoiseOption, DeviceOption, ModelOption, PrecisionOption,
+                                 ScaleOption, TtaOption, console, fail, guarded, note, progress_bar, warn)
 from animesr.cli.signals import Terminated, stop_on_signals
 from animesr.config import (DEFAULT_CHUNK_FRAMES, DEFAULT_DEDUP_THRESHOLD, EncodeSettings, InferenceSettings,
                             VideoJob)
@@ -32,13 +33,9 @@ def upscale_video(
         "--output", "-o", help="Output file for one input; its extension picks the container (.mkv, .mp4, "
                                ".mov, .webm; none: MKV). Output folder (created if missing) for several "
                                "inputs, a folder, or when it is an existing folder.")],
-    scale: Annotated[int, typer.Option("--scale", "-s", help="Upscaling factor: 2, 3 or 4.")],
-    model: Annotated[str | None, typer.Option(
-        "--model", "-m", help="clean, real (the shipped models for --scale) or a model file; "
-                              "default: clean.")] = None,
-    denoise: Annotated[float | None, typer.Option(
-        "--denoise", help="0..1: mix the shipped clean (0) and real (1) models; higher "
-                          "removes more blur, noise and compression.")] = None,
+    scale: ScaleOption,
+    model: ModelOption = None,
+    denoise: DenoiseOption = None,
     codec: Annotated[str, typer.Option(
         "--codec", help="ffmpeg video encoder: libx264, libx265, libsvtav1, "
                         "libvpx-vp9, ffv1, or hardware: h264_nvenc, "
@@ -69,12 +66,10 @@ def upscale_video(
         "--batch", "-b", help="Frames per network call (default: 4 on CUDA, "
                               "1 on the CPU).")] = None,
     tile: Annotated[int | None, typer.Option("--tile", "-t", help="Tile size in input pixels (exact).")] = None,
-    device: Annotated[str, typer.Option(
-        "--device", "-d", help="auto, cpu, cuda, cuda:N, or gpu[.N] (OpenVINO).")] = "auto",
-    backend: Annotated[str, typer.Option("--backend", help=BACKEND_HELP)] = "auto",
-    precision: Annotated[str, typer.Option("--precision", help=PRECISION_HELP)] = "auto",
-    tta: Annotated[bool, typer.Option(
-        "--tta", help="Self-ensemble: average the model over the 8 rotations/mirrors (8× slower, slightly more accurate).")] = False,
+    device: DeviceOption = "auto",
+    backend: BackendOption = "auto",
+    precision: PrecisionOption = "auto",
+    tta: TtaOption = False,
     resume: Annotated[bool, typer.Option(
         "--resume/--no-resume", help="Continue an interrupted run from its last complete chunk.")] = True,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing OUTPUT.")] = False,
