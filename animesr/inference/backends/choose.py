@@ -11,9 +11,10 @@ from animesr.errors import AnimeSRError, DeviceError
 from animesr.inference.backends.base import InferenceBackend, describe_missing, installed
 from animesr.inference.backends.torch_backend import TorchBackend, torch_dtype
 
-# The CPU order is measured, not guessed: benchmarks/bench_backends.py on the project's 2-core CPU
-# (576×432 frames, x2 and x4; README "Backends") has OpenVINO fastest, then ONNX Runtime, then PyTorch,
-# at exact precision. On CUDA only torch is measured so far, so CUDA stays on torch.
+# The CPU order is measured, not guessed: benchmarks/bench_backends.py on the project's quiet 2-core CPU
+# (576×432 frames, x2 and x4, exact precision; README "Backends"): OpenVINO 1.84–1.89×, ONNX Runtime
+# 1.69–1.71×, PyTorch (its 192-pixel tiles) 1.31–1.39× PyTorch on whole frames. On CUDA only torch is
+# measured so far, so CUDA stays on torch.
 CPU_ORDER = ("openvino", "onnxruntime", "torch")
 
 
