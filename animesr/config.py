@@ -89,7 +89,7 @@ class TrainSettings:
     blocks: int = 16
     charbonnier_eps: float = 1e-6  # applied on [0, 1] pixel values
     degrade: str = "clean"  # a preset of animesr.data.degrade: the LR is made from the HR crop on the fly
-    clean_share: float = 0.25  # with a degrading preset: share of samples kept clean (bicubic)
+    clean_share: float = 0.35  # with a degrading preset: share of samples kept clean (bicubic)
     sharpen_target: float = 0.0  # unsharp-mask weight of the HR targets (0: the HR as it is)
 
 

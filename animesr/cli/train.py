@@ -44,7 +44,7 @@ def train(
     degrade: Annotated[str, typer.Option(
         help="LR made on the fly from the HR crop: clean (bicubic), dvd, web, vhs or real (a mix).")] = "clean",
     clean_share: Annotated[float, typer.Option(
-        help="With --degrade other than clean: share of samples kept clean (0..1).")] = 0.25,
+        help="With --degrade other than clean: share of samples kept clean (0..1).")] = 0.35,
     sharpen_target: Annotated[float, typer.Option(
         help="Unsharp-mask the HR targets with this weight (0 off; 0.5 typical).")] = 0.0,
 ) -> None:
