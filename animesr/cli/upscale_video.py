@@ -102,8 +102,8 @@ def upscale_video(
         encode=EncodeSettings(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt), fps=fps, deinterlace=deinterlace,
         field_mode=_field_mode(field_mode, ivtc=ivtc, deinterlace=deinterlace), start=start, duration=duration,
         resume=resume, overwrite=overwrite, dedup_threshold=dedup_threshold, chunk_frames=chunk_frames,
-        accept_truncated=accept_truncated, batch=batch,
-        inference_options=dict(device=device, tile=tile, tta=tta, backend=backend, precision=precision))
+        accept_truncated=accept_truncated, batch=batch, tile=tile, device=device, tta=tta, backend=backend,
+        precision=precision)
     ray_settings = guarded(lambda: parse_workers(workers, ray_workers))  # before any work
     if ray_settings is not None and device.startswith("cuda:"):
         raise fail(f"--device {device} picks a GPU of this process; each Ray worker gets a GPU of its own: "
@@ -200,7 +200,8 @@ def parse_time(text: str | None, option: str) -> float | None:
 def _build_job(*, input_path: Path, output: Path, scale: int, model: str | None, denoise: float | None,
                encode: EncodeSettings, fps: str | None, deinterlace: bool, field_mode: str, start: str | None,
                duration: str | None, resume: bool, overwrite: bool, dedup_threshold: float, chunk_frames: int,
-               accept_truncated: bool, batch: int | None, inference_options: dict[str, object]) -> VideoJob:
+               accept_truncated: bool, batch: int | None, tile: int | None, device: str, tta: bool, backend: str,
+               precision: str) -> VideoJob:
     from animesr.model.a2n import SUPPORTED_SCALES
     from animesr.pretrained import check_model_choice, model_choice
 
@@ -214,7 +215,8 @@ def _build_job(*, input_path: Path, output: Path, scale: int, model: str | None,
             fps=_rate(fps), deinterlace=deinterlace, start=parse_time(start, "--start"),
             duration=parse_time(duration, "--duration"), batch=batch, resume=resume, overwrite=overwrite,
             dedup_threshold=dedup_threshold, chunk_frames=chunk_frames, accept_truncated=accept_truncated,
-            field_mode=field_mode, inference=InferenceSettings(**inference_options),
+            field_mode=field_mode,
+            inference=InferenceSettings(device=device, tile=tile, tta=tta, backend=backend, precision=precision),
         )
     except ValueError as error:
         raise fail(str(error), InputError.exit_code) from None

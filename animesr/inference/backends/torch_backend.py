@@ -1,8 +1,9 @@
-"""PyTorch: every device torch has, every precision, and the only backend with exact staged tiling."""
+"""PyTorch: every device torch has, every precision, exact staged tiling (tiling.py)."""
 
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
 import torch
 
@@ -37,8 +38,7 @@ class TorchBackend:
                  channels_last: bool = True) -> None:
         self.device, self.dtype, self.target = device, dtype, str(device)
         if device.type == "cpu":
-            self.capabilities = Capabilities(exact_tiling=True, batch=True, precisions=self.capabilities.precisions,
-                                             fastest_tile=CPU_FASTEST_TILE)
+            self.capabilities = replace(self.capabilities, fastest_tile=CPU_FASTEST_TILE)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         # a copy: the caller's model keeps its device, dtype and layout (a second Upscaler must not change the first)
         self.model = copy.deepcopy(loaded.model).to(device, dtype, memory_format=self.memory_format).eval()
