@@ -105,7 +105,7 @@ def test_tiles_on_a_runtime_are_exact_and_run_on_its_stage_graphs(backend: str, 
     tiled = tiled_upscaler.upscale(image, on_tile=lambda done, total: tiles.append(done))
     assert tiles and levels(tiled, whole) <= 1.0 and levels(tiled, reference) <= 1.0
     stages = {path.stem.rsplit("-", 1)[1] for path in (private_cache / "onnx").glob("*.onnx")}
-    assert stages == {"full", "mix0", "reconstruct"}  # the tiny model has one block
+    assert stages == {"full", "head", "last", "reconstruct"}  # the tiny model has one block: no middle ones
 
 
 @pytest.mark.parametrize("backend", RUNTIMES)
@@ -124,14 +124,14 @@ def test_a_runtime_holds_one_stage_graph_at_a_time(backend: str, monkeypatch) ->
     compile_graph, live, most = upscaler.backend._compile, weakref.WeakSet(), []
 
     class Runner:
-        def __init__(self, path: Path) -> None:
-            self.run, self.stage = compile_graph(path), path.stem.rsplit("-", 1)[1]
+        def __init__(self, path: Path, shapes) -> None:
+            self.run, self.stage = compile_graph(path, shapes), path.stem.rsplit("-", 1)[1]
 
         def __call__(self, inputs):
             return self.run(inputs)
 
-    def counted(path: Path) -> Runner:
-        runner = Runner(path)
+    def counted(path: Path, shapes) -> Runner:
+        runner = Runner(path, shapes)
         live.add(runner)
         most.append(len(live))
         return runner
@@ -139,7 +139,7 @@ def test_a_runtime_holds_one_stage_graph_at_a_time(backend: str, monkeypatch) ->
     monkeypatch.setattr(upscaler.backend, "_compile", counted)
     image = smooth_image(70, 50)
     tiled = upscaler.upscale(image)
-    assert len(most) == 4 and max(most) == 1  # mix0, mix1, mix2, reconstruct: each compiled alone
+    assert len(most) == 5 and max(most) == 1  # head, block0, block1, last, reconstruct: each compiled alone
     assert levels(tiled, Upscaler(loaded, TORCH_FP32).upscale(image)) <= 1.0
 
 

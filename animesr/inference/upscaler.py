@@ -22,14 +22,10 @@ from animesr.inference.backends import InferenceBackend, open_backend
 from animesr.inference.backends.base import describe
 from animesr.inference.backends.torch_backend import TorchBackend
 from animesr.inference.ensemble import TRANSFORMS, self_ensemble
-from animesr.inference.tiling import TileCallback
+from animesr.inference.tiling import RECONSTRUCT_ELEMENTS_PER_PIXEL, TRUNK_ELEMENTS_PER_PIXEL, TileCallback
 
 Notice = Callable[[str], None]
 
-# Peak activation bytes per input pixel per unit of element size, estimated from the network
-# (trunk ≈ 8 live maps of 40 channels; reconstruction ≈ 4 maps of 24 channels at s²).
-_TRUNK_BYTES_PER_PIXEL = 8 * 40
-_RECON_BYTES_PER_PIXEL = 4 * 24
 # Exact tiling keeps ~3 full feature maps of 40 channels (float32) in host memory.
 _TILED_MAPS_BYTES_PER_PIXEL = 3 * 40 * 4
 # On the CPU the network's working set is held to this (or half the available RAM, if less);
@@ -174,7 +170,7 @@ class Upscaler:
 
     def _memory_tile(self, x: torch.Tensor) -> int | None:
         element = torch.finfo(self.dtype).bits // 8
-        per_pixel = x.shape[0] * element * (_TRUNK_BYTES_PER_PIXEL + _RECON_BYTES_PER_PIXEL * self.scale**2)
+        per_pixel = x.shape[0] * element * (TRUNK_ELEMENTS_PER_PIXEL + RECONSTRUCT_ELEMENTS_PER_PIXEL * self.scale**2)
         # the whole output stays on the device beside the tiles, and with --tta its float32 sum too
         resident = x.numel() * self.scale**2 * (element + (4 if self.settings.tta else 0))
         pixels = x.shape[2] * x.shape[3]

@@ -34,8 +34,8 @@ class InferenceBackend(Protocol):
         ...
 
     def run_tiled(self, x: torch.Tensor, tile: int, on_tile: Callable[[int, int], None] | None) -> torch.Tensor:
-        """`run`, exactly (tiling.py), one tile of at most tile×tile input pixels at a time; needs
-        `capabilities.exact_tiling`."""
+        """`run`, exactly (tiling.py), one tile of at most tile×tile input pixels at a time (or one of the
+        same working memory: tiling.trunk_tile); needs `capabilities.exact_tiling`."""
         ...
 
 

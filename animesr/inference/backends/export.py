@@ -58,23 +58,32 @@ def cached_onnx(loaded: LoadedModel, stage: str = "full") -> Path:
 def export_onnx(loaded: LoadedModel, path: Path) -> None:
     """Write the whole network's ONNX graph to `path` (atomically; folders created)."""
     example = torch.rand(1, 3, 32, 32) * loaded.value_range
-    export_module(float32_copy(loaded), (example,), [INPUT_NAME], OUTPUT_NAME, path, loaded=loaded)
+    export_module(float32_copy(loaded), (example,), [INPUT_NAME], [OUTPUT_NAME], path, loaded=loaded)
+
+
+_INPUT_AXES = {4: {0: "n", 2: "h", 3: "w"}, 2: {0: "n"}}
+_OUTPUT_AXES = {4: {0: "n", 2: "sh", 3: "sw"}, 2: {0: "n"}}
+_MASK_AXES = {"rows": "h", "cols": "w"}  # 1-D inputs: masks along the height or width of the 4-D input
 
 
 def export_module(module: torch.nn.Module, examples: tuple[torch.Tensor, ...], input_names: list[str],
-                  output_name: str, path: Path, loaded: LoadedModel | None = None) -> None:
-    """One ONNX graph, N×C×H×W inputs dynamic in N, H and W (N only for 2-D inputs)."""
+                  output_names: list[str], path: Path, loaded: LoadedModel | None = None) -> None:
+    """One ONNX graph, N×C×H×W inputs dynamic in N, H and W (2-D inputs in N; 1-D inputs are
+    masks along H or W, by their name: rows or cols)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise OutputError(f"cannot create {path.parent}: {error.strerror or error}") from None
-    axes = {name: ({0: "n", 2: "h", 3: "w"} if x.dim() == 4 else {0: "n"}) for name, x in zip(input_names, examples)}
-    axes[output_name] = {0: "n", 2: "sh", 3: "sw"}
+    with torch.no_grad():
+        outputs = module(*examples)
+    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+    axes = {name: _INPUT_AXES.get(x.dim(), {0: _MASK_AXES.get(name, name)}) for name, x in zip(input_names, examples)}
+    axes |= {name: _OUTPUT_AXES[y.dim()] for name, y in zip(output_names, outputs)}
     try:
         with replaced_on_success(path, ".onnx") as temporary, warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
             torch.onnx.export(module, examples, str(temporary), opset_version=OPSET, dynamo=False,
-                              input_names=input_names, output_names=[output_name], dynamic_axes=axes)
+                              input_names=input_names, output_names=output_names, dynamic_axes=axes)
             if loaded is not None:
                 _describe(temporary, loaded)
     except OSError as error:

@@ -14,7 +14,7 @@ from animesr.errors import DeviceError, InputError
 from animesr.inference.backends.base import Capabilities
 from animesr.inference.backends.export import INPUT_NAME, cached_onnx
 from animesr.inference.backends.staged import RuntimeStages
-from animesr.inference.tiling import TileCallback, staged_forward
+from animesr.inference.tiling import TileCallback, staged_forward, trunk_tile
 
 _ACCELERATED = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "DmlExecutionProvider")
 
@@ -58,9 +58,9 @@ class OnnxRuntimeBackend:
         options.graph_optimization_level = self._ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         return self._ort.InferenceSession(str(path), options, providers=self._providers)
 
-    def _compile(self, path: Path):
-        session = self._session(path)
-        return lambda inputs: session.run(None, inputs)[0]
+    def _compile(self, path: Path, shapes: dict[str, tuple[int, ...]]):
+        session = self._session(path)  # one session serves any shapes
+        return lambda inputs: session.run(None, inputs)
 
     def run(self, x: torch.Tensor) -> torch.Tensor:
         array = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
@@ -70,4 +70,5 @@ class OnnxRuntimeBackend:
         if self._stages is None:  # built on the first tiled image only
             self._stages = RuntimeStages(self._loaded, self._compile)
         with torch.inference_mode():
-            return staged_forward(self._stages, x.float().contiguous(), tile, self.device, on_tile)
+            return staged_forward(self._stages, x.float().contiguous(), tile, self.device, on_tile,
+                                  trunk=trunk_tile(tile, self._loaded.scale))

@@ -18,8 +18,8 @@ from animesr.checkpoint import LoadedModel
 from animesr.errors import DeviceError, InputError
 from animesr.inference.backends.base import Capabilities
 from animesr.inference.backends.export import INPUT_NAME, cache_dir, cached_onnx
-from animesr.inference.backends.staged import RuntimeStages
-from animesr.inference.tiling import TileCallback, staged_forward
+from animesr.inference.backends.staged import GraphRunner, RuntimeStages
+from animesr.inference.tiling import TileCallback, staged_forward, trunk_tile
 
 # precision setting -> (OpenVINO inference precision hint, our name); None: the device's default
 _HINTS = {"exact": "f32", "fp32": "f32", "bf16": "bf16", "fp16": "f16", "fast": None}
@@ -57,27 +57,39 @@ class OpenVINOBackend:
             config["EXECUTION_MODE_HINT"] = "ACCURACY"
         self.precision = _NAMES[hint]
         self._ov, self._core, self._config, self._loaded = ov, core, config, loaded
-        self._run = self._compile(cached_onnx(loaded))
+        self._compile(cached_onnx(loaded))  # fails here, not on the first image, if the graph cannot compile
+        self._whole: tuple[tuple[int, ...], GraphRunner] | None = None
         self._stages: RuntimeStages | None = None
 
-    def _compile(self, onnx_path: Path):
-        request = self._core.compile_model(_cached_ir(self._ov, self._core, onnx_path), self.target,
-                                           self._config).create_infer_request()
+    def _compile(self, onnx_path: Path, shapes: dict[str, tuple[int, ...]] | None = None, keep: bool = False):
+        """A runner of the graph, compiled for these input shapes when given (static shapes run about
+        7 % faster and keep one output buffer). Its outputs are the request's own buffers, overwritten
+        by its next run, unless `keep` (a copy each)."""
+        model = _cached_ir(self._ov, self._core, onnx_path)
+        if shapes:
+            model.reshape({name: list(shape) for name, shape in shapes.items()})
+        request = self._core.compile_model(model, self.target, self._config).create_infer_request()
+        outputs = range(len(request.model_outputs))
 
-        def run(inputs: dict[str, np.ndarray]) -> np.ndarray:
-            request.infer(inputs)
-            return np.array(request.get_output_tensor(0).data, copy=True)
+        def run(inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+            request.infer(inputs, share_inputs=True)  # contiguous float32 arrays: read in place
+            return [np.array(request.get_output_tensor(k).data, copy=keep) for k in outputs]
 
         return run
 
     def run(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(self._run({INPUT_NAME: np.ascontiguousarray(x.detach().cpu().numpy(), np.float32)}))
+        """Compiled for the shape of `x`, once per shape in a row (video frames: once)."""
+        if self._whole is None or self._whole[0] != tuple(x.shape):
+            self._whole = None  # its memory goes before the next shape's graph is compiled
+            self._whole = (tuple(x.shape), self._compile(cached_onnx(self._loaded), {INPUT_NAME: tuple(x.shape)}, keep=True))
+        return torch.from_numpy(self._whole[1]({INPUT_NAME: np.ascontiguousarray(x.detach().cpu().numpy(), np.float32)})[0])
 
     def run_tiled(self, x: torch.Tensor, tile: int, on_tile: TileCallback | None) -> torch.Tensor:
         if self._stages is None:  # compiled on the first tiled image only
             self._stages = RuntimeStages(self._loaded, self._compile)
         with torch.inference_mode():
-            return staged_forward(self._stages, x.float().contiguous(), tile, self.device, on_tile)
+            return staged_forward(self._stages, x.float().contiguous(), tile, self.device, on_tile,
+                                  trunk=trunk_tile(tile, self._loaded.scale))
 
 
 @functools.cache

@@ -1,9 +1,9 @@
 """Exact tiling on the ONNX runtimes: A2N's stages (tiling.py) as exported graphs.
 
-The expensive stages run on the runtime: each block's `mix` (its graph takes the tile and the
-block's branch weights, pooled over the whole image beforehand) and the reconstruction. The
-cheap ones stay on torch float32 (the head: 3 input channels; each block's pointwise `reduce`
-and pooling; the ADM weights; the trunk's last 3×3 conv): about 4 % of the multiply-adds.
+Every stage runs on the runtime: the head, each block but the last, the last block with the
+trunk's end, and the reconstruction. A graph that ends before a block takes masks of the tile's
+centre and also gives the centre's sum of that block's `reduce`. Only the ADM weights (a tiny
+MLP on the pooled means) stay on torch float32.
 """
 
 from __future__ import annotations
@@ -17,19 +17,45 @@ from torch import nn
 
 from animesr.checkpoint import LoadedModel
 from animesr.inference.backends.export import cached_onnx, export_module, float32_copy
-from animesr.inference.tiling import ModelStages
+from animesr.inference.tiling import Centre, ModelStages, StageResult
 
-GraphRunner = Callable[[dict[str, np.ndarray]], np.ndarray]  # named inputs -> the one output
-Compile = Callable[[Path], GraphRunner]
+GraphRunner = Callable[[dict[str, np.ndarray]], list[np.ndarray]]  # named inputs -> the outputs, valid until its next run
+Compile = Callable[[Path, dict[str, tuple[int, ...]]], GraphRunner]  # graph, the input shapes it will run
 
 
-class _Mix(nn.Module):
-    def __init__(self, block: nn.Module) -> None:
+def _masked_sum(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    # x (N,C,h,w); rows (h,), cols (w,): 1 on the tile's own pixels, 0 on its halo -> (N,C)
+    return ((x * cols.view(1, 1, 1, -1)).sum(dim=3) * rows.view(1, 1, -1)).sum(dim=2)
+
+
+class _Head(nn.Module):
+    def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        self.block = block
+        self.model = model
 
-    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        return self.block.mix(x, self.block.reduce(x), weights)
+    def forward(self, image: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor):
+        head = self.model.head(image)
+        return head, _masked_sum(self.model.blocks[0].reduce(head), rows, cols)
+
+
+class _Block(nn.Module):
+    def __init__(self, block: nn.Module, following: nn.Module) -> None:
+        super().__init__()
+        self.block, self.following = block, following
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor):
+        y = self.block.mix(x, self.block.reduce(x), weights)
+        return y, _masked_sum(self.following.reduce(y), rows, cols)
+
+
+class _Last(nn.Module):
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
+        block = self.model.blocks[-1]
+        return head + self.model.trunk_out(block.mix(x, block.reduce(x), weights))
 
 
 class _Reconstruct(nn.Module):
@@ -41,48 +67,84 @@ class _Reconstruct(nn.Module):
         return self.model.reconstruct(features, image)
 
 
+def stage_names(blocks: int) -> list[str]:
+    return ["head", *(f"block{i}" for i in range(blocks - 1)), "last", "reconstruct"]
+
+
 def export_stage(loaded: LoadedModel, stage: str, path: Path) -> None:
-    """`mix{i}` (inputs x, weights -> y) or `reconstruct` (features, image -> upscaled)."""
+    """One stage graph of `stage_names`, with named inputs and outputs as RuntimeStages feeds them."""
     model = float32_copy(loaded)
-    c = model.config.channels
-    if stage == "reconstruct":
-        examples = (torch.rand(1, c, 16, 16), torch.rand(1, 3, 16, 16))
-        export_module(_Reconstruct(model), examples, ["features", "image"], "upscaled", path)
-    elif stage.startswith("mix") and stage[3:].isdigit():
-        examples = (torch.rand(1, c, 16, 16), torch.softmax(torch.rand(1, 2), dim=1))
-        export_module(_Mix(model.blocks[int(stage[3:])]), examples, ["x", "weights"], "y", path)
+    c, blocks = model.config.channels, len(model.blocks)
+    features, image, weights = torch.rand(1, c, 16, 16), torch.rand(1, 3, 16, 16), torch.softmax(torch.rand(1, 2), 1)
+    masks = (torch.ones(16), torch.ones(16))
+    if stage == "head":
+        export_module(_Head(model), (image, *masks), ["image", "rows", "cols"], ["head", "sums"], path)
+    elif stage.startswith("block") and stage[5:].isdigit() and int(stage[5:]) < blocks - 1:
+        i = int(stage[5:])
+        export_module(_Block(model.blocks[i], model.blocks[i + 1]), (features, weights, *masks),
+                      ["x", "weights", "rows", "cols"], ["y", "sums"], path)
+    elif stage == "last":
+        export_module(_Last(model), (features, weights, features), ["x", "weights", "head"], ["features"], path)
+    elif stage == "reconstruct":
+        export_module(_Reconstruct(model), (features, image), ["features", "image"], ["upscaled"], path)
     else:
         raise ValueError(f"unknown stage {stage!r}")
 
 
-def _array(x: torch.Tensor) -> np.ndarray:
-    return np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
-
-
 class RuntimeStages(ModelStages):
-    """`tiling.ModelStages` with `mix` and `reconstruct` run by a runtime; the cheap stages stay on the
-    float32 torch model.
+    """`tiling.ModelStages` with every stage run by a runtime (the ADM weights stay on the float32
+    torch model).
 
-    One stage graph is compiled at a time: a runtime keeps a compiled graph's working memory at the
-    largest tile it has run, so the 17 graphs held together needed 17 times one graph's memory
+    One stage graph is compiled at a time, for the input shapes it is about to run (every window of
+    an image has one shape: tiling.tile_windows): a runtime keeps a compiled graph's working memory
+    at the largest tile it has run, so the 17 graphs held together needed 17 times one graph's memory
     (8 GB for a 1920×1080 picture at x2 on OpenVINO). Compiling again is cheap: OpenVINO loads its
     cached blob, and ONNX Runtime builds a session from the cached export."""
 
     def __init__(self, loaded: LoadedModel, compile_graph: Compile) -> None:
         super().__init__(float32_copy(loaded))
         self._compile = compile_graph
-        names = [*(f"mix{i}" for i in range(self.blocks)), "reconstruct"]
-        self._paths = {name: cached_onnx(loaded, name) for name in names}  # exported now: failures come early
-        self._current: tuple[str, GraphRunner] | None = None
+        self._paths = {name: cached_onnx(loaded, name) for name in stage_names(self.blocks)}  # failures come early
+        self._current: tuple[tuple[str, dict[str, tuple[int, ...]]], GraphRunner] | None = None
+        self._staging: dict[str, torch.Tensor] = {}
 
-    def _graph(self, name: str) -> GraphRunner:
-        if self._current is None or self._current[0] != name:
-            self._current = None  # the previous graph and its memory go before the next is compiled
-            self._current = (name, self._compile(self._paths[name]))
-        return self._current[1]
+    def head(self, image: torch.Tensor, centre: Centre) -> StageResult:
+        head, sums = self._run("head", {"image": self._array("image", image), **_masks(image, centre)})
+        return torch.from_numpy(head), torch.from_numpy(np.array(sums, dtype=np.float32))
 
-    def mix(self, i: int, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(self._graph(f"mix{i}")({"x": _array(x), "weights": _array(weights)}))
+    def mix(self, i: int, x: torch.Tensor, weights: torch.Tensor, centre: Centre) -> StageResult:
+        y, sums = self._run(f"block{i}", {"x": self._array("x", x), "weights": _weights(weights), **_masks(x, centre)})
+        return torch.from_numpy(y), torch.from_numpy(np.array(sums, dtype=np.float32))
+
+    def last(self, x: torch.Tensor, weights: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
+        inputs = {"x": self._array("x", x), "weights": _weights(weights), "head": self._array("head", head)}
+        return torch.from_numpy(self._run("last", inputs)[0])
 
     def reconstruct(self, features: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(self._graph("reconstruct")({"features": _array(features), "image": _array(image)}))
+        inputs = {"features": self._array("features", features), "image": self._array("image", image)}
+        return torch.from_numpy(self._run("reconstruct", inputs)[0])
+
+    def _array(self, name: str, x: torch.Tensor) -> np.ndarray:
+        """A window as a contiguous float32 array, in a buffer kept per input (grown to the largest):
+        copying into memory already touched is about 3× faster than into a fresh allocation."""
+        buffer = self._staging.get(name)
+        if buffer is None or buffer.numel() < x.numel():
+            self._staging[name] = buffer = torch.empty(x.numel(), dtype=torch.float32)
+        return buffer[: x.numel()].view(x.shape).copy_(x).numpy()
+
+    def _run(self, name: str, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        shapes = {key: value.shape for key, value in inputs.items()}
+        if self._current is None or self._current[0] != (name, shapes):
+            self._current = None  # the previous graph and its memory go before the next is compiled
+            self._current = ((name, shapes), self._compile(self._paths[name], shapes))
+        return self._current[1](inputs)
+
+
+def _weights(weights: torch.Tensor) -> np.ndarray:
+    return weights.to(torch.float32).contiguous().numpy()
+
+
+def _masks(x: torch.Tensor, centre: Centre) -> dict[str, np.ndarray]:
+    rows, cols = np.zeros(x.shape[2], np.float32), np.zeros(x.shape[3], np.float32)
+    rows[centre[0]], cols[centre[1]] = 1.0, 1.0
+    return {"rows": rows, "cols": cols}
