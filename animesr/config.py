@@ -91,6 +91,8 @@ class TrainSettings:
     degrade: str = "clean"  # a preset of animesr.data.degrade: the LR is made from the HR crop on the fly
     clean_share: float = 0.35  # with a degrading preset: share of samples kept clean (bicubic)
     sharpen_target: float = 0.0  # unsharp-mask weight of the HR targets (0: the HR as it is)
+    gan_weight: float = 0.0  # weight of the adversarial loss beside the pixel loss (0: no adversarial stage)
+    gan_lr: float = 1e-4  # the discriminator's Adam learning rate
 
 
 # ---- video (upscale-video) ------------------------------------------------------------------

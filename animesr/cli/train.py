@@ -47,6 +47,10 @@ def train(
         help="With --degrade other than clean: share of samples kept clean (0..1).")] = 0.35,
     sharpen_target: Annotated[float, typer.Option(
         help="Unsharp-mask the HR targets with this weight (0 off; 0.5 typical).")] = 0.0,
+    gan_weight: Annotated[float, typer.Option(
+        help="Adversarial stage: weight of a U-Net discriminator's loss beside the pixel loss "
+             "(0 off; 0.01–0.1 typical, fine-tuning a trained model with --init).")] = 0.0,
+    gan_lr: Annotated[float, typer.Option(help="The discriminator's learning rate.")] = 1e-4,
 ) -> None:
     """Train A2N: Adam, Charbonnier loss on [0, 1] pixels, EMA, best-by-validation checkpoints.
 
@@ -62,6 +66,7 @@ def train(
         init=init, resume=resume, device=device, workers=workers, seed=seed,
         ema_decay=ema or None, amp=amp, channels=channels, up_channels=up_channels, blocks=blocks,
         degrade=degrade, clean_share=clean_share, sharpen_target=sharpen_target,
+        gan_weight=gan_weight, gan_lr=gan_lr,
     )
     guarded(lambda: check_settings(settings, distributed.world_size()))
 

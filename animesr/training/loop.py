@@ -1,5 +1,6 @@
-"""train(settings, callbacks): Adam + Charbonnier on random HDF5 patches, EMA, validation,
-atomic checkpoints, exact resume, AMP on CUDA and DDP under torchrun.
+"""train(settings, callbacks): Adam + Charbonnier on random HDF5 patches (and an optional
+adversarial loss: adversarial.py), EMA, validation, atomic checkpoints, exact resume, AMP on CUDA
+and DDP under torchrun.
 
 Pixel values are in [0, 1] throughout training (the saved checkpoints say so), and the
 Charbonnier loss `mean(sqrt((sr - hr)² + eps²))` is applied on that range.
@@ -37,6 +38,7 @@ from animesr.inference.upscaler import Upscaler
 from animesr.model import A2N, A2NConfig
 from animesr.model.a2n import SUPPORTED_SCALES
 from animesr.training import distributed
+from animesr.training.adversarial import Adversary
 from animesr.training.plot import write_plot
 from animesr.training.state import STATE_NAME, load_state, random_states, restore_random_states, write_state
 from animesr.training.validation import (
@@ -90,6 +92,8 @@ class _Run:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=settings.lr)
         self.autocast = _autocast(settings.amp, processes.device)
         self.scaler = torch.amp.GradScaler(enabled=self.autocast == torch.float16)
+        self.adversary = (Adversary(settings.gan_lr, processes.device, processes.world > 1)
+                          if settings.gan_weight else None)
         self.step = 0
         self.best_psnr: float | None = None
         self.init_note = ""
@@ -106,6 +110,7 @@ class _Run:
             "config": asdict(self.config),
             "random": random_states(),
             "segments": self.segments,
+            "adversary": self.adversary.state() if self.adversary else None,
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -121,6 +126,10 @@ class _Run:
         self.step, self.best_psnr = state["step"], state["best_psnr"]
         self.segments = list(state.get("segments", []))
         restore_random_states(state["random"])
+        if self.adversary is not None and state.get("adversary"):
+            self.adversary.restore(state["adversary"])
+        elif self.adversary is not None:
+            self.init_note = "the adversarial stage starts here: a new discriminator"
 
     def start_segment(self) -> None:
         s = self.settings
@@ -128,6 +137,7 @@ class _Run:
             "from_step": self.step, "iters": s.iters, "batch_size": s.batch_size, "patch": s.patch,
             "min_detail": s.min_detail, "lr": s.lr, "ema_decay": s.ema_decay, "processes": self.processes.world,
             "degrade": s.degrade, "clean_share": s.clean_share, "sharpen_target": s.sharpen_target,
+            "gan_weight": s.gan_weight, "gan_lr": s.gan_lr if s.gan_weight else None,
         })
 
     def initialise_from(self, path: Path) -> None:
@@ -269,18 +279,24 @@ def _train(settings: TrainSettings, callbacks: TrainCallbacks, processes: distri
             with torch.autocast(processes.device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
                 sr = network(lr_batch)
             loss = charbonnier(sr.float(), hr_batch, settings.charbonnier_eps)
+            total, adversarial = loss, {}
+            if run.adversary:
+                fooling = run.adversary.generator_loss(sr)
+                total = loss + settings.gan_weight * fooling
             run.optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
+            scaler.scale(total).backward()
             scaler.step(run.optimizer)
             scaler.update()
+            if run.adversary:
+                adversarial = {"g_adversarial": float(fooling.detach()), "d_loss": run.adversary.train_step(sr, hr_batch)}
             run.step += 1
             run.update_ema()
             loss_value = float(distributed.mean_across(loss.detach(), processes))
-            if not math.isfinite(loss_value):
+            if not math.isfinite(loss_value) or not all(map(math.isfinite, adversarial.values())):
                 raise TrainingError(f"the loss became {loss_value} at step {run.step}; lower --lr")
             losses.append(loss_value)
             if log:
-                log.write({"step": run.step, "loss": loss_value, "lr": lr_now})
+                log.write({"step": run.step, "loss": loss_value, "lr": lr_now, **adversarial})
             callbacks.on_step(run.step, loss_value, lr_now)
             if validation_images and (run.step % settings.val_every == 0 or run.step == settings.iters):
                 _validate(run, validation_images, settings, callbacks, log)
@@ -341,6 +357,8 @@ def check_settings(s: TrainSettings, processes: int = 1) -> None:
         (s.degrade not in PRESETS, f"--degrade must be one of {', '.join(PRESETS)}"),
         (not 0 <= s.clean_share <= 1, "--clean-share must be between 0 and 1"),
         (not 0 <= s.sharpen_target <= 2, "--sharpen-target must be between 0 and 2"),
+        (not 0 <= s.gan_weight <= 1, "--gan-weight must be between 0 (off) and 1"),
+        (not 0 < s.gan_lr < math.inf, "--gan-lr must be positive"),
     ]
     for failed, message in problems:
         if failed:
@@ -414,7 +432,9 @@ def _provenance(run: _Run, settings: TrainSettings, val_psnr: float | None) -> d
         "lr_milestones": list(settings.lr_milestones),
         "seed": settings.seed,
         "ema_decay": settings.ema_decay,
-        "loss": f"charbonnier eps={settings.charbonnier_eps} on [0,1]",
+        "loss": f"charbonnier eps={settings.charbonnier_eps} on [0,1]" + (
+            f" + {settings.gan_weight:g} × adversarial (U-Net discriminator, spectral norm, lr {settings.gan_lr:g})"
+            if settings.gan_weight else ""),
         "degrade": settings.degrade,
         "clean_share": settings.clean_share if settings.degrade != "clean" else None,
         "sharpen_target": settings.sharpen_target,
