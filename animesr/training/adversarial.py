@@ -79,8 +79,10 @@ class Adversary:
             self.discriminator.requires_grad_(True)
 
     def train_step(self, sr: torch.Tensor, hr: torch.Tensor) -> float:
-        """One optimiser step of the discriminator: HR is real, the network's output fake."""
-        loss = _towards(self._trained(hr.float()), real=True) + _towards(self._trained(sr.detach().float()), real=False)
+        """One optimiser step of the discriminator: HR is real, the network's output fake (one forward
+        pass over both, as DDP wants one per backward)."""
+        real, fake = self._trained(torch.cat([hr.float(), sr.detach().float()])).chunk(2)
+        loss = _towards(real, real=True) + _towards(fake, real=False)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
