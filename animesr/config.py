@@ -22,6 +22,7 @@ class InferenceSettings:
     channels_last: bool = True
     min_tile: int = 32
     tta: bool = False  # self-ensemble ×8: the mean over the 8 rotations/mirrors, 8× the compute
+    compile: bool = False  # torch.compile the network (the torch backend; with CUDA graphs on CUDA)
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -30,6 +31,8 @@ class InferenceSettings:
             raise ValueError(f"--backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
         if self.tile is not None and self.tile < self.min_tile:
             raise ValueError(f"--tile must be at least {self.min_tile} pixels")
+        if self.compile and self.backend not in ("auto", "torch"):
+            raise ValueError(f"--compile compiles the torch backend; it does not apply to --backend {self.backend}")
 
 
 @dataclass(frozen=True)

@@ -335,3 +335,22 @@ def test_openvino_upscalers_share_one_core_and_many_load_in_one_process(tmp_path
                           env={**os.environ, "ANIMESR_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(tests)})
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "60"
+
+
+def test_compiled_torch_gives_the_eager_picture_and_says_so() -> None:
+    from animesr.inference.backends.base import describe
+
+    loaded = tiny_loaded(2)
+    frames = np.stack([smooth_image(24, 20, seed=s) for s in range(2)])
+    eager = Upscaler(loaded, TORCH_FP32).upscale_frames(frames)
+    compiled = Upscaler(loaded, InferenceSettings(device="cpu", backend="auto", precision="fp32", compile=True))
+    assert compiled.backend.name == "torch" and describe(compiled.backend).endswith("float32, compiled")
+    assert compiled._auto_tile(torch.zeros(1, 3, 432, 576)) is None  # a frame runs whole, in the compiled graph
+    assert levels(compiled.upscale_frames(frames), eager) <= 1.0
+    assert levels(compiled.upscale_frames(frames[::-1].copy()), eager[::-1]) <= 1.0  # the compiled graph again
+
+
+def test_compile_is_refused_for_the_onnx_runtimes() -> None:
+    for backend in ("openvino", "onnxruntime"):
+        with pytest.raises(ValueError, match="--compile"):
+            InferenceSettings(backend=backend, compile=True)

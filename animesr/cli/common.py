@@ -33,6 +33,9 @@ DenoiseOption = Annotated[float | None, typer.Option(
 DeviceOption = Annotated[str, typer.Option("--device", "-d", help="auto, cpu, cuda, cuda:N, or gpu[.N] (OpenVINO).")]
 BackendOption = Annotated[str, typer.Option("--backend", help=BACKEND_HELP)]
 PrecisionOption = Annotated[str, typer.Option("--precision", help=PRECISION_HELP)]
+CompileOption = Annotated[bool, typer.Option(
+    "--compile", help="torch.compile the network (torch backend; CUDA graphs on CUDA): a one-time compile per "
+                      "input size, then faster where measured (README, Backends).")]
 TtaOption = Annotated[bool, typer.Option(
     "--tta", help="Self-ensemble: average the model over the 8 rotations/mirrors (8× slower, slightly more accurate).")]
 

@@ -11,8 +11,8 @@ import typer
 from rich.table import Table
 
 from animesr.cli import app
-from animesr.cli.common import (BackendOption, DeviceOption, PrecisionOption, ScaleOption, TtaOption, console,
-                                 guarded, note, progress_bar)
+from animesr.cli.common import (BackendOption, CompileOption, DeviceOption, PrecisionOption, ScaleOption,
+                                 TtaOption, console, guarded, note, progress_bar)
 from animesr.config import InferenceSettings
 from animesr.errors import OutputError, UsageError
 from animesr.imaging import write_bytes_atomically
@@ -38,6 +38,7 @@ def evaluate(
     backend: BackendOption = "auto",
     precision: PrecisionOption = "auto",
     tta: TtaOption = False,
+    compiled: CompileOption = False,
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write the numbers to this JSON file.")] = None,
 ) -> None:
     """Make the LR of each HR image (bicubic or degraded), upscale it, and compare with the HR image."""
@@ -63,7 +64,8 @@ def evaluate(
         if json_path is not None and not json_path.parent.is_dir():
             raise OutputError(f"cannot write {json_path}: folder {json_path.parent} does not exist")
         try:
-            return InferenceSettings(device=device, tile=tile, tta=tta, backend=backend, precision=precision)
+            return InferenceSettings(device=device, tile=tile, tta=tta, backend=backend, precision=precision,
+                                     compile=compiled)
         except ValueError as error:
             raise UsageError(str(error)) from None
 

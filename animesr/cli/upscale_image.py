@@ -10,8 +10,9 @@ from rich.markup import escape
 from rich.progress import Progress, TaskID
 
 from animesr.cli import app
-from animesr.cli.common import (BackendOption, DenoiseOption, DeviceOption, ModelOption, PrecisionOption,
-                                 ScaleOption, TtaOption, console, fail, guarded, note, progress_bar, warn)
+from animesr.cli.common import (BackendOption, CompileOption, DenoiseOption, DeviceOption, ModelOption,
+                                 PrecisionOption, ScaleOption, TtaOption, console, fail, guarded, note,
+                                 progress_bar, warn)
 from animesr.config import DEFAULT_MAX_PIXELS, ImageJob, InferenceSettings
 from animesr.errors import InputError
 from animesr.images import FORMATS, ImageCallbacks, ImageTask, plan_images, upscale_images
@@ -32,6 +33,7 @@ def upscale_image(
     backend: BackendOption = "auto",
     precision: PrecisionOption = "auto",
     tta: TtaOption = False,
+    compiled: CompileOption = False,
     fmt: Annotated[str, typer.Option(
         "--format", "-f", help="Output format: same (the input's, png when it cannot be written), "
                                "png, jpg, webp.")] = "same",
@@ -46,7 +48,7 @@ def upscale_image(
     """Upscale images with A2N. Existing outputs are skipped unless --overwrite."""
     job = _build_job(inputs=inputs, output=output, scale=scale, model=model, denoise=denoise, tile=tile,
                      device=device, tta=tta, fmt=fmt, suffix=suffix, recursive=recursive, overwrite=overwrite,
-                     max_pixels=max_pixels, backend=backend, precision=precision)
+                     max_pixels=max_pixels, backend=backend, precision=precision, compiled=compiled)
     tasks = guarded(lambda: plan_images(job, prepare=False))  # nothing created before the model loads
 
     from animesr.inference import Upscaler  # torch is imported only when there is work
@@ -70,7 +72,8 @@ def upscale_image(
 
 def _build_job(*, inputs: list[Path], output: Path, scale: int, model: str | None, denoise: float | None,
                tile: int | None, device: str, tta: bool, fmt: str, suffix: str, recursive: bool,
-               overwrite: bool, max_pixels: int, backend: str = "auto", precision: str = "auto") -> ImageJob:
+               overwrite: bool, max_pixels: int, backend: str = "auto", precision: str = "auto",
+               compiled: bool = False) -> ImageJob:
     from animesr.model.a2n import SUPPORTED_SCALES
     from animesr.pretrained import check_model_choice, model_choice
 
@@ -85,7 +88,8 @@ def _build_job(*, inputs: list[Path], output: Path, scale: int, model: str | Non
         raise fail(f"--suffix must not contain a path separator: {suffix!r}", InputError.exit_code)
     chosen = model_choice(model)
     try:
-        settings = InferenceSettings(device=device, tile=tile, tta=tta, backend=backend, precision=precision)
+        settings = InferenceSettings(device=device, tile=tile, tta=tta, backend=backend, precision=precision,
+                                     compile=compiled)
         job = ImageJob(
             inputs=tuple(inputs), output_dir=output, scale=scale, model=chosen, fmt=fmt, suffix=suffix,
             recursive=recursive, overwrite=overwrite, max_pixels=max_pixels, inference=settings, denoise=denoise,

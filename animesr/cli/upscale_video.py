@@ -13,8 +13,9 @@ import typer
 from rich.progress import Progress, TextColumn
 
 from animesr.cli import app
-from animesr.cli.common import (BackendOption, DenoiseOption, DeviceOption, ModelOption, PrecisionOption,
-                                 ScaleOption, TtaOption, console, fail, guarded, note, progress_bar, warn)
+from animesr.cli.common import (BackendOption, CompileOption, DenoiseOption, DeviceOption, ModelOption,
+                                 PrecisionOption, ScaleOption, TtaOption, console, fail, guarded, note,
+                                 progress_bar, warn)
 from animesr.cli.signals import Terminated, stop_on_signals
 from animesr.config import (DEFAULT_CHUNK_FRAMES, DEFAULT_DEDUP_THRESHOLD, EncodeSettings, InferenceSettings,
                             VideoJob)
@@ -70,6 +71,7 @@ def upscale_video(
     backend: BackendOption = "auto",
     precision: PrecisionOption = "auto",
     tta: TtaOption = False,
+    compiled: CompileOption = False,
     resume: Annotated[bool, typer.Option(
         "--resume/--no-resume", help="Continue an interrupted run from its last complete chunk.")] = True,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing OUTPUT.")] = False,
@@ -103,7 +105,7 @@ def upscale_video(
         field_mode=_field_mode(field_mode, ivtc=ivtc, deinterlace=deinterlace), start=start, duration=duration,
         resume=resume, overwrite=overwrite, dedup_threshold=dedup_threshold, chunk_frames=chunk_frames,
         accept_truncated=accept_truncated, batch=batch, tile=tile, device=device, tta=tta, backend=backend,
-        precision=precision)
+        precision=precision, compiled=compiled)
     ray_settings = guarded(lambda: parse_workers(workers, ray_workers))  # before any work
     if ray_settings is not None and device.startswith("cuda:"):
         raise fail(f"--device {device} picks a GPU of this process; each Ray worker gets a GPU of its own: "
@@ -201,7 +203,7 @@ def _build_job(*, input_path: Path, output: Path, scale: int, model: str | None,
                encode: EncodeSettings, fps: str | None, deinterlace: bool, field_mode: str, start: str | None,
                duration: str | None, resume: bool, overwrite: bool, dedup_threshold: float, chunk_frames: int,
                accept_truncated: bool, batch: int | None, tile: int | None, device: str, tta: bool, backend: str,
-               precision: str) -> VideoJob:
+               precision: str, compiled: bool = False) -> VideoJob:
     from animesr.model.a2n import SUPPORTED_SCALES
     from animesr.pretrained import check_model_choice, model_choice
 
@@ -216,7 +218,8 @@ def _build_job(*, input_path: Path, output: Path, scale: int, model: str | None,
             duration=parse_time(duration, "--duration"), batch=batch, resume=resume, overwrite=overwrite,
             dedup_threshold=dedup_threshold, chunk_frames=chunk_frames, accept_truncated=accept_truncated,
             field_mode=field_mode,
-            inference=InferenceSettings(device=device, tile=tile, tta=tta, backend=backend, precision=precision),
+            inference=InferenceSettings(device=device, tile=tile, tta=tta, backend=backend, precision=precision,
+                                        compile=compiled),
         )
     except ValueError as error:
         raise fail(str(error), InputError.exit_code) from None

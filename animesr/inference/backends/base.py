@@ -50,4 +50,5 @@ def describe_missing(name: str) -> str:
 
 def describe(backend: InferenceBackend) -> str:
     """One phrase for the first line of every command: 'openvino on CPU, float32'."""
-    return f"backend {backend.name} on {backend.target}, {backend.precision}"
+    compiled = ", compiled" if getattr(backend, "compiled", False) else ""
+    return f"backend {backend.name} on {backend.target}, {backend.precision}{compiled}"

@@ -12,15 +12,15 @@ from animesr.inference.backends.base import InferenceBackend, describe_missing, 
 from animesr.inference.backends.torch_backend import TorchBackend, torch_dtype
 
 # The CPU order is measured, not guessed: benchmarks/bench_backends.py on the project's quiet 2-core CPU
-# (576×432 frames, x2 and x4, exact precision; README "Backends"): OpenVINO 1.84–1.89×, ONNX Runtime
-# 1.69–1.71×, PyTorch (its 192-pixel tiles) 1.31–1.39× PyTorch on whole frames. On CUDA only torch is
+# (576×432 frames, x2 and x4, exact precision; README "Backends"): OpenVINO 1.86–1.89×, ONNX Runtime
+# 1.64–1.74×, PyTorch (its 192-pixel tiles) 1.22–1.36× PyTorch on whole frames. On CUDA only torch is
 # measured so far, so CUDA stays on torch.
 CPU_ORDER = ("openvino", "onnxruntime", "torch")
 
 
 def open_backend(loaded: LoadedModel, settings: InferenceSettings) -> InferenceBackend:
-    if settings.backend != "auto":
-        return _open(settings.backend, loaded, settings)
+    if settings.backend != "auto" or settings.compile:  # --compile: torch's own compiler
+        return _open("torch" if settings.compile else settings.backend, loaded, settings)
     candidates = _auto_candidates(settings.device)
     for name in candidates[:-1]:
         if installed(name):
@@ -43,7 +43,8 @@ def _auto_candidates(device: str) -> tuple[str, ...]:
 def _open(name: str, loaded: LoadedModel, settings: InferenceSettings) -> InferenceBackend:
     if name == "torch":
         device = resolve_device(settings.device)
-        return TorchBackend(loaded, device, torch_dtype(settings.precision, device), settings.channels_last)
+        return TorchBackend(loaded, device, torch_dtype(settings.precision, device), settings.channels_last,
+                            compiled=settings.compile)
     if not installed(name):
         raise DeviceError(describe_missing(name))
     if name == "openvino":

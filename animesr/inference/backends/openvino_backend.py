@@ -81,8 +81,10 @@ class OpenVINOBackend:
         """Compiled for the shape of `x`, once per shape in a row (video frames: once)."""
         if self._whole is None or self._whole[0] != tuple(x.shape):
             self._whole = None  # its memory goes before the next shape's graph is compiled
-            self._whole = (tuple(x.shape), self._compile(cached_onnx(self._loaded), {INPUT_NAME: tuple(x.shape)}, keep=True))
-        return torch.from_numpy(self._whole[1]({INPUT_NAME: np.ascontiguousarray(x.detach().cpu().numpy(), np.float32)})[0])
+            runner = self._compile(cached_onnx(self._loaded), {INPUT_NAME: tuple(x.shape)}, keep=True)
+            self._whole = (tuple(x.shape), runner)
+        pixels = np.ascontiguousarray(x.detach().cpu().numpy(), np.float32)
+        return torch.from_numpy(self._whole[1]({INPUT_NAME: pixels})[0])
 
     def run_tiled(self, x: torch.Tensor, tile: int, on_tile: TileCallback | None) -> torch.Tensor:
         if self._stages is None:  # compiled on the first tiled image only

@@ -35,15 +35,20 @@ class TorchBackend:
     capabilities = Capabilities(exact_tiling=True, batch=True, precisions=("float32", "float16", "bfloat16"))
 
     def __init__(self, loaded: LoadedModel, device: torch.device, dtype: torch.dtype,
-                 channels_last: bool = True) -> None:
+                 channels_last: bool = True, compiled: bool = False) -> None:
         self.device, self.dtype, self.target = device, dtype, str(device)
-        if device.type == "cpu":
+        if device.type == "cpu" and not compiled:  # compiled, whole frames run in the compiled graph
             self.capabilities = replace(self.capabilities, fastest_tile=CPU_FASTEST_TILE)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         # a copy: the caller's model keeps its device, dtype and layout (a second Upscaler must not change the first)
         self.model = copy.deepcopy(loaded.model).to(device, dtype, memory_format=self.memory_format).eval()
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # video frames repeat one shape: pick the fastest kernels once
+        self._whole = self.model
+        if compiled:  # compiled on the first call of each input shape; on CUDA replayed as a CUDA graph
+            mode = "reduce-overhead" if device.type == "cuda" else "default"
+            self._whole = torch.compile(self.model, mode=mode, dynamic=False, fullgraph=True)
+        self.compiled = compiled
 
     @property
     def precision(self) -> str:
@@ -54,7 +59,9 @@ class TorchBackend:
 
     @torch.inference_mode()
     def run(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(self.prepare(x))
+        y = self._whole(self.prepare(x))
+        # a CUDA graph's output is overwritten by its next replay: the caller gets its own copy
+        return y.clone() if self.compiled and self.device.type == "cuda" else y
 
     @torch.inference_mode()
     def run_tiled(self, x: torch.Tensor, tile: int, on_tile: TileCallback | None) -> torch.Tensor:
