@@ -1,7 +1,7 @@
 """Inference backends on this machine: speed ratios against torch float32 channels-last, their
 accuracy cost, a roofline line, and the memory of large images.
 
-    python benchmarks/bench_backends.py [--repeats 3] [--frames 3] [--images] [--json PATH]
+    python benchmarks/bench_backends.py [--repeats 3] [--frames 3] [--images] [--compiled] [--json PATH]
 
 1. Model only: one 576×432 frame, the shipped x2 and x4 models, each backend and precision timed
    interleaved (A, B, C, A, B, C…) so a noisy shared CPU hits every row alike; ratio = torch
@@ -53,8 +53,11 @@ WHOLE = 4096  # a --tile larger than any frame here: the whole frame in one call
 BASELINE = ("torch", "fp32", WHOLE)
 
 
-def configurations() -> list[tuple[str, str, int | None]]:
-    rows = [BASELINE, ("torch", "fp32", None)]
+COMPILED = "torch-compiled"  # the torch backend with --compile (model-only rows, with --compiled)
+
+
+def configurations(compiled: bool = False) -> list[tuple[str, str, int | None]]:
+    rows = [BASELINE, ("torch", "fp32", None), *([(COMPILED, "fp32", None)] if compiled else [])]
     if installed("onnxruntime"):
         rows.append(("onnxruntime", "exact", None))
     if installed("openvino"):
@@ -63,6 +66,8 @@ def configurations() -> list[tuple[str, str, int | None]]:
 
 
 def settings(backend: str, precision: str, tile: int | None = None) -> InferenceSettings:
+    if backend == COMPILED:
+        return InferenceSettings(device="cpu", backend="torch", precision=precision, tile=tile, compile=True)
     return InferenceSettings(device="cpu", backend=backend, precision=precision, tile=tile)
 
 
@@ -133,9 +138,9 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 # ---- 1. model only ---------------------------------------------------------------------------------
 
-def model_only(scale: int, frame: np.ndarray, repeats: int, peak: float) -> list[dict]:
+def model_only(scale: int, frame: np.ndarray, repeats: int, peak: float, compiled: bool = False) -> list[dict]:
     loaded = model(scale)
-    upscalers = {config: Upscaler(loaded, settings(*config)) for config in configurations()}
+    upscalers = {config: Upscaler(loaded, settings(*config)) for config in configurations(compiled)}
     x = torch.from_numpy(frame).permute(2, 0, 1)[None].float() * (loaded.value_range / 255.0)
     outputs = {config: upscaler.upscale(frame) for config, upscaler in upscalers.items()}  # warm-up + accuracy
     times: dict[tuple[str, str, int | None], list[float]] = {config: [] for config in upscalers}
@@ -287,6 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", action="store_true", help="also the 1920×1080 upscale-image rows (minutes)")
     parser.add_argument("--skip", nargs="+", default=[], choices=["model", "cost"],
                         help="leave out the model-only rows or the cost of fast (the other parts: --frames 0, --images)")
+    parser.add_argument("--compiled", action="store_true",
+                        help="also a model-only row for the torch backend with --compile (compiles first: minutes)")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
     args = parser.parse_args(argv)
     os.environ.setdefault("ANIMESR_CACHE", str(Path(tempfile.gettempdir()) / "animesr-bench-cache"))
@@ -297,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-backends-") as tmp:
         folder = Path(tmp)
         for scale in args.scales if "model" not in args.skip else ():
-            rows += model_only(scale, frame, args.repeats, peak)
+            rows += model_only(scale, frame, args.repeats, peak, args.compiled)
         if args.frames:
             clip = make_clip(folder, args.frames)
             for scale in args.scales:
