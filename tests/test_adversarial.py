@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,8 +16,7 @@ from animesr.errors import TrainingInterrupted, UsageError
 from animesr.training.adversarial import Adversary, UNetDiscriminator
 from animesr.training.loop import TrainCallbacks, check_settings, train
 from animesr.training.state import load_state
-from conftest import dies_with_pytest
-from test_train import _interrupt_at, dataset, tiny_settings, weights  # noqa: F401  (dataset: a fixture)
+from test_train import _interrupt_at, dataset, tiny_settings, train_in_two_gloo_processes, weights  # noqa: F401
 
 GAN = dict(gan_weight=0.1, gan_lr=1e-3, iters=6, checkpoint_every=3)
 
@@ -106,16 +100,7 @@ def test_two_gloo_processes_train_the_adversarial_stage_like_one(dataset: Path, 
     common = ["--data", str(dataset), "--scale", "2", "--iters", "3", "--batch-size", "4", "--patch", "8",
               "--workers", "0", "--channels", "8", "--blocks", "1", "--up-channels", "8", "--device", "cpu",
               "--ema", "0", "--gan-weight", "0.1", "--gan-lr", "1e-3"]
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                "-m", "animesr", "train", "--out", str(tmp_path / "ddp"), *common]
-    launcher = subprocess.Popen(dies_with_pytest(torchrun), env={**os.environ, "OMP_NUM_THREADS": "1"},
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        _, stderr = launcher.communicate(timeout=300)
-    finally:  # an interrupted or timed-out test must not leave torchrun's workers running
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(launcher.pid, signal.SIGKILL)
-    assert launcher.returncode == 0, stderr[-2000:]
+    train_in_two_gloo_processes(tmp_path / "ddp", common)
     single = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "one"), *common])
     assert single.exit_code == 0, single.output
     a, b = weights(tmp_path / "ddp" / "last.safetensors"), weights(tmp_path / "one" / "last.safetensors")

@@ -214,23 +214,28 @@ def test_cli_train_bad_inputs_are_one_line_errors(dataset: Path, tmp_path: Path)
         assert expected in result.output and handled(result), (extra, result.output, result.exception)
 
 
-def test_two_gloo_processes_train_like_one(dataset: Path, tmp_path: Path) -> None:
-    """torchrun with 2 CPU processes (gloo): each takes half of the global batch; the
-    averaged gradients give the same weights as one process with the whole batch."""
-    common = ["--data", str(dataset), "--scale", "2", "--iters", "3", "--batch-size", "4", "--patch", "8",
-              "--workers", "0", "--channels", "8", "--blocks", "1", "--up-channels", "8", "--device", "cpu",
-              "--ema", "0"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+def train_in_two_gloo_processes(out: Path, args: list[str]) -> str:
+    """`animesr train --out OUT ARGS` under torchrun with 2 CPU processes; its stderr. It must succeed."""
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                "-m", "animesr", "train", "--out", str(tmp_path / "ddp"), *common]
-    launcher = subprocess.Popen(dies_with_pytest(torchrun), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True)
+                "-m", "animesr", "train", "--out", str(out), *args]
+    launcher = subprocess.Popen(dies_with_pytest(torchrun), env={**os.environ, "OMP_NUM_THREADS": "1"},
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         _, stderr = launcher.communicate(timeout=300)
     finally:  # an interrupted or timed-out test must not leave torchrun's workers running
         with contextlib.suppress(ProcessLookupError):
             os.killpg(launcher.pid, signal.SIGKILL)
     assert launcher.returncode == 0, stderr[-2000:]
+    return stderr
+
+
+def test_two_gloo_processes_train_like_one(dataset: Path, tmp_path: Path) -> None:
+    """torchrun with 2 CPU processes (gloo): each takes half of the global batch; the
+    averaged gradients give the same weights as one process with the whole batch."""
+    common = ["--data", str(dataset), "--scale", "2", "--iters", "3", "--batch-size", "4", "--patch", "8",
+              "--workers", "0", "--channels", "8", "--blocks", "1", "--up-channels", "8", "--device", "cpu",
+              "--ema", "0"]
+    stderr = train_in_two_gloo_processes(tmp_path / "ddp", common)
     assert stderr.count("finished at step 3") == 1, stderr[-2000:]  # the first process speaks for the run
     single = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "one"), *common])
     assert single.exit_code == 0, single.output
