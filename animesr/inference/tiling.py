@@ -172,27 +172,28 @@ class ModelStages:
 
     def head(self, image: torch.Tensor, centre: Centre) -> StageResult:
         head = self.model.head(image)
-        return head, self._reduced_sum(0, head, centre)
+        return head, self.reduce(0, head[:, :, centre[0], centre[1]]).float().sum(dim=(2, 3))
 
     def branch_weights(self, i: int, pooled: torch.Tensor) -> torch.Tensor:
         return self.model.blocks[i].branch_weights(pooled)
 
     def mix(self, i: int, x: torch.Tensor, weights: torch.Tensor, centre: Centre) -> StageResult:
-        y = self._block(i, x, weights)
-        return y, self._reduced_sum(i + 1, y, centre)
+        y = self.block(i, x, weights)
+        return y, self.reduce(i + 1, y[:, :, centre[0], centre[1]]).float().sum(dim=(2, 3))
 
     def last(self, x: torch.Tensor, weights: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
-        return head + self.model.trunk_out(self._block(self.blocks - 1, x, weights))
+        return head + self.model.trunk_out(self.block(self.blocks - 1, x, weights))
 
     def reconstruct(self, features: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         return self.model.reconstruct(features, image)
 
-    def _block(self, i: int, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    # the two formulas the stages share (the runtimes' stage graphs are built from them too)
+    def block(self, i: int, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         block = self.model.blocks[i]
         return block.mix(x, block.reduce(x), weights.to(x.dtype))
 
-    def _reduced_sum(self, i: int, x: torch.Tensor, centre: Centre) -> torch.Tensor:
-        return self.model.blocks[i].reduce(x[:, :, centre[0], centre[1]]).float().sum(dim=(2, 3))
+    def reduce(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        return self.model.blocks[i].reduce(x)
 
 
 def tiled_forward(

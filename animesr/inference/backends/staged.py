@@ -28,43 +28,39 @@ def _masked_sum(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torc
     return ((x * cols.view(1, 1, 1, -1)).sum(dim=3) * rows.view(1, 1, -1)).sum(dim=2)
 
 
-class _Head(nn.Module):
+class _Stage(nn.Module):
+    """A stage of `ModelStages` as a module to export: masks stand in for its centre slices."""
+
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
+        self.stages = ModelStages(model)
 
+
+class _Head(_Stage):
     def forward(self, image: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor):
         head = self.model.head(image)
-        return head, _masked_sum(self.model.blocks[0].reduce(head), rows, cols)
+        return head, _masked_sum(self.stages.reduce(0, head), rows, cols)
 
 
-class _Block(nn.Module):
-    def __init__(self, block: nn.Module, following: nn.Module) -> None:
-        super().__init__()
-        self.block, self.following = block, following
+class _Block(_Stage):
+    def __init__(self, model: nn.Module, i: int) -> None:
+        super().__init__(model)
+        self.i = i
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor):
-        y = self.block.mix(x, self.block.reduce(x), weights)
-        return y, _masked_sum(self.following.reduce(y), rows, cols)
+        y = self.stages.block(self.i, x, weights)
+        return y, _masked_sum(self.stages.reduce(self.i + 1, y), rows, cols)
 
 
-class _Last(nn.Module):
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
+class _Last(_Stage):
     def forward(self, x: torch.Tensor, weights: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
-        block = self.model.blocks[-1]
-        return head + self.model.trunk_out(block.mix(x, block.reduce(x), weights))
+        return self.stages.last(x, weights, head)
 
 
-class _Reconstruct(nn.Module):
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
+class _Reconstruct(_Stage):
     def forward(self, features: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-        return self.model.reconstruct(features, image)
+        return self.stages.reconstruct(features, image)
 
 
 def stage_names(blocks: int) -> list[str]:
@@ -81,7 +77,7 @@ def export_stage(loaded: LoadedModel, stage: str, path: Path) -> None:
         export_module(_Head(model), (image, *masks), ["image", "rows", "cols"], ["head", "sums"], path)
     elif stage.startswith("block") and stage[5:].isdigit() and int(stage[5:]) < blocks - 1:
         i = int(stage[5:])
-        export_module(_Block(model.blocks[i], model.blocks[i + 1]), (features, weights, *masks),
+        export_module(_Block(model, i), (features, weights, *masks),
                       ["x", "weights", "rows", "cols"], ["y", "sums"], path)
     elif stage == "last":
         export_module(_Last(model), (features, weights, features), ["x", "weights", "head"], ["features"], path)
