@@ -114,6 +114,23 @@ def test_validation_picks_best_and_writes_log_and_plot(dataset: Path, val_dir: P
     assert Upscaler(best).upscale(image).shape == (40, 48, 3)
 
 
+def test_each_checkpoint_records_its_own_validation_and_the_runs_best(dataset: Path, val_dir: Path,
+                                                                       tmp_path: Path, monkeypatch) -> None:
+    from animesr.training.validation import ImageScore
+
+    scores = iter([30.0, 20.0])  # step 5, then a worse step 10
+    monkeypatch.setattr(loop, "mean_score", lambda _: ImageScore("mean", 0.0, 0.0, next(scores), 0.5))
+    with pytest.raises(TrainingInterrupted):
+        train(tiny_settings(dataset, tmp_path, val_dir=val_dir, val_every=5), TrainCallbacks(on_step=_interrupt_at(7)))
+    at_7 = load_checkpoint(tmp_path / "last.safetensors").training
+    assert at_7["step"] == 7 and at_7["val_psnr"] is None and at_7["best_val_psnr"] == 30.0
+    train(tiny_settings(dataset, tmp_path, val_dir=val_dir, val_every=5, resume=True))
+    last = load_checkpoint(tmp_path / "last.safetensors").training
+    assert last["step"] == 10 and last["val_psnr"] == 20.0 and last["best_val_psnr"] == 30.0
+    best = load_checkpoint(tmp_path / "best.safetensors").training
+    assert best["step"] == 5 and best["val_psnr"] == best["best_val_psnr"] == 30.0
+
+
 def test_a_best_checkpoint_ahead_of_the_state_is_never_replaced_by_a_worse_one(dataset: Path, val_dir: Path,
                                                                                tmp_path: Path, monkeypatch) -> None:
     """A stop after best.safetensors was written but before the state: the file's PSNR counts on resume."""

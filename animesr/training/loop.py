@@ -96,6 +96,7 @@ class _Run:
                           if settings.gan_weight else None)
         self.step = 0
         self.best_psnr: float | None = None
+        self.validated: tuple[int, float] | None = None  # (step, PSNR) of the latest validation
         self.init_note = ""
         self.segments: list[dict[str, Any]] = []  # one per start or resume: what each ran with
 
@@ -107,6 +108,7 @@ class _Run:
             "grad_scaler": self.scaler.state_dict(),
             "step": self.step,
             "best_psnr": self.best_psnr,
+            "validated": self.validated,
             "config": asdict(self.config),
             "random": random_states(),
             "segments": self.segments,
@@ -124,6 +126,7 @@ class _Run:
         if state.get("grad_scaler"):
             self.scaler.load_state_dict(state["grad_scaler"])
         self.step, self.best_psnr = state["step"], state["best_psnr"]
+        self.validated = tuple(state["validated"]) if state.get("validated") else None
         self.segments = list(state.get("segments", []))
         restore_random_states(state["random"])
         if self.adversary is not None and state.get("adversary"):
@@ -382,12 +385,13 @@ def _validate(run: _Run, images, settings: TrainSettings, callbacks: TrainCallba
         scores = score_images(images, Upscaler(loaded, InferenceSettings(device=device, precision="fp32", backend="torch")),
                               between_images, preset=PRESETS[settings.degrade], seed=VALIDATION_SEED)
         mean = mean_score(scores)
+        run.validated = (run.step, mean.psnr)
         is_best = run.best_psnr is None or mean.psnr > run.best_psnr
         if is_best:
             best = settings.out / "best.safetensors"
-            with _writing(best):
-                save_checkpoint(best, run.export_model(), VALUE_RANGE, _provenance(run, settings, mean.psnr))
             run.best_psnr = mean.psnr
+            with _writing(best):
+                save_checkpoint(best, run.export_model(), VALUE_RANGE, _provenance(run, settings))
         if log:
             log.write({"step": run.step, "val_psnr": mean.psnr, "val_ssim": mean.ssim,
                        "val_bicubic_psnr": mean.bicubic_psnr})
@@ -401,7 +405,7 @@ def _save(run: _Run, settings: TrainSettings) -> None:
     full first and only then renamed into place: a full disk keeps the previous pair, which
     always belong to the same step."""
     if run.processes.is_main:
-        provenance = _provenance(run, settings, run.best_psnr)
+        provenance = _provenance(run, settings)
         names = ["last.safetensors", *(["best.safetensors"] if settings.val_dir is None else []), STATE_NAME]
         after = f"; the state of the previous save is kept in {settings.out}"
         with _writing(settings.out, after), replaced_together(*(settings.out / n for n in names)) as temporaries:
@@ -420,7 +424,10 @@ def _plot(settings: TrainSettings) -> None:
         write_plot(settings.out / LOG_NAME, settings.out / "plot.png")
 
 
-def _provenance(run: _Run, settings: TrainSettings, val_psnr: float | None) -> dict[str, Any]:
+def _provenance(run: _Run, settings: TrainSettings) -> dict[str, Any]:
+    """val_psnr is this checkpoint's own validation (None when its step was not validated);
+    best_val_psnr is the run's best so far."""
+    own = run.validated[1] if run.validated and run.validated[0] == run.step else None
     return {
         "step": run.step,
         "data": settings.data.name,
@@ -440,7 +447,8 @@ def _provenance(run: _Run, settings: TrainSettings, val_psnr: float | None) -> d
         "sharpen_target": settings.sharpen_target,
         "validation": f"degrade={settings.degrade} seed={VALIDATION_SEED}",
         "init": settings.init.name if settings.init else None,
-        "val_psnr": val_psnr,
+        "val_psnr": own,
+        "best_val_psnr": run.best_psnr,
         "processes": run.processes.world,
         "segments": run.segments,
     }
