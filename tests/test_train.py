@@ -173,6 +173,16 @@ def test_init_takes_every_tensor_whose_shape_fits(dataset: Path, tmp_path: Path)
     assert torch.allclose(source["blocks.0.attention.k1.weight"], target["blocks.0.attention.k1.weight"], atol=1e-6)
 
 
+def test_a_resumed_run_keeps_recording_the_checkpoint_it_started_from(dataset: Path, tmp_path: Path) -> None:
+    train(tiny_settings(dataset, tmp_path / "source", iters=1))
+    source = tmp_path / "source" / "last.safetensors"
+    with pytest.raises(TrainingInterrupted):
+        train(tiny_settings(dataset, tmp_path / "run", init=source), TrainCallbacks(on_step=_interrupt_at(3)))
+    assert load_checkpoint(tmp_path / "run" / "last.safetensors").training["init"] == "last.safetensors"
+    train(tiny_settings(dataset, tmp_path / "run", resume=True))  # --init is not repeated on resume
+    assert load_checkpoint(tmp_path / "run" / "last.safetensors").training["init"] == "last.safetensors"
+
+
 @pytest.mark.slow
 def test_init_from_the_authors_x2_file_into_an_x4_run(dataset: Path, tmp_path: Path, authors_x2: Path) -> None:
     """The authors' weights work on 0..255 pixels; training works on 0..1: --init converts."""

@@ -97,6 +97,7 @@ class _Run:
         self.step = 0
         self.best_psnr: float | None = None
         self.validated: tuple[int, float] | None = None  # (step, PSNR) of the latest validation
+        self.origin: str | None = None  # the --init file the run started from, kept across resumes
         self.init_note = ""
         self.segments: list[dict[str, Any]] = []  # one per start or resume: what each ran with
 
@@ -109,6 +110,7 @@ class _Run:
             "step": self.step,
             "best_psnr": self.best_psnr,
             "validated": self.validated,
+            "init": self.origin,
             "config": asdict(self.config),
             "random": random_states(),
             "segments": self.segments,
@@ -127,6 +129,7 @@ class _Run:
             self.scaler.load_state_dict(state["grad_scaler"])
         self.step, self.best_psnr = state["step"], state["best_psnr"]
         self.validated = tuple(state["validated"]) if state.get("validated") else None
+        self.origin = state.get("init")
         self.segments = list(state.get("segments", []))
         restore_random_states(state["random"])
         if self.adversary is not None and state.get("adversary"):
@@ -150,6 +153,7 @@ class _Run:
         self.model.load_state_dict(fitting, strict=False)
         if self.ema is not None:
             self.ema.load_state_dict(self.model.state_dict())
+        self.origin = path.name
         self.init_note = f"initialised {len(fitting)} of {len(ours)} tensors from {path.name}"
 
     def update_ema(self) -> None:
@@ -446,7 +450,7 @@ def _provenance(run: _Run, settings: TrainSettings) -> dict[str, Any]:
         "clean_share": settings.clean_share if settings.degrade != "clean" else None,
         "sharpen_target": settings.sharpen_target,
         "validation": f"degrade={settings.degrade} seed={VALIDATION_SEED}",
-        "init": settings.init.name if settings.init else None,
+        "init": run.origin,
         "val_psnr": own,
         "best_val_psnr": run.best_psnr,
         "processes": run.processes.world,
