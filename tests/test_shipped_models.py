@@ -69,14 +69,14 @@ def _scores(scale: int, preset: str) -> dict[str, float]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("scale,preset,over_clean", [(2, "dvd", 0.3), (4, "web", -0.1)])
+@pytest.mark.parametrize("scale,preset,over_clean", [(2, "dvd", 0.3), (4, "web", 0.0)])
 def test_the_real_model_on_damaged_input(scale: int, preset: str, over_clean: float, monkeypatch) -> None:
-    """x2: clearly better than the clean model on DVD-like input. x4 (200 fine-tuning steps so
-    far, see the model card): at least as good as the clean model on web input."""
+    """x2: clearly better than the clean model on DVD-like input. x4: better than the clean model
+    on web input, where the clean model is already strong (see the model card)."""
     monkeypatch.delenv("ANIMESR_MODELS", raising=False)
     path = shipped_model_path(scale, "real")
     assert path.is_file() and path.stat().st_size < 5 * 1024 * 1024
-    assert load_checkpoint(path).training["degrade"] == "real"
+    assert load_checkpoint(path).training["degrade"] == preset  # the last fine-tune: the scale's main source
     scores = _scores(scale, preset)
     assert scores["real"] > scores["clean"] + over_clean and scores["real"] > scores["bicubic"] + 0.5, scores
 
