@@ -172,14 +172,14 @@ class ModelStages:
 
     def head(self, image: torch.Tensor, centre: Centre) -> StageResult:
         head = self.model.head(image)
-        return head, self.reduce(0, head[:, :, centre[0], centre[1]]).float().sum(dim=(2, 3))
+        return head, self._centre_sum(0, head, centre)
 
     def branch_weights(self, i: int, pooled: torch.Tensor) -> torch.Tensor:
         return self.model.blocks[i].branch_weights(pooled)
 
     def mix(self, i: int, x: torch.Tensor, weights: torch.Tensor, centre: Centre) -> StageResult:
         y = self.block(i, x, weights)
-        return y, self.reduce(i + 1, y[:, :, centre[0], centre[1]]).float().sum(dim=(2, 3))
+        return y, self._centre_sum(i + 1, y, centre)
 
     def last(self, x: torch.Tensor, weights: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
         return head + self.model.trunk_out(self.block(self.blocks - 1, x, weights))
@@ -194,6 +194,10 @@ class ModelStages:
 
     def reduce(self, i: int, x: torch.Tensor) -> torch.Tensor:
         return self.model.blocks[i].reduce(x)
+
+    def _centre_sum(self, i: int, x: torch.Tensor, centre: Centre) -> torch.Tensor:
+        """Block i's reduce summed over the tile's own pixels (the runtimes mask instead of slicing)."""
+        return self.reduce(i, x[:, :, centre[0], centre[1]]).float().sum(dim=(2, 3))
 
 
 def tiled_forward(

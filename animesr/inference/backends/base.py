@@ -27,6 +27,7 @@ class InferenceBackend(Protocol):
     device: torch.device  # where the Upscaler stages pixels for it
     target: str  # the runtime's own device: "cpu", "cuda:0", "CPU", "GPU.0", "CUDAExecutionProvider"
     precision: str  # float32 | float16 | bfloat16: what the network computes in
+    compiled: bool  # torch.compile (--compile; the torch backend only)
     capabilities: Capabilities
 
     def run(self, x: torch.Tensor) -> torch.Tensor:
@@ -50,5 +51,5 @@ def describe_missing(name: str) -> str:
 
 def describe(backend: InferenceBackend) -> str:
     """One phrase for the first line of every command: 'openvino on CPU, float32'."""
-    compiled = ", compiled" if getattr(backend, "compiled", False) else ""
+    compiled = ", compiled" if backend.compiled else ""
     return f"backend {backend.name} on {backend.target}, {backend.precision}{compiled}"

@@ -39,6 +39,7 @@ class OnnxRuntimeBackend:
     name = "onnxruntime"
     device = torch.device("cpu")
     precision = "float32"
+    compiled = False
     capabilities = Capabilities(exact_tiling=True, batch=True, precisions=("float32",))
 
     def __init__(self, loaded: LoadedModel, device: str, precision: str) -> None:

@@ -40,6 +40,7 @@ def openvino_target(device: str) -> str:
 class OpenVINOBackend:
     name = "openvino"
     device = torch.device("cpu")
+    compiled = False
     capabilities = Capabilities(exact_tiling=True, batch=True, precisions=("float32", "bfloat16", "float16"))
 
     def __init__(self, loaded: LoadedModel, device: str, precision: str) -> None:
