@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 from animesr.checkpoint import load_checkpoint
 from animesr.cli import app
-from animesr.errors import TrainingInterrupted, UsageError
+from animesr.errors import TrainingError, TrainingInterrupted, UsageError
+from animesr.training import loop
 from animesr.training.adversarial import Adversary, UNetDiscriminator
 from animesr.training.loop import TrainCallbacks, check_settings, train
 from animesr.training.state import load_state
@@ -107,3 +108,18 @@ def test_two_gloo_processes_train_the_adversarial_stage_like_one(dataset: Path, 
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
     da, db = (load_state(tmp_path / name)["adversary"]["discriminator"] for name in ("ddp", "one"))
     assert all(torch.allclose(da[k], db[k], atol=1e-5) for k in da)
+
+
+@pytest.mark.parametrize("broken, message", [
+    ("pixel", "the loss became nan at step 1; lower --lr"),
+    ("discriminator", "the d loss became nan at step 1; lower --gan-lr"),
+])
+def test_a_loss_that_becomes_nan_stops_the_run_naming_that_loss(dataset: Path, tmp_path: Path, monkeypatch,
+                                                               broken: str, message: str) -> None:
+    if broken == "pixel":
+        monkeypatch.setattr(loop, "charbonnier", lambda sr, hr, eps: (sr - hr).abs().mean() * float("nan"))
+    else:
+        monkeypatch.setattr(Adversary, "train_step", lambda self, sr, hr: float("nan"))
+    with pytest.raises(TrainingError) as error:
+        train(tiny_settings(dataset, tmp_path / "run", **GAN))
+    assert str(error.value) == message

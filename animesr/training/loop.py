@@ -299,8 +299,7 @@ def _train(settings: TrainSettings, callbacks: TrainCallbacks, processes: distri
             run.step += 1
             run.update_ema()
             loss_value = float(distributed.mean_across(loss.detach(), processes))
-            if not math.isfinite(loss_value) or not all(map(math.isfinite, adversarial.values())):
-                raise TrainingError(f"the loss became {loss_value} at step {run.step}; lower --lr")
+            _require_finite({"loss": loss_value, **adversarial}, run.step)
             losses.append(loss_value)
             if log:
                 log.write({"step": run.step, "loss": loss_value, "lr": lr_now, **adversarial})
@@ -376,6 +375,14 @@ def _autocast(amp: str, device: torch.device) -> torch.dtype | None:
     if device.type != "cuda" or amp == "off":
         return None
     return {"auto": torch.bfloat16, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+
+
+def _require_finite(losses: dict[str, float], step: int) -> None:
+    """Stop on the first loss that is NaN or infinite, naming it and the rate that governs it."""
+    for name, value in losses.items():
+        if not math.isfinite(value):
+            rate = "--gan-lr" if name == "d_loss" else "--lr"
+            raise TrainingError(f"the {name.replace('_', ' ')} became {value} at step {step}; lower {rate}")
 
 
 def _validate(run: _Run, images, settings: TrainSettings, callbacks: TrainCallbacks,
