@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from animesr.data.dataset import PairedPatches, unsharp_mask
-from animesr.data.degrade import (CLEAN, PRESETS, Degradation, degrade, gaussian_kernel, still_roundtrip,
-                                  video_roundtrip)
+from animesr.data.degrade import (CLEAN, PRESETS, Degradation, degrade, gaussian_kernel, parse_preset,
+                                  still_roundtrip, video_roundtrip)
 from animesr.imaging import downscale
 from animesr.training.metrics import psnr_y
 from conftest import small_dataset, smooth_image
@@ -116,3 +116,31 @@ def test_sharpened_targets_change_only_the_hr(dataset: Path) -> None:
     plain, sharp = PairedPatches(dataset, 2, 16, seed=1), PairedPatches(dataset, 2, 16, seed=1, sharpen=0.5)
     (lr_p, hr_p), (lr_s, hr_s) = plain[4], sharp[4]
     assert torch.equal(lr_p, lr_s) and not torch.equal(hr_p, hr_s)
+
+
+def test_a_mix_of_presets_draws_each_sample_from_one_of_them_by_weight() -> None:
+    hr = _lines(64, 64)
+    bicubic = downscale(hr, 2)
+    mix = parse_preset("clean:1, web:3")
+    assert mix.name == "clean:1,web:3" and [(p.name, w) for p, w in mix.mix] == [("clean", 1.0), ("web", 3.0)]
+    samples = [degrade(hr, 2, mix, np.random.default_rng([3, i])) for i in range(80)]
+    clean = sum(np.array_equal(lr, bicubic) for lr in samples)
+    assert 10 <= clean <= 30  # a quarter of 80, give or take
+    only = parse_preset("clean:1,vhs:1e-12")
+    assert all(np.array_equal(degrade(hr, 2, only, np.random.default_rng([3, i])), bicubic) for i in range(5))
+    assert parse_preset("dvd") is PRESETS["dvd"]
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("tv", "--degrade must be one of clean, dvd, web, vhs, real or a mix like dvd:0.6,web:0.4, not 'tv'"),
+    ("dvd:0.5,tv:0.5", "--degrade mix: 'tv' is not one of clean, dvd, web, vhs"),
+    ("real:1,dvd:1", "--degrade mix: 'real' is not one of clean, dvd, web, vhs"),
+    ("dvd:0,web:1", "--degrade mix: the weight of dvd must be a positive number, not '0'"),
+    ("dvd:x", "--degrade mix: the weight of dvd must be a positive number, not 'x'"),
+    ("dvd:nan", "--degrade mix: the weight of dvd must be a positive number, not 'nan'"),
+    ("dvd:1,dvd:2", "--degrade mix: each preset may appear once, not 'dvd:1,dvd:2'"),
+])
+def test_a_bad_mix_is_refused_with_one_line(spec: str, message: str) -> None:
+    with pytest.raises(ValueError) as error:
+        parse_preset(spec)
+    assert str(error.value) == message

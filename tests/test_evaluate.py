@@ -74,9 +74,29 @@ def test_evaluate_tta_scores_the_self_ensemble(tmp_path: Path) -> None:
     assert reports[True]["mean"]["psnr"] != reports[False]["mean"]["psnr"]
 
 
+
+def test_evaluate_on_a_mix_of_presets_degrades_image_i_from_seed_and_i(tmp_path: Path) -> None:
+    from animesr.data.degrade import parse_preset
+    from animesr.training.validation import degraded_lr
+    folder = tmp_path / "hr"
+    folder.mkdir()
+    images = [smooth_image(48, 48, seed=i) for i in range(3)]
+    for i, image in enumerate(images):
+        write_image(folder / f"{i}.png", image)
+    model = tmp_path / "tiny.safetensors"
+    save_checkpoint(model, tiny_model(2), 1.0)
+    report = tmp_path / "scores.json"
+    result = CliRunner().invoke(app, ["evaluate", str(folder), "--scale", "2", "--model", str(model),
+                                      "--degrade", "web:1,vhs:1", "--seed", "2", "--json", str(report)])
+    assert result.exit_code == 0, result.output
+    scores = json.loads(report.read_text())
+    for i, hr in enumerate(images):
+        lr = degraded_lr(hr, 2, parse_preset("web:1,vhs:1"), 2, i)
+        assert scores["images"][i]["bicubic_psnr"] == pytest.approx(psnr_y(bicubic_resize(lr, 48, 48), hr, 2))
+
 @pytest.mark.parametrize("option", [
     ["--scale", "5"], ["--tile", "5"], ["--crop", "1"], ["--seed", "-1"], ["--degrade", "foo"],
-    ["--denoise", "2"],
+    ["--degrade", "dvd:0,web:1"], ["--denoise", "2"],
 ], ids=" ".join)
 def test_every_bad_option_is_exit_2_before_any_work(tmp_path: Path, option: list[str]) -> None:
     """--scale 5 exited 4 here and 2 in upscale-image; --tile 5, --crop 1 and --seed -1 were tracebacks."""

@@ -144,11 +144,18 @@ def test_train_on_degraded_input_records_it_and_validates_on_degraded_lr(dataset
     assert result.step == 3
 
 
+
+def test_train_on_a_mix_of_presets_records_the_mix(dataset: Path, tmp_path: Path) -> None:
+    result = train(_tiny(dataset, tmp_path / "run", degrade="dvd:0.7,vhs:0.3", clean_share=0.1))
+    training = load_checkpoint(tmp_path / "run" / "last.safetensors").training
+    assert training["degrade"] == "dvd:0.7,vhs:0.3" and result.step == 3
+
 def test_train_degrade_options_are_checked(dataset: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     base = ["train", "--data", str(dataset), "--scale", "2", "--out", str(tmp_path / "run"), "--iters", "1",
             "--workers", "0", "--channels", "8", "--blocks", "1", "--up-channels", "8", "--patch", "8"]
     for extra, expected in [(["--degrade", "tv"], "--degrade must be one of"),
+                            (["--degrade", "dvd:1,tv:1"], "--degrade mix: 'tv' is not one of"),
                             (["--degrade", "dvd", "--clean-share", "2"], "--clean-share"),
                             (["--sharpen-target", "-1"], "--sharpen-target")]:
         result = runner.invoke(app, base + extra)

@@ -29,7 +29,8 @@ def evaluate(
     compare: Annotated[str | None, typer.Option(
         help="A second model (clean, real or a file), scored on the same LR.")] = None,
     degrade: Annotated[str, typer.Option(help="How the LR is made from each HR image: clean (bicubic), dvd, web, "
-                                              "vhs or real; reproducible from --seed.")] = "clean",
+                                              "vhs, real or a mix such as dvd:0.6,web:0.4; "
+                                              "reproducible from --seed.")] = "clean",
     seed: Annotated[int, typer.Option(help="Seed of the degradation (image i uses (seed, i)).")] = 0,
     crop: Annotated[int | None, typer.Option(
         help="Centre-crop each HR image to N pixels first (at least 16 × scale).")] = None,
@@ -42,7 +43,7 @@ def evaluate(
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write the numbers to this JSON file.")] = None,
 ) -> None:
     """Make the LR of each HR image (bicubic or degraded), upscale it, and compare with the HR image."""
-    from animesr.data.degrade import PRESETS
+    from animesr.data.degrade import parse_preset
     from animesr.inference.upscaler import Upscaler
     from animesr.model.a2n import SUPPORTED_SCALES
     from animesr.pretrained import check_model_choice, model_choice, resolve_model
@@ -53,7 +54,6 @@ def evaluate(
     def check_options() -> InferenceSettings:
         problems = [
             (scale not in SUPPORTED_SCALES, f"--scale must be 2, 3 or 4, not {scale}"),
-            (degrade not in PRESETS, f"--degrade must be one of {', '.join(PRESETS)}, not {degrade!r}"),
             (seed < 0, f"--seed must be 0 or more, not {seed}"),
             (crop is not None and crop < MIN_VALIDATION_LR * scale,
              f"--crop must be at least {MIN_VALIDATION_LR * scale} pixels at x{scale}"),
@@ -61,6 +61,10 @@ def evaluate(
         for failed, message in problems:
             if failed:
                 raise UsageError(message)
+        try:
+            parse_preset(degrade)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
         if json_path is not None and not json_path.parent.is_dir():
             raise OutputError(f"cannot write {json_path}: folder {json_path.parent} does not exist")
         try:
@@ -72,7 +76,7 @@ def evaluate(
     settings = guarded(check_options)
     chosen, second = model_choice(model), model_choice(compare)
     guarded(lambda: check_model_choice(chosen, scale, denoise))
-    preset = PRESETS[degrade]
+    preset = parse_preset(degrade)
 
     def run() -> None:
         models = [resolve_model(chosen, scale, denoise)]

@@ -42,7 +42,8 @@ def train(
     up_channels: Annotated[int, typer.Option(help="Reconstruction channels (A2N: 24).")] = 24,
     blocks: Annotated[int, typer.Option(help="Attention-in-attention blocks (A2N: 16).")] = 16,
     degrade: Annotated[str, typer.Option(
-        help="LR made on the fly from the HR crop: clean (bicubic), dvd, web, vhs or real (a mix).")] = "clean",
+        help="LR made on the fly from the HR crop: clean (bicubic), dvd, web, vhs, real (a mix), "
+             "or your own mix such as dvd:0.6,web:0.3,vhs:0.1.")] = "clean",
     clean_share: Annotated[float, typer.Option(
         help="With --degrade other than clean: share of samples kept clean (0..1).")] = 0.35,
     sharpen_target: Annotated[float, typer.Option(

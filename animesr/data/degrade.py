@@ -142,6 +142,37 @@ REAL = Preset("real", "what users bring: dvd 40 %, web 40 %, vhs 20 % of the sam
 PRESETS: dict[str, Preset] = {p.name: p for p in (CLEAN, DVD, WEB, VHS, REAL)}
 
 
+def parse_preset(spec: str) -> Preset:
+    """A preset by name, or a weighted mix of plain presets such as `dvd:0.6,web:0.3,vhs:0.1`.
+
+    Raises ValueError with a one-line message the CLI shows as it is.
+    """
+    if spec in PRESETS:
+        return PRESETS[spec]
+    if ":" not in spec:
+        raise ValueError(f"--degrade must be one of {', '.join(PRESETS)} or a mix like dvd:0.6,web:0.4, not {spec!r}")
+    parts = []
+    for part in spec.split(","):
+        name, _, weight = part.strip().partition(":")
+        preset = PRESETS.get(name.strip())
+        if preset is None or preset.mix:
+            plain = ", ".join(p for p, value in PRESETS.items() if not value.mix)
+            raise ValueError(f"--degrade mix: {name.strip()!r} is not one of {plain}")
+        try:
+            share = float(weight)
+        except ValueError:
+            share = math.nan
+        if not 0 < share < math.inf:
+            raise ValueError(f"--degrade mix: the weight of {name.strip()} must be a positive number, not {weight!r}")
+        parts.append((preset, share))
+    names = [preset.name for preset, _ in parts]
+    if len(set(names)) != len(names):
+        raise ValueError(f"--degrade mix: each preset may appear once, not {spec!r}")
+    canonical = ",".join(f"{preset.name}:{share:g}" for preset, share in parts)
+    described = ", ".join(f"{preset.name} {100 * share / sum(w for _, w in parts):.0f} %" for preset, share in parts)
+    return Preset(canonical, f"a mix: {described} of the samples", mix=tuple(parts))
+
+
 def degrade(hr: np.ndarray, scale: int, preset: Preset, rng: np.random.Generator) -> np.ndarray:
     """H×W×3 uint8 HR (sides multiples of `scale`) -> (H/scale)×(W/scale)×3 uint8 LR."""
     height, width = hr.shape[0] // scale, hr.shape[1] // scale

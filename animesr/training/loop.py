@@ -32,7 +32,7 @@ from animesr.atomic import replaced_together
 from animesr.checkpoint import LoadedModel, load_checkpoint, on_unit_range, save_checkpoint, training_record
 from animesr.config import InferenceSettings, TrainSettings
 from animesr.data.dataset import PairedPatches, StepSampler
-from animesr.data.degrade import PRESETS, Degradation
+from animesr.data.degrade import Degradation, parse_preset
 from animesr.errors import CheckpointError, OutputError, TrainingError, TrainingInterrupted, UsageError
 from animesr.inference.upscaler import Upscaler
 from animesr.model import A2N, A2NConfig
@@ -247,7 +247,7 @@ def _reason(error: Exception) -> str:
 
 def _train(settings: TrainSettings, callbacks: TrainCallbacks, processes: distributed.Processes) -> TrainResult:
     dataset = PairedPatches(settings.data, settings.scale, settings.patch, settings.seed, settings.min_detail,
-                            degradation=Degradation(PRESETS[settings.degrade], settings.clean_share),
+                            degradation=Degradation(parse_preset(settings.degrade), settings.clean_share),
                             sharpen=settings.sharpen_target)
     validation_images = None
     if settings.val_dir:
@@ -360,7 +360,6 @@ def check_settings(s: TrainSettings, processes: int = 1) -> None:
         (s.channels < 1, "--channels must be at least 1"),
         (s.up_channels < 1, "--up-channels must be at least 1"),
         (s.blocks < 1, "--blocks must be at least 1"),
-        (s.degrade not in PRESETS, f"--degrade must be one of {', '.join(PRESETS)}"),
         (not 0 <= s.clean_share <= 1, "--clean-share must be between 0 and 1"),
         (not 0 <= s.sharpen_target <= 2, "--sharpen-target must be between 0 and 2"),
         (not 0 <= s.gan_weight <= 1, "--gan-weight must be between 0 (off) and 1"),
@@ -369,6 +368,10 @@ def check_settings(s: TrainSettings, processes: int = 1) -> None:
     for failed, message in problems:
         if failed:
             raise UsageError(message)
+    try:
+        parse_preset(s.degrade)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
 
 def _autocast(amp: str, device: torch.device) -> torch.dtype | None:
@@ -394,7 +397,7 @@ def _validate(run: _Run, images, settings: TrainSettings, callbacks: TrainCallba
         # one process may stop between images; under DDP the others wait at the barrier below
         between_images = (lambda done, total: stopping.check()) if run.processes.world == 1 else None
         scores = score_images(images, Upscaler(loaded, InferenceSettings(device=device, precision="fp32", backend="torch")),
-                              between_images, preset=PRESETS[settings.degrade], seed=VALIDATION_SEED)
+                              between_images, preset=parse_preset(settings.degrade), seed=VALIDATION_SEED)
         mean = mean_score(scores)
         run.validated = (run.step, mean.psnr)
         is_best = run.best_psnr is None or mean.psnr > run.best_psnr
