@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from animesr.checkpoint import save_checkpoint
 from animesr.cli import _register, app
-from animesr.imaging import bicubic_resize, downscale, write_image
+from animesr.errors import InputError, OutputError
+from animesr.imaging import bicubic_resize, downscale, read_image, write_image
 from animesr.training.metrics import psnr_y, ssim_y
 from conftest import handled, smooth_image, tiny_model
 
@@ -93,6 +94,48 @@ def test_evaluate_on_a_mix_of_presets_degrades_image_i_from_seed_and_i(tmp_path:
     for i, hr in enumerate(images):
         lr = degraded_lr(hr, 2, parse_preset("web:1,vhs:1"), 2, i)
         assert scores["images"][i]["bicubic_psnr"] == pytest.approx(psnr_y(bicubic_resize(lr, 48, 48), hr, 2))
+
+
+def test_evaluate_saves_the_pairs_it_scored_for_other_tools(tmp_path: Path) -> None:
+    folder = tmp_path / "hr"
+    folder.mkdir()
+    images = {"a": smooth_image(50, 44, seed=1), "b": smooth_image(40, 40, seed=2)}
+    for stem, image in images.items():
+        write_image(folder / f"{stem}.png", image)
+    model = tmp_path / "tiny.safetensors"
+    save_checkpoint(model, tiny_model(2), 1.0)
+    report, pairs = tmp_path / "scores.json", tmp_path / "pairs"
+    result = CliRunner().invoke(app, ["evaluate", str(folder), "--scale", "2", "--model", str(model),
+                                      "--degrade", "web", "--seed", "4", "--json", str(report),
+                                      "--save-pairs", str(pairs)])
+    assert result.exit_code == 0, result.output
+    scores = {s["name"]: s for s in json.loads(report.read_text())["images"]}
+    for stem in images:
+        hr, lr = read_image(pairs / "hr" / f"{stem}.png"), read_image(pairs / "lr" / f"{stem}.png")
+        assert hr.shape == (50 if stem == "a" else 40, 44 if stem == "a" else 40, 3)  # already multiples of 2
+        assert lr.shape == (hr.shape[0] // 2, hr.shape[1] // 2, 3)
+        upscaled = bicubic_resize(lr, hr.shape[1], hr.shape[0])
+        assert scores[f"{stem}.png"]["bicubic_psnr"] == pytest.approx(psnr_y(upscaled, hr, 2))
+
+
+def test_save_pairs_refuses_what_it_cannot_write_before_any_work(tmp_path: Path) -> None:
+    folder = tmp_path / "hr"
+    (folder / "x").mkdir(parents=True)
+    write_image(folder / "a.png", smooth_image(40, 40, seed=1))
+    model = tmp_path / "tiny.safetensors"
+    save_checkpoint(model, tiny_model(2), 1.0)
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    base = ["evaluate", str(folder), "--scale", "2", "--model", str(model), "--save-pairs"]
+    for target, expected in [(blocker, "--save-pairs: cannot make the folder"),
+                             (tmp_path / "missing" / "pairs", "--save-pairs: cannot make the folder")]:
+        result = CliRunner().invoke(app, base + [str(target)])
+        assert result.exit_code == OutputError.exit_code and expected in result.output, result.output
+        assert "Traceback" not in result.output and "evaluating" not in result.output
+    write_image(folder / "x" / "a.jpg", smooth_image(40, 40, seed=3))  # the same stem twice
+    result = CliRunner().invoke(app, base + [str(tmp_path / "pairs")])
+    assert result.exit_code == InputError.exit_code and "more than one image is named a.*" in result.output
+    assert not (tmp_path / "pairs").exists()
 
 @pytest.mark.parametrize("option", [
     ["--scale", "5"], ["--tile", "5"], ["--crop", "1"], ["--seed", "-1"], ["--degrade", "foo"],

@@ -41,6 +41,9 @@ def evaluate(
     tta: TtaOption = False,
     compiled: CompileOption = False,
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write the numbers to this JSON file.")] = None,
+    save_pairs_to: Annotated[Path | None, typer.Option(
+        "--save-pairs", help="Also write each HR crop and the LR it was scored on as DIR/hr/NAME.png and "
+                             "DIR/lr/NAME.png, to score other tools on exactly the same input.")] = None,
 ) -> None:
     """Make the LR of each HR image (bicubic or degraded), upscale it, and compare with the HR image."""
     from animesr.data.degrade import parse_preset
@@ -48,7 +51,7 @@ def evaluate(
     from animesr.model.a2n import SUPPORTED_SCALES
     from animesr.pretrained import check_model_choice, model_choice, resolve_model
     from animesr.training.validation import (
-        MIN_VALIDATION_LR, check_image_sizes, load_hr_images, mean_score, score_images,
+        MIN_VALIDATION_LR, check_image_sizes, load_hr_images, mean_score, save_pairs, score_images,
     )
 
     def check_options() -> InferenceSettings:
@@ -67,6 +70,10 @@ def evaluate(
             raise UsageError(str(error)) from None
         if json_path is not None and not json_path.parent.is_dir():
             raise OutputError(f"cannot write {json_path}: folder {json_path.parent} does not exist")
+        if save_pairs_to is not None and (save_pairs_to.exists() and not save_pairs_to.is_dir()
+                                          or not save_pairs_to.parent.is_dir()):
+            raise OutputError(f"--save-pairs: cannot make the folder {save_pairs_to} (a file is there, "
+                              "or its parent folder does not exist)")
         try:
             return InferenceSettings(device=device, tile=tile, tta=tta, backend=backend, precision=precision,
                                      compile=compiled)
@@ -86,6 +93,8 @@ def evaluate(
         note(f"x{scale}, model {models[0].source}, {upscalers[0].describe()}")
         images = load_hr_images(list(hr), crop)
         check_image_sizes(images, scale)
+        if save_pairs_to is not None:
+            save_pairs(images, scale, preset, seed, save_pairs_to)
         with progress_bar() as progress:
             task = progress.add_task("evaluating", total=len(images) * len(upscalers))
             results = []

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from animesr.data.degrade import CLEAN, Preset, degrade
-from animesr.errors import InputError
-from animesr.imaging import bicubic_resize, crop_to_multiple, list_images, read_image, to_rgb8
+from animesr.errors import InputError, OutputError
+from animesr.imaging import bicubic_resize, crop_to_multiple, list_images, read_image, to_rgb8, write_image
 from animesr.inference.upscaler import Upscaler
 from animesr.training.metrics import psnr_y, ssim_y
 
@@ -72,6 +72,24 @@ def score_images(images: list[tuple[str, np.ndarray]], upscaler: Upscaler,
         if on_image:
             on_image(i + 1, len(images))
     return scores
+
+
+def save_pairs(images: list[tuple[str, np.ndarray]], scale: int, preset: Preset | None, seed: int,
+               folder: Path) -> None:
+    """Write the HR (cropped to a multiple of `scale`) and the LR that scoring uses, as
+    folder/hr/STEM.png and folder/lr/STEM.png, so other tools can be scored on the same input."""
+    stems = [Path(name).stem for name, _ in images]
+    twice = sorted({stem for stem in stems if stems.count(stem) > 1})
+    if twice:
+        raise InputError(f"--save-pairs: more than one image is named {twice[0]}.*; give them different names")
+    for i, ((_, hr), stem) in enumerate(zip(images, stems)):
+        hr = crop_to_multiple(hr, scale)
+        for kind, image in (("hr", hr), ("lr", degraded_lr(hr, scale, preset, seed, i))):
+            try:
+                (folder / kind).mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise OutputError(f"--save-pairs: cannot make {folder / kind}: {error.strerror or error}") from None
+            write_image(folder / kind / f"{stem}.png", image)
 
 
 def mean_score(scores: list[ImageScore]) -> ImageScore:
