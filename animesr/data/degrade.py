@@ -153,17 +153,17 @@ def parse_preset(spec: str) -> Preset:
         raise ValueError(f"--degrade must be one of {', '.join(PRESETS)} or a mix like dvd:0.6,web:0.4, not {spec!r}")
     parts = []
     for part in spec.split(","):
-        name, _, weight = part.strip().partition(":")
-        preset = PRESETS.get(name.strip())
+        name, _, weight = (text.strip() for text in part.partition(":"))
+        preset = PRESETS.get(name)
         if preset is None or preset.mix:
             plain = ", ".join(p for p, value in PRESETS.items() if not value.mix)
-            raise ValueError(f"--degrade mix: {name.strip()!r} is not one of {plain}")
+            raise ValueError(f"--degrade mix: {name!r} is not one of {plain}")
         try:
             share = float(weight)
         except ValueError:
             share = math.nan
         if not 0 < share < math.inf:
-            raise ValueError(f"--degrade mix: the weight of {name.strip()} must be a positive number, not {weight!r}")
+            raise ValueError(f"--degrade mix: the weight of {name} must be a positive number, not {weight!r}")
         parts.append((preset, share))
     names = [preset.name for preset, _ in parts]
     if len(set(names)) != len(names):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,12 +66,19 @@ def score_images(images: list[tuple[str, np.ndarray]], upscaler: Upscaler,
                  on_image: Callable[[int, int], None] | None = None,
                  preset: Preset | None = None, seed: int = 0) -> list[ImageScore]:
     scores = []
-    for i, (name, hr) in enumerate(images):
-        hr = crop_to_multiple(hr, upscaler.scale)
-        scores.append(score_image(name, hr, degraded_lr(hr, upscaler.scale, preset, seed, i), upscaler))
+    for i, (name, hr, lr) in enumerate(scored_pairs(images, upscaler.scale, preset, seed)):
+        scores.append(score_image(name, hr, lr, upscaler))
         if on_image:
             on_image(i + 1, len(images))
     return scores
+
+
+def scored_pairs(images: list[tuple[str, np.ndarray]], scale: int, preset: Preset | None,
+                 seed: int) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, HR cropped to a multiple of `scale`, its LR) of each image, as scoring sees them."""
+    for i, (name, hr) in enumerate(images):
+        hr = crop_to_multiple(hr, scale)
+        yield name, hr, degraded_lr(hr, scale, preset, seed, i)
 
 
 def save_pairs(images: list[tuple[str, np.ndarray]], scale: int, preset: Preset | None, seed: int,
@@ -82,14 +89,14 @@ def save_pairs(images: list[tuple[str, np.ndarray]], scale: int, preset: Preset 
     twice = sorted({stem for stem in stems if stems.count(stem) > 1})
     if twice:
         raise InputError(f"--save-pairs: more than one image is named {twice[0]}.*; give them different names")
-    for i, ((_, hr), stem) in enumerate(zip(images, stems)):
-        hr = crop_to_multiple(hr, scale)
-        for kind, image in (("hr", hr), ("lr", degraded_lr(hr, scale, preset, seed, i))):
-            try:
-                (folder / kind).mkdir(parents=True, exist_ok=True)
-            except OSError as error:
-                raise OutputError(f"--save-pairs: cannot make {folder / kind}: {error.strerror or error}") from None
-            write_image(folder / kind / f"{stem}.png", image)
+    for kind in ("hr", "lr"):
+        try:
+            (folder / kind).mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise OutputError(f"--save-pairs: cannot make {folder / kind}: {error.strerror or error}") from None
+    for (_, hr, lr), stem in zip(scored_pairs(images, scale, preset, seed), stems):
+        write_image(folder / "hr" / f"{stem}.png", hr)
+        write_image(folder / "lr" / f"{stem}.png", lr)
 
 
 def mean_score(scores: list[ImageScore]) -> ImageScore:
