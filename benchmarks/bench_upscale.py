@@ -6,7 +6,7 @@
 1. Model only: input megapixels per second of a full-size A2N (random weights: speed does
    not depend on the values) at x2 and x4, fp32, contiguous vs channels-last memory layout,
    on the CPU and on CUDA when present (plus fp16 channels-last there).
-2. End to end: the core of `animesr upscale-image` (`animesr.images.upscale_images`: PNG
+2. End to end: the core of `animesr upscale-image` (`animesr.image_job.upscale_images`: PNG
    read, Upscaler, PNG write) on `--images` generated size×size PNGs, divided by the
    model-only time on the same images with the same settings. A ratio near 1 means the
    files cost little next to the network.
@@ -31,7 +31,7 @@ import torch
 
 from animesr.checkpoint import LoadedModel
 from animesr.config import ImageJob, InferenceSettings
-from animesr.images import upscale_images
+from animesr.image_job import upscale_images
 from animesr.imaging import write_image
 from animesr.inference import Upscaler
 from animesr.model import A2N, A2NConfig

@@ -15,7 +15,7 @@ from animesr.cli.common import (BackendOption, CompileOption, DenoiseOption, Dev
                                  progress_bar, warn)
 from animesr.config import DEFAULT_MAX_PIXELS, ImageJob, InferenceSettings
 from animesr.errors import InputError
-from animesr.images import FORMATS, ImageCallbacks, ImageTask, plan_images, upscale_images
+from animesr.image_job import FORMATS, ImageCallbacks, ImageTask, plan_images, upscale_images
 
 
 @app.command("upscale-image")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from animesr.config import VideoJob
 from animesr.errors import AnimeSRError, InputError, OutputError
-from animesr.images import prepare_output_dir
+from animesr.image_job import prepare_output_dir
 from animesr.inputs import list_inputs
 
 VIDEO_SUFFIXES = frozenset({".mkv", ".mp4", ".m4v", ".mov", ".webm", ".avi", ".ts", ".m2ts", ".mts", ".mpg",

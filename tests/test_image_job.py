@@ -1,4 +1,4 @@
-"""The folder job behind `upscale-image` (animesr.images), without the CLI."""
+"""The folder job behind `upscale-image` (animesr.image_job), without the CLI."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from PIL import Image
 from animesr import Upscaler
 from animesr.config import ImageJob, InferenceSettings
 from animesr.errors import InputError, OutputError
-from animesr.images import ImageCallbacks, output_format, plan_images, upscale_images
+from animesr.image_job import ImageCallbacks, output_format, plan_images, upscale_images
 from animesr.imaging import read_image, write_image
 from conftest import smooth_image, tiny_loaded
 
