@@ -105,7 +105,7 @@ def _frames(job: PreviewJob, note: Message, warn: Message) -> tuple[list[tuple[s
     from animesr.video.stills import frame_at, most_detailed_frames
 
     info = probe(job.input)
-    field_mode = settle_field_mode(info, job.field_mode, None, None, note, warn)
+    field_mode = settle_field_mode(info, job.field_mode, note=note, warn=warn)
     found = ([frame_at(info, field_mode, t) for t in job.at] if job.at
              else most_detailed_frames(info, field_mode, job.frames))
     return [(f"{t:.3f} s", frame) for t, frame in found], field_mode

@@ -89,15 +89,16 @@ def test_an_interrupted_ivtc_job_resumes_to_the_same_frames(ffmpeg: str, telecin
 def test_auto_picks_ivtc_for_the_telecined_clip_and_nothing_for_the_film(film: Path, telecined: Path,
                                                                          tmp_path: Path) -> None:
     notes: list[str] = []
-    assert settle_field_mode(probe(telecined), "auto", None, None, notes.append, pytest.fail) == "ivtc"
+    assert settle_field_mode(probe(telecined), "auto", note=notes.append, warn=pytest.fail) == "ivtc"
     assert "telecined" in notes[0] and "combed" in notes[0]
-    assert settle_field_mode(probe(film), "auto", None, None, notes.append, pytest.fail) == "progressive"
+    assert settle_field_mode(probe(film), "auto", note=notes.append, warn=pytest.fail) == "progressive"
 
 
 def test_a_telecined_source_without_an_option_gets_one_warning(telecined: Path, tmp_path: Path) -> None:
     recorder = Recorder()
     job = VideoJob(input=telecined, output=tmp_path / "x.mkv", scale=2)
-    settle_field_mode(probe(telecined), job.field_mode, None, None, recorder.notes.append, recorder.warnings.append)
+    settle_field_mode(probe(telecined), job.field_mode, note=recorder.notes.append,
+                      warn=recorder.warnings.append)
     assert len(recorder.warnings) == 1 and "--ivtc" in recorder.warnings[0]
 
 

@@ -186,7 +186,7 @@ def colour_tags(info: VideoInfo) -> list[str]:
     return tags
 
 
-def mux_args(info: VideoInfo, job: VideoJob, concat_list: Path, video_offset: float, window_end: float,
+def mux_args(info: VideoInfo, job: VideoJob, *, concat_list: Path, video_offset: float, window_end: float,
              stream_args: list[str], container: str, destination: Path) -> list[str]:
     """The chunks (concatenated) + every kept stream, chapter and tag of the source, all cut to the
     video's window: `-t` ends every stream and clips the chapters (ffmpeg shifts them by --start)."""

@@ -152,8 +152,9 @@ AUTO_WINDOWS, AUTO_WINDOW_FRAMES = 5, 200  # --field-mode auto: up to 1000 frame
 CHECK_WINDOWS, CHECK_WINDOW_FRAMES = 1, 150  # the check behind the warning when no mode is asked
 
 
-def settle_field_mode(info: VideoInfo, field_mode: str, start: float | None, duration: float | None,
-                      note: Callable[[str], None], warn: Callable[[str], None]) -> str:
+def settle_field_mode(info: VideoInfo, field_mode: str, *, start: float | None = None,
+                      duration: float | None = None, note: Callable[[str], None],
+                      warn: Callable[[str], None]) -> str:
     """`auto` becomes what the frames show (said in a note); with no mode asked, a source that looks
     telecined or interlaced gets one warning naming the option."""
     if field_mode == "auto":

@@ -118,8 +118,8 @@ def _upscale_locked(job: VideoJob, callbacks: VideoCallbacks, info: VideoInfo, c
                     began: float, make_engine: EngineFactory) -> VideoResult:
     actions = plan_streams(info.streams, container)
     _warn_about_source(info, job, actions, callbacks.warn)
-    job = replace(job, field_mode=settle_field_mode(info, job.field_mode, job.start, job.duration,
-                                                    callbacks.note, callbacks.warn))
+    job = replace(job, field_mode=settle_field_mode(info, job.field_mode, start=job.start, duration=job.duration,
+                                                    note=callbacks.note, warn=callbacks.warn))
     padding = even_padding(info.width * job.scale, info.height * job.scale, job.encode.pix_fmt)
     check_encoder_opens(info, job.encode, width=info.width * job.scale + padding[0],
                         height=info.height * job.scale + padding[1])
@@ -322,8 +322,9 @@ def _finish(info: VideoInfo, job: VideoJob, timeline: Timeline, work: WorkFolder
     concat_list = work.write_concat_list(durations)
     partial = partial_output_path(job.output)
     window_end = timeline.start_seconds() + timeline.seconds()
-    args = commands.mux_args(info, job, concat_list, timeline.start_seconds(), window_end,
-                             stream_args(actions, window_end), container, partial)
+    args = commands.mux_args(info, job, concat_list=concat_list, video_offset=timeline.start_seconds(),
+                             window_end=window_end, stream_args=stream_args(actions, window_end),
+                             container=container, destination=partial)
     try:
         run_ffmpeg(args, f"write {partial.name}")
         verification = verify_output(partial, timeline, actions)
