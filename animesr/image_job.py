@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from animesr.callbacks import JobCallbacks, ignore
 from animesr.config import ImageJob
 from animesr.errors import AnimeSRError, ImageTooLargeError, InputError, OutputError
 from animesr.imaging import WRITE_FORMATS, list_images, read_image, write_image
@@ -35,17 +36,16 @@ class ImageTask:
     fmt: str  # png | jpg | webp
 
 
-@dataclass
-class ImageCallbacks:
-    """Plain callables, all optional. `index` counts from 0 over the whole plan."""
+@dataclass(frozen=True)
+class ImageCallbacks(JobCallbacks):
+    """`index` counts from 0 over the whole plan; `warn` hears of out-of-memory retries."""
 
-    on_start: Callable[[int], None] | None = None  # number of images
-    on_image: Callable[[int, ImageTask], None] | None = None  # before an image is read
-    on_tile: Callable[[int, int], None] | None = None  # tiles (steps) done, total, of the current image
-    on_done: Callable[[int, ImageTask], None] | None = None
-    on_skipped: Callable[[int, ImageTask], None] | None = None  # output exists, no --overwrite
-    on_failed: Callable[[int, ImageTask, str], None] | None = None  # message names the file
-    on_notice: Callable[[str], None] | None = None  # e.g. out-of-memory retries
+    on_start: Callable[[int], None] = ignore  # number of images
+    on_image: Callable[[int, ImageTask], None] = ignore  # before an image is read
+    on_tile: Callable[[int, int], None] = ignore  # tiles (steps) done, total, of the current image
+    on_done: Callable[[int, ImageTask], None] = ignore
+    on_skipped: Callable[[int, ImageTask], None] = ignore  # output exists, no --overwrite
+    on_failed: Callable[[int, ImageTask, str], None] = ignore  # message names the file
 
 
 @dataclass
@@ -144,16 +144,13 @@ def upscale_images(
     else:
         prepare_output_dir(job.output_dir)
     summary = ImageSummary()
-    if callbacks.on_start:
-        callbacks.on_start(len(tasks))
+    callbacks.on_start(len(tasks))
     for index, task in enumerate(tasks):
         if task.target.exists() and not job.overwrite:
             summary.skipped.append(task.target)
-            if callbacks.on_skipped:
-                callbacks.on_skipped(index, task)
+            callbacks.on_skipped(index, task)
             continue
-        if callbacks.on_image:
-            callbacks.on_image(index, task)
+        callbacks.on_image(index, task)
         try:
             _upscale_one(task, job, upscaler, callbacks)
         except AnimeSRError as error:
@@ -162,14 +159,12 @@ def upscale_images(
             message = f"{task.source}: {type(error).__name__}: {error}"
         else:
             summary.done.append(task.target)
-            if callbacks.on_done:
-                callbacks.on_done(index, task)
+            callbacks.on_done(index, task)
             continue
         if str(task.source) not in message:
             message = f"{task.source}: {message}"
         summary.failed.append((task.source, message))
-        if callbacks.on_failed:
-            callbacks.on_failed(index, task, message)
+        callbacks.on_failed(index, task, message)
     return summary
 
 
@@ -180,7 +175,7 @@ def _upscale_one(task: ImageTask, job: ImageJob, upscaler: Upscaler, callbacks: 
         image = read_image(task.source, max_pixels=job.max_pixels)
     except ImageTooLargeError as error:
         raise ImageTooLargeError(f"{error}; --max-pixels raises it") from None
-    result = upscaler.upscale(image, on_tile=callbacks.on_tile, notice=callbacks.on_notice)
+    result = upscaler.upscale(image, on_tile=callbacks.on_tile, notice=callbacks.warn)
     try:
         task.target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:

@@ -6,27 +6,22 @@ sheet is quick to make even with the real network on a CPU."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from animesr.callbacks import JobCallbacks, Message
 from animesr.config import PreviewJob
 from animesr.errors import InputError, OutputError
 from animesr.imaging import IMAGE_SUFFIXES, WRITE_FORMATS, bicubic_resize, read_image, to_rgb8, write_image
 
-Message = Callable[[str], None]
 MARGIN = 16  # source pixels of context around a crop, so the network sees what borders it
 GAP = 6  # pixels between panels
 LABEL_HEIGHT = 24
 BACKGROUND = (24, 24, 24)
 TEXT = (235, 235, 235)
-
-
-def _ignore(_: str) -> None:
-    return None
 
 
 @dataclass(frozen=True)
@@ -40,11 +35,11 @@ class PreviewResult:
     seconds: float
 
 
-def make_preview(job: PreviewJob, note: Message = _ignore, warn: Message = _ignore) -> PreviewResult:
+def make_preview(job: PreviewJob, callbacks: JobCallbacks = JobCallbacks()) -> PreviewResult:
     began = time.perf_counter()
     _check_output(job)
     models = _load_models(job)  # a bad model fails before any decoding
-    frames, field_mode = _frames(job, note, warn)
+    frames, field_mode = _frames(job, callbacks.note, callbacks.warn)
     rows, boxes, panels = [], [], []
     for label, frame in frames:
         box = most_detailed_box(frame, job.crop)

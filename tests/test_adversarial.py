@@ -82,7 +82,7 @@ def test_turning_the_adversary_on_at_resume_starts_a_new_discriminator(dataset: 
     with pytest.raises(TrainingInterrupted):
         train(tiny_settings(dataset, tmp_path, iters=6, checkpoint_every=3), TrainCallbacks(on_step=_interrupt_at(3)))
     notices: list[str] = []
-    result = train(tiny_settings(dataset, tmp_path, resume=True, **GAN), TrainCallbacks(on_notice=notices.append))
+    result = train(tiny_settings(dataset, tmp_path, resume=True, **GAN), TrainCallbacks(note=notices.append))
     assert result.step == 6 and any("adversarial stage starts" in n for n in notices)
     assert [s["gan_weight"] for s in load_checkpoint(tmp_path / "last.safetensors").training["segments"]] == [0.0, 0.1]
 

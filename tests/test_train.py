@@ -163,7 +163,7 @@ def test_init_takes_every_tensor_whose_shape_fits(dataset: Path, tmp_path: Path)
     assert x2.step == 2
     notices: list[str] = []
     train(tiny_settings(dataset, tmp_path / "x4", scale=4, iters=1, lr=1e-12, ema_decay=None,
-                        init=tmp_path / "x2" / "last.safetensors"), TrainCallbacks(on_notice=notices.append))
+                        init=tmp_path / "x2" / "last.safetensors"), TrainCallbacks(note=notices.append))
     # x4 has a second upsampling step the x2 model lacks: 6 more tensors.
     assert notices and "initialised" in notices[0]
     taken, total = (int(n) for n in notices[0].split()[1::2][:2])
@@ -189,7 +189,7 @@ def test_init_from_the_authors_x2_file_into_an_x4_run(dataset: Path, tmp_path: P
     notices: list[str] = []
     settings = tiny_settings(dataset, tmp_path, scale=4, iters=1, lr=1e-12, ema_decay=None, channels=40,
                              up_channels=24, blocks=16, init=authors_x2, batch_size=2)
-    train(settings, TrainCallbacks(on_notice=notices.append))
+    train(settings, TrainCallbacks(note=notices.append))
     assert notices and notices[0].startswith("initialised") and "aan_x2.pt" in notices[0]
     authors = load_checkpoint(authors_x2, scale=2).model.state_dict()
     ours = weights(tmp_path / "last.safetensors")

@@ -9,6 +9,7 @@ import typer
 
 from animesr.cli import app
 from animesr.cli.common import console, fail, guarded, note, warn
+from animesr.callbacks import JobCallbacks
 from animesr.config import DEFAULT_PREVIEW_CROP, FIELD_MODES, InferenceSettings, PreviewJob
 from animesr.errors import InputError
 
@@ -58,7 +59,7 @@ def preview(
 
     from animesr.preview import make_preview  # torch only when there is work
 
-    result = guarded(lambda: make_preview(job, note, warn))
+    result = guarded(lambda: make_preview(job, JobCallbacks(note=note, warn=warn)))
     note(f"rows: {', '.join(result.rows)}; columns: {', '.join(result.columns)}")
     console.print(f"done in {result.seconds:.1f} s → {result.output} ({result.size[0]}×{result.size[1]})",
                   markup=False)

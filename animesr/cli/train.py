@@ -86,7 +86,7 @@ def train(
 
             callbacks = TrainCallbacks(
                 on_start=lambda start, total: progress.update(task, completed=start, total=total),
-                on_step=on_step, on_validation=on_validation, on_notice=lambda m: progress.console.print(m),
+                on_step=on_step, on_validation=on_validation, note=lambda m: progress.console.print(m),
             )
             result = run_training(settings, callbacks)
         best = f", best validation {result.best_psnr:.2f} dB" if result.best_psnr is not None else ""

@@ -131,4 +131,4 @@ def _progress_callbacks(progress: Progress, total: int) -> ImageCallbacks:
         progress.advance(images)
 
     return ImageCallbacks(on_image=on_image, on_tile=on_tile, on_done=on_done, on_skipped=on_skipped,
-                          on_failed=on_failed, on_notice=warn)
+                          on_failed=on_failed, warn=warn)

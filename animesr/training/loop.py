@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader
 
 from animesr import stopping
 from animesr.atomic import replaced_together
+from animesr.callbacks import JobCallbacks, ignore
 from animesr.checkpoint import LoadedModel, load_checkpoint, on_unit_range, save_checkpoint, training_record
 from animesr.config import InferenceSettings, TrainSettings
 from animesr.data.dataset import PairedPatches, StepSampler
@@ -51,12 +52,11 @@ LOG_NAME = "metrics.jsonl"
 VALIDATION_SEED = 0  # the degraded validation LR is the same at every validation and in `evaluate --seed 0`
 
 
-@dataclass
-class TrainCallbacks:
-    on_start: Callable[[int, int], None] = lambda start, total: None
-    on_step: Callable[[int, float, float], None] = lambda step, loss, lr: None
-    on_validation: Callable[[int, float, float, bool], None] = lambda step, psnr, ssim, best: None
-    on_notice: Callable[[str], None] = lambda message: None
+@dataclass(frozen=True)
+class TrainCallbacks(JobCallbacks):
+    on_start: Callable[[int, int], None] = ignore  # step to start from, total steps
+    on_step: Callable[[int, float, float], None] = ignore  # step, loss, learning rate
+    on_validation: Callable[[int, float, float, bool], None] = ignore  # step, PSNR, SSIM, is best
 
 
 @dataclass(frozen=True)
@@ -256,7 +256,7 @@ def _train(settings: TrainSettings, callbacks: TrainCallbacks, processes: distri
     run = _prepare_run(settings, processes)
     _make_run_folder(settings.out)
     if run.init_note:
-        callbacks.on_notice(run.init_note)
+        callbacks.note(run.init_note)
     network: nn.Module = run.model
     if processes.world > 1:
         network = DistributedDataParallel(run.model, device_ids=[processes.device.index]

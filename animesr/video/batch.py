@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from animesr.callbacks import JobCallbacks, ignore
 from animesr.config import VideoJob
 from animesr.errors import AnimeSRError, InputError, OutputError
 from animesr.image_job import prepare_output_dir
@@ -70,11 +71,11 @@ def _key(path: Path) -> Path:
 
 
 @dataclass(frozen=True)
-class BatchCallbacks:
-    on_video: Callable[[int, int, VideoTask], None] = lambda number, total, task: None  # number from 1
-    on_done: Callable[[VideoTask, object], None] = lambda task, result: None  # result: a VideoResult
-    on_skipped: Callable[[VideoTask], None] = lambda task: None
-    on_failed: Callable[[VideoTask, str], None] = lambda task, message: None
+class BatchCallbacks(JobCallbacks):
+    on_video: Callable[[int, int, VideoTask], None] = ignore  # number from 1, total, the video
+    on_done: Callable[[VideoTask, object], None] = ignore  # result: a VideoResult
+    on_skipped: Callable[[VideoTask], None] = ignore
+    on_failed: Callable[[VideoTask, str], None] = ignore  # message names the file
 
 
 def upscale_videos(template: VideoJob, output_dir: Path, tasks: list[VideoTask],

@@ -16,6 +16,7 @@ from typing import Protocol
 
 import torch
 
+from animesr.callbacks import JobCallbacks, Message, ignore
 from animesr.checkpoint import LoadedModel
 from animesr.config import VideoJob
 from animesr.errors import FFmpegError, FFmpegKilled, InputError, OutputError, VerificationError
@@ -33,22 +34,15 @@ from animesr.video.timeline import Timeline, parse_framecrc
 from animesr.video.verify import Verification, find_truncation, verify_output
 from animesr.video.workdir import WorkFolder, file_identity, output_lock, partial_output_path, work_folder_path
 
-Message = Callable[[str], None]
 CUDA_BATCH = 4  # frames per network call on CUDA; on the CPU batching gains nothing and costs memory
 _NOTED_HASH_BYTES = 1 << 30  # about a second of hashing: say why the start waits
 
 
-def _ignore(*_: object) -> None:
-    return None
-
-
 @dataclass(frozen=True)
-class VideoCallbacks:
-    on_start: Callable[[int, int, int], None] = _ignore  # total frames, frames done, frames reused
-    on_frames: Callable[[int, int], None] = _ignore  # frames done, frames reused
-    on_finishing: Callable[[], None] = _ignore  # all frames upscaled; muxing and verifying
-    warn: Message = _ignore
-    note: Message = _ignore
+class VideoCallbacks(JobCallbacks):
+    on_start: Callable[[int, int, int], None] = ignore  # total frames, frames done, frames reused
+    on_frames: Callable[[int, int], None] = ignore  # frames done, frames reused
+    on_finishing: Callable[[], None] = ignore  # all frames upscaled; muxing and verifying
 
 
 @dataclass(frozen=True)
