@@ -34,3 +34,26 @@ def replaced_together(*paths: Path) -> Iterator[tuple[Path, ...]]:
     finally:
         for temporary in temporaries:
             temporary.unlink(missing_ok=True)
+
+
+def check_writable_folder(folder: Path) -> None:
+    """Raise OutputError unless files can be written in `folder`, or, when it does not exist yet,
+    in the nearest folder above it (where it would be created). Nothing is left behind."""
+    from animesr.errors import OutputError
+
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(f"cannot write in {folder}: {existing} is a file")
+    probe = existing / f".animesr-write-test-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+    except OSError as error:
+        where = "" if existing == folder else f"{existing}: "
+        raise OutputError(f"cannot write in {folder}: {where}{error.strerror or error}") from None
+    finally:
+        try:
+            probe.unlink(missing_ok=True)
+        except OSError:
+            pass

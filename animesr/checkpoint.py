@@ -49,6 +49,12 @@ class LoadedModel:
     def scale(self) -> int:
         return self.model.scale
 
+    @property
+    def label(self) -> str:
+        """The file name of a model read from a file, else its description (a --denoise mix)."""
+        path = Path(self.source)
+        return path.name if path.is_file() else self.source
+
 
 def save_checkpoint(
     path: str | Path,

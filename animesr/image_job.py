@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from animesr.atomic import check_writable_folder
 from animesr.callbacks import JobCallbacks, ignore
 from animesr.config import ImageJob
 from animesr.errors import AnimeSRError, ImageTooLargeError, InputError, OutputError
@@ -93,6 +94,8 @@ def plan_images(job: ImageJob, prepare: bool = True) -> list[ImageTask]:
         if key in claimed:
             raise InputError(f"{claimed[key]} and {source} would both be written to {target}; "
                              "use separate runs or --suffix")
+        if key == _path_key(source) or target.exists() and target.resolve() == source.resolve():
+            raise OutputError(f"{source}: the output would replace the input; use --suffix or another -o")
         claimed[key] = source
         tasks.append(ImageTask(source, target, fmt))
     # an input that is another input's output (a_x2.png beside a.png, -o the same folder):
@@ -102,6 +105,8 @@ def plan_images(job: ImageJob, prepare: bool = True) -> list[ImageTask]:
         raise OutputError(f"output folder {job.output_dir} is an existing file")
     if prepare:
         prepare_output_dir(job.output_dir)
+    else:
+        check_writable_folder(job.output_dir)
     return tasks
 
 
@@ -117,16 +122,7 @@ def prepare_output_dir(output_dir: Path) -> None:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise OutputError(f"cannot create output folder {output_dir}: {error.strerror or error}") from None
-    probe = output_dir / f".animesr-write-test-{os.getpid()}"
-    try:
-        probe.write_bytes(b"")
-    except OSError as error:
-        raise OutputError(f"cannot write to output folder {output_dir}: {error.strerror or error}") from None
-    finally:
-        try:
-            probe.unlink(missing_ok=True)
-        except OSError:
-            pass
+    check_writable_folder(output_dir)
 
 
 def upscale_images(

@@ -87,7 +87,7 @@ def _load_models(job: PreviewJob) -> list[tuple[str, object]]:
         if strength is not None:
             name = f"denoise {strength:g}"
         else:
-            name = choice if isinstance(choice, str) else Path(loaded.source).name
+            name = choice if isinstance(choice, str) else loaded.label
         models.append((name, Upscaler(loaded, job.inference)))
     return models
 

@@ -216,8 +216,16 @@ def test_output_is_an_existing_file(tree: Path, tiny_x2: Path, tmp_path: Path) -
 def test_output_folder_under_a_file(tree: Path, tiny_x2: Path, tmp_path: Path) -> None:
     (tmp_path / "file").write_bytes(b"x")
     result = run(tree, "-o", tmp_path / "file" / "out", "-s", "2", "-m", tiny_x2)
-    assert result.exit_code != 0
-    assert "cannot create output folder" in result.flat
+    assert result.exit_code == 3
+    assert "is a file" in result.flat
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs a folder no one can write in: /proc")
+def test_an_unwritable_output_folder_fails_before_the_model_loads(tree: Path, tiny_x2: Path) -> None:
+    result = run(tree, "-o", "/proc/animesr-test-out", "-s", "2", "-m", tiny_x2)
+    assert result.exit_code == 3
+    assert "cannot write in /proc/animesr-test-out" in result.flat
+    assert "model" not in result.flat  # the note that follows loading the model never came
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -75,11 +75,13 @@ def test_output_format() -> None:
         output_format(Path("x.png"), "tiff")
 
 
-def test_output_never_replaces_its_input(tmp_path: Path) -> None:
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_output_never_replaces_its_input(tmp_path: Path, overwrite: bool) -> None:
+    """Refused before any work, with or without --overwrite (not "skipped: exists")."""
     write_image(tmp_path / "a.png", smooth_image(4, 4))
-    job = _job([tmp_path], tmp_path, overwrite=True)
-    summary = upscale_images(job, Upscaler(tiny_loaded(2), job.inference))
-    assert summary.counts()["failed"] == 1 and "replace the input" in summary.failed[0][1]
+    job = _job([tmp_path], tmp_path, overwrite=overwrite)
+    with pytest.raises(OutputError, match="replace the input"):
+        upscale_images(job, Upscaler(tiny_loaded(2), job.inference))
     assert read_image(tmp_path / "a.png").shape == (4, 4, 3)
 
 
@@ -173,6 +175,7 @@ def test_outputs_written_beside_their_inputs_are_not_inputs_next_time(tmp_path: 
     assert [task.source.name for task in plan_images(job)] == ["a.png"]  # a_x2.png is a's output
     assert upscale_images(job, upscaler).done == [tmp_path / "a_x2.png"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "a_x2.png"]
-    # without a suffix the output would be the input itself: still planned, and refused per file
+    # without a suffix the output would be the input itself: refused when planning
     same = _job([tmp_path / "a.png"], tmp_path, overwrite=True)
-    assert [task.source.name for task in plan_images(same)] == ["a.png"]
+    with pytest.raises(OutputError, match="replace the input"):
+        plan_images(same)

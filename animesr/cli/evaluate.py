@@ -103,7 +103,7 @@ def evaluate(
                     progress.update(task, completed=base + done)
 
                 results.append(score_images(images, upscaler, advance, preset=preset, seed=seed))
-        names = [_model_name(loaded.source) for loaded in models]
+        names = [loaded.label for loaded in models]
         _print_table(results, names, scale, degrade, seed, tta)
         if json_path:
             payload = {"scale": scale, "model": models[0].source, "crop": crop, "tta": tta,
@@ -116,10 +116,6 @@ def evaluate(
             write_bytes_atomically(json_path, json.dumps(payload, indent=2).encode())
 
     guarded(run)
-
-
-def _model_name(source: str) -> str:
-    return Path(source).name if "/" in source else source
 
 
 def _print_table(results, names: list[str], scale: int, degrade: str, seed: int, tta: bool) -> None:

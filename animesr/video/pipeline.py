@@ -126,7 +126,7 @@ def _upscale_locked(job: VideoJob, callbacks: VideoCallbacks, info: VideoInfo, c
     timeline = _open_work(work, info, job, callbacks.warn)
     if ffmpeg_tool().notice:  # once the job is sure to run: a refused job's error stays its only line
         callbacks.warn(ffmpeg_tool().notice)
-    callbacks.note(_summary(info, job, timeline, padding, loaded.source, engine.device))
+    callbacks.note(_summary(info, job, timeline, padding, loaded.label, engine.device))
     resumed_from = work.frames_done()
     if resumed_from:
         callbacks.note(f"resuming from frame {resumed_from} of {timeline.count} ({work.path.name})")
@@ -157,7 +157,7 @@ def _summary(info: VideoInfo, job: VideoJob, timeline: Timeline, padding: tuple[
     width, height = info.width * job.scale + padding[0], info.height * job.scale + padding[1]
     padded = f" (padded by {padding[0]}×{padding[1]} px, edge repeated, for {job.encode.pix_fmt})" if any(padding) else ""
     return (f"{info.path.name}: {info.width}×{info.height}, {timing}, {timeline.count} frames → "
-            f"{width}×{height}{padded} {job.encode.codec}; model {Path(model).name}, {device}")
+            f"{width}×{height}{padded} {job.encode.codec}; model {model}, {device}")
 
 
 def _nominal_rate(info: VideoInfo, job: VideoJob) -> Fraction:

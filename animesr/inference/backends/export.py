@@ -102,7 +102,7 @@ def _describe(path: Path, loaded: LoadedModel) -> None:
 
     graph = onnx.load(str(path))
     for key, value in (("format", "animesr-a2n"), ("scale", str(loaded.scale)),
-                       ("value_range", f"{loaded.value_range:g}"), ("source", Path(loaded.source).name)):
+                       ("value_range", f"{loaded.value_range:g}"), ("source", loaded.label)):
         graph.metadata_props.add(key=key, value=value)
     onnx.save(graph, str(path))
 
