@@ -127,11 +127,18 @@ def test_save_pairs_refuses_what_it_cannot_write_before_any_work(tmp_path: Path)
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     base = ["evaluate", str(folder), "--scale", "2", "--model", str(model), "--save-pairs"]
-    for target, expected in [(blocker, "--save-pairs: cannot make the folder"),
-                             (tmp_path / "missing" / "pairs", "--save-pairs: cannot make the folder")]:
+    (tmp_path / "used" / "lr").mkdir(parents=True)
+    (tmp_path / "used" / "lr" / "mine.png").write_bytes(b"the user's own LR")
+    for target, expected in [(blocker, "is a file"),
+                             (tmp_path / "missing" / "pairs", "cannot make"),
+                             (tmp_path / "used", "is not empty"),
+                             (tmp_path, "is not empty")]:  # DIR/hr is the input folder itself
         result = CliRunner().invoke(app, base + [str(target)])
-        assert result.exit_code == OutputError.exit_code and expected in result.output, result.output
+        flat = " ".join(result.output.split())
+        assert result.exit_code == OutputError.exit_code and "--save-pairs: " in flat and expected in flat, flat
         assert "Traceback" not in result.output and "evaluating" not in result.output
+    assert (tmp_path / "used" / "lr" / "mine.png").read_bytes() == b"the user's own LR"
+    assert read_image(folder / "a.png").shape == (40, 40, 3)
     write_image(folder / "x" / "a.jpg", smooth_image(40, 40, seed=3))  # the same stem twice
     result = CliRunner().invoke(app, base + [str(tmp_path / "pairs")])
     assert result.exit_code == InputError.exit_code and "more than one image is named a.*" in result.output
@@ -157,10 +164,14 @@ def test_a_json_report_that_cannot_be_written_is_refused_before_the_work(tmp_pat
     write_image(tmp_path / "a.png", smooth_image(40, 40))
     model = tmp_path / "tiny.safetensors"
     save_checkpoint(model, tiny_model(2), 1.0)
-    result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "a.png"), "--scale", "2", "--model", str(model),
-                                      "--json", str(tmp_path / "missing" / "s.json")])
-    assert result.exit_code == 3 and handled(result), (result.output, result.exception)
-    assert "mean" not in result.output  # no table: nothing was evaluated
+    (tmp_path / "folder.json").mkdir()
+    base = ["evaluate", str(tmp_path / "a.png"), "--scale", "2", "--model", str(model), "--json"]
+    for target, code in [(tmp_path / "missing" / "s.json", 3), (tmp_path / "folder.json", 3),
+                         (tmp_path / "a.png", 2)]:  # an input image is never replaced by the report
+        result = CliRunner().invoke(app, base + [str(target)])
+        assert result.exit_code == code and handled(result), (result.output, result.exception)
+        assert "mean" not in result.output  # no table: nothing was evaluated
+    assert read_image(tmp_path / "a.png").shape == (40, 40, 3)
 
 
 def test_an_image_too_small_to_score_is_one_line(tmp_path: Path) -> None:

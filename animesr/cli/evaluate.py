@@ -13,6 +13,7 @@ from rich.table import Table
 from animesr.cli import app
 from animesr.cli.common import (BackendOption, CompileOption, DeviceOption, PrecisionOption, ScaleOption,
                                  TtaOption, console, guarded, note, progress_bar)
+from animesr.atomic import check_writable_folder
 from animesr.config import InferenceSettings
 from animesr.errors import OutputError, UsageError
 from animesr.imaging import write_bytes_atomically
@@ -68,12 +69,10 @@ def evaluate(
             parse_preset(degrade)
         except ValueError as error:
             raise UsageError(str(error)) from None
-        if json_path is not None and not json_path.parent.is_dir():
-            raise OutputError(f"cannot write {json_path}: folder {json_path.parent} does not exist")
-        if save_pairs_to is not None and (save_pairs_to.exists() and not save_pairs_to.is_dir()
-                                          or not save_pairs_to.parent.is_dir()):
-            raise OutputError(f"--save-pairs: cannot make the folder {save_pairs_to} (a file is there, "
-                              "or its parent folder does not exist)")
+        if json_path is not None:
+            _check_json_path(json_path)
+        if save_pairs_to is not None:
+            _check_pairs_folder(save_pairs_to)
         try:
             return InferenceSettings(device=device, tile=tile, tta=tta, backend=backend, precision=precision,
                                      compile=compiled)
@@ -116,6 +115,29 @@ def evaluate(
             write_bytes_atomically(json_path, json.dumps(payload, indent=2).encode())
 
     guarded(run)
+
+
+def _check_json_path(path: Path) -> None:
+    """A report: an earlier .json is replaced, anything else (an input image, a folder) never is."""
+    if path.suffix.lower() != ".json":
+        raise UsageError(f"--json must name a .json file, not {path}")
+    if path.is_dir():
+        raise OutputError(f"cannot write {path}: it is a folder")
+    if not path.parent.is_dir():
+        raise OutputError(f"cannot write {path}: folder {path.parent} does not exist")
+    check_writable_folder(path.parent)
+
+
+def _check_pairs_folder(folder: Path) -> None:
+    """New or empty DIR/hr and DIR/lr only: pairs are never mixed with, or written over, other files."""
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"--save-pairs: {folder} is a file")
+    if not folder.exists() and not folder.parent.is_dir():
+        raise OutputError(f"--save-pairs: cannot make {folder}: folder {folder.parent} does not exist")
+    for kind in ("hr", "lr"):
+        if (folder / kind).exists() and (not (folder / kind).is_dir() or any((folder / kind).iterdir())):
+            raise OutputError(f"--save-pairs: {folder / kind} is not empty; choose a new or empty folder")
+    check_writable_folder(folder)
 
 
 def _print_table(results, names: list[str], scale: int, degrade: str, seed: int, tta: bool) -> None:
