@@ -63,6 +63,8 @@ def is_image(path: Path) -> bool:
 def _check_output(job: PreviewJob) -> None:
     if job.output.suffix.lower().lstrip(".").replace("jpeg", "jpg") not in WRITE_FORMATS:
         raise OutputError(f"cannot write a {job.output.suffix or 'suffix-less'} sheet: name it .png, .jpg or .webp")
+    if job.output.exists() and job.input.exists() and job.output.resolve() == job.input.resolve():
+        raise OutputError(f"{job.output}: the sheet would replace the input; name another -o")
     if job.output.exists() and not job.overwrite:
         raise OutputError(f"{job.output} exists: add --overwrite to replace it")
     if not job.output.parent.is_dir():

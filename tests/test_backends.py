@@ -266,7 +266,19 @@ def test_export_writes_a_self_describing_onnx_that_matches_torch(tmp_path, tiny_
     got = onnxruntime.InferenceSession(str(target), providers=["CPUExecutionProvider"]).run(None, {"image": x.numpy()})[0]
     assert np.abs(got - expected).max() < 1e-3
     assert _cli("export", tiny_x2_file, "-o", tmp_path / "model.txt").exit_code == InputError.exit_code
-    assert _cli("export", tmp_path / "missing.safetensors", "-o", target).exit_code == 4
+    assert _cli("export", tmp_path / "missing.safetensors", "-o", tmp_path / "new.onnx").exit_code == 4
+    written = target.read_bytes()
+    again = _cli("export", tiny_x2_file, "-o", target, "--scale", "2")
+    assert again.exit_code == 3 and "--overwrite" in again.flat and target.read_bytes() == written
+    assert _cli("export", tiny_x2_file, "-o", target, "--overwrite").exit_code == 0
+
+
+@pytest.mark.parametrize("scale", ["0", "7"])
+def test_export_checks_the_scale_before_reading_the_model(tmp_path, tiny_x2_file, scale: str) -> None:
+    """The authors' .pt with --scale 7 was a ValueError traceback; ours exited 4, not 2."""
+    for model in (tiny_x2_file, tmp_path / "missing.pt"):
+        result = _cli("export", model, "-o", tmp_path / "m.onnx", "--scale", scale)
+        assert result.exit_code == 2 and "--scale must be 2, 3 or 4" in result.flat
 
 
 # ---- exactness on real pictures, with real weights --------------------------------------------------

@@ -99,8 +99,10 @@ def test_cli_preview_and_its_errors(picture: Path, tmp_path: Path) -> None:
     ok = CliRunner().invoke(app, ["preview", str(picture), "-o", str(out), "-m", model, "--crop", "32"])
     assert ok.exit_code == 0, ok.output
     assert out.is_file() and "done in" in ok.output
+    original = picture.read_bytes()
     for args, code, words in (
         (["-o", str(out)], OutputError.exit_code, "--overwrite"),
+        (["-o", str(picture), "--overwrite"], OutputError.exit_code, "would replace the input"),
         (["-o", str(tmp_path / "sheet.gif")], OutputError.exit_code, ".png"),
         (["-o", str(tmp_path / "x.png"), "--at", "3"], InputError.exit_code, "for videos"),
         (["-o", str(tmp_path / "x.png"), "--scale", "5"], InputError.exit_code, "--scale"),
@@ -108,4 +110,5 @@ def test_cli_preview_and_its_errors(picture: Path, tmp_path: Path) -> None:
     ):
         result = CliRunner().invoke(app, ["preview", str(picture), "-m", model, *args])
         assert result.exit_code == code and handled(result), result.output
-        assert words in result.output
+        assert words in " ".join(result.output.split())
+    assert picture.read_bytes() == original
