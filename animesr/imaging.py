@@ -16,7 +16,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from animesr.atomic import replaced_on_success
 from animesr.config import DEFAULT_MAX_PIXELS
@@ -42,6 +42,7 @@ class _Header:
     height: int
     grey_alpha: bool  # OpenCV decodes grey + alpha as BGRA: turn it back into 2 channels
     orientation: int  # EXIF orientation, 1 when absent
+    frames: int  # more than 1: an animated GIF, WebP or PNG
 
 
 def read_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -56,10 +57,15 @@ def decode_image(data: bytes, path: Path, max_pixels: int | None = DEFAULT_MAX_P
 
     More than `max_pixels` pixels (None: no limit) is an ImageTooLargeError, raised from
     the header's size before anything is decoded when Pillow can read the header."""
+    if not data:
+        raise InputError(f"{path}: an empty file")
     header = _read_header(data)
     if header is not None:
         _check_pixels(header.width, header.height, max_pixels, path)
-    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
+        if header.frames > 1:
+            raise InputError(f"{path}: an animated image ({header.frames} frames); only still pictures are "
+                             "upscaled, so its animation would be lost")
+    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if decoded is None:
         decoded = _read_with_pillow(data, path)
     _check_pixels(decoded.shape[1], decoded.shape[0], max_pixels, path)  # a header Pillow could not read
@@ -89,7 +95,7 @@ def _read_header(data: bytes) -> _Header | None:
         with _quiet_pillow(), Image.open(io.BytesIO(data)) as img:
             width, height = img.size
             grey_alpha = img.mode in ("LA", "La") or _is_grey_alpha_png(data)
-            return _Header(width, height, grey_alpha, _exif_orientation(img))
+            return _Header(width, height, grey_alpha, _exif_orientation(img), getattr(img, "n_frames", 1))
     except Exception:  # noqa: BLE001 - any header Pillow cannot parse: OpenCV decides, the size is checked after
         return None
 
@@ -132,6 +138,8 @@ def _read_with_pillow(data: bytes, path: Path) -> np.ndarray:
             if img.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "1", "La", "I;16B"):
                 img = img.convert("RGBA" if "transparency" in img.info or img.mode in ("PA", "La") else "RGB")
             array = np.asarray(img)  # LA stays two channels: grey + alpha
+    except UnidentifiedImageError:
+        raise InputError(f"{path}: not an image, or a format neither OpenCV nor Pillow reads") from None
     except (OSError, ValueError, SyntaxError, EOFError, struct.error) as error:
         raise InputError(f"{path}: not a readable image ({error})") from None
     if array.ndim == 3 and array.shape[2] in (3, 4):

@@ -161,6 +161,24 @@ def test_gif_reads(tmp_path: Path) -> None:
     assert read_image(tmp_path / "a.gif").shape[:2] == (10, 10)
 
 
+@pytest.mark.parametrize("suffix", [".gif", ".webp", ".png"])
+def test_an_animated_image_is_refused_not_cut_to_its_first_frame(tmp_path: Path, suffix: str) -> None:
+    frames = [Image.fromarray(smooth_image(10, 10, seed=seed)) for seed in range(3)]
+    path = tmp_path / f"anim{suffix}"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    with pytest.raises(InputError, match=r"animated image \(3 frames\)"):
+        read_image(path)
+
+
+@pytest.mark.parametrize(("content", "words"), [(b"", "an empty file"), (b"just some text", "not an image")])
+def test_what_is_not_a_picture_is_named_plainly(tmp_path: Path, content: bytes, words: str) -> None:
+    path = tmp_path / "a.png"
+    path.write_bytes(content)
+    with pytest.raises(InputError) as raised:
+        read_image(path)
+    assert words in str(raised.value) and "BytesIO" not in str(raised.value) and str(path) in str(raised.value)
+
+
 @pytest.mark.parametrize("payload", [b"", b"not an image at all", b"\x89PNG\r\n\x1a\n" + b"\x00" * 50])
 def test_corrupt_file_is_an_input_error(tmp_path: Path, payload: bytes) -> None:
     path = tmp_path / "broken.png"
