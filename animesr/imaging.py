@@ -63,8 +63,8 @@ def decode_image(data: bytes, path: Path, max_pixels: int | None = DEFAULT_MAX_P
     if header is not None:
         _check_pixels(header.width, header.height, max_pixels, path)
         if header.frames > 1:
-            raise InputError(f"{path}: an animated image ({header.frames} frames); only still pictures are "
-                             "upscaled, so its animation would be lost")
+            raise InputError(f"{path}: an animated image ({header.frames} frames); upscale-image would keep "
+                             "one; upscale-video takes it whole")
     decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if decoded is None:
         decoded = _read_with_pillow(data, path)
