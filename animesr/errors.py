@@ -75,6 +75,11 @@ class ModelOutputError(AnimeSRError):
 
 
 class TrainingInterrupted(AnimeSRError):
-    """Ctrl-C during training: the state was saved and the run can be resumed."""
+    """Ctrl-C, SIGTERM or SIGHUP during training: the state was saved and the run can be resumed.
+    The exit code is 128 + the signal, as if it had ended the process (130 for Ctrl-C)."""
 
     exit_code = 130
+
+    def __init__(self, message: str, exit_code: int = 130) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -21,9 +21,24 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
+SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s)
 
 _requested: list[int] = []  # the signals received while a job is running
+
+
+class Terminated(BaseException):
+    """A stop asked for by SIGTERM or SIGHUP (SIGINT stays KeyboardInterrupt); a BaseException so
+    that `except Exception` cannot swallow it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+        self.exit_code = 128 + signum  # the shell's convention for "killed by signal N"
+
+
+def exit_code() -> int:
+    """128 + the signal that asked for the stop (130 for Ctrl-C)."""
+    return 128 + (_requested[0] if _requested else signal.SIGINT)
 
 
 def requested() -> bool:
@@ -47,8 +62,9 @@ def _record(signum: int, frame: object) -> None:
 
 @contextmanager
 def stop_at_safe_points() -> Iterator[None]:
-    """While inside, SIGINT and SIGTERM only ask for a stop (see `check`). SIGINT is armed even
-    when the shell started the job with it ignored (a background job). Outside the main thread
+    """While inside, SIGINT, SIGTERM and SIGHUP only ask for a stop (see `check`); a stop that
+    leaves this block is KeyboardInterrupt for SIGINT and Terminated for the others. SIGINT is armed
+    even when the shell started the job with it ignored (a background job). Outside the main thread
     (where signals cannot be handled) this does nothing."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -59,6 +75,10 @@ def stop_at_safe_points() -> Iterator[None]:
         signal.signal(number, _record)
     try:
         yield
+    except KeyboardInterrupt:
+        if _requested and _requested[0] != signal.SIGINT:
+            raise Terminated(_requested[0]) from None
+        raise
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler if handler is not None else signal.SIG_DFL)

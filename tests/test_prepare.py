@@ -142,9 +142,10 @@ def test_cli_prepare_reports_and_fails_cleanly(pictures: Path, tmp_path: Path) -
     assert handled(missing) and handled(again), repr(missing.exception)
 
 
-def test_ctrl_c_always_stops_prepare_and_leaves_nothing(tmp_path: Path) -> None:
-    """Ctrl-C at a random moment during the writes, 6 times: each run exits 130 within seconds and
-    leaves neither the output nor a temporary. Python's KeyboardInterrupt, landing in one of
+def test_a_stop_always_ends_prepare_and_leaves_nothing(tmp_path: Path) -> None:
+    """Ctrl-C, SIGTERM or SIGHUP (a closed terminal) at a random moment during the writes, 6 times:
+    each run exits 130, 143 or 129 within seconds and leaves neither the output nor a temporary
+    (SIGHUP used to kill it and leave the temporary; SIGTERM exited 130). Python's KeyboardInterrupt, landing in one of
     h5py's weak-reference callbacks, was printed and dropped about 1 time in 3, and the job went on
     to write the whole file."""
     source = tmp_path / "pics"
@@ -170,17 +171,19 @@ def test_ctrl_c_always_stops_prepare_and_leaves_nothing(tmp_path: Path) -> None:
             time.sleep(rng.uniform(0.1, 0.4))
             if process.poll() is not None:  # finished first (a fast machine): nothing to interrupt
                 continue
-            os.killpg(process.pid, signal.SIGINT)
+            stop = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)[number % 3]
+            os.killpg(process.pid, stop)
             interrupted += 1
             try:
                 _, stderr = process.communicate(timeout=30)
             except subprocess.TimeoutExpired:
-                pytest.fail(f"{folder.name}: still running 30 s after Ctrl-C")
+                pytest.fail(f"{folder.name}: still running 30 s after {stop.name}")
             if "samples from" in stderr:  # the job completed just as the signal came: a finished run
                 interrupted -= 1
                 continue
-            assert process.returncode == 130, stderr[-2000:]
-            assert "interrupted" in stderr and "Traceback" not in stderr, stderr[-2000:]
+            assert process.returncode == 128 + stop, stderr[-2000:]
+            said = "interrupted" if stop == signal.SIGINT else f"stopped by {stop.name}"
+            assert said in stderr and "Traceback" not in stderr, stderr[-2000:]
             assert list(folder.iterdir()) == [], f"{folder.name}: left {list(folder.iterdir())}"
         assert interrupted >= 4, f"only {interrupted} of 6 runs were still running when interrupted"
     finally:  # whatever failed, no run outlives the test

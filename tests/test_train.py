@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -293,6 +294,10 @@ def test_learning_rate_halves_at_each_milestone(dataset: Path, tmp_path: Path) -
 STOP_LIMIT_S = 30  # seconds from SIGTERM to exit; a stop normally takes 1-5 s, a hang never ends
 
 
+def _signal_for(out: Path) -> int:
+    return signal.SIGHUP if out.name in ("run1", "run4", "run6") else signal.SIGTERM
+
+
 def _group_is_gone(pgid: int, wait_s: float = 5.0) -> bool:
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
@@ -305,9 +310,9 @@ def _group_is_gone(pgid: int, wait_s: float = 5.0) -> bool:
 
 
 def test_sigterm_always_stops_within_seconds_and_saves(dataset: Path, val_dir: Path, tmp_path: Path) -> None:
-    """`kill` on a background job's process group (SIGINT ignored by the shell), at random moments,
-    8 times: each run must exit 130 within seconds with a resumable state and no DataLoader worker
-    left. The KeyboardInterrupt of the old handler hung about 1 stop in 3 (interpreter exit waiting
+    """`kill` (SIGTERM) or a closed terminal (SIGHUP) on a background job's process group (SIGINT
+    ignored by the shell), at random moments, 8 times: each run must exit 143 or 129 within seconds
+    with a resumable state and no DataLoader worker left. The KeyboardInterrupt of the old handler hung about 1 stop in 3 (interpreter exit waiting
     forever for a worker) and broke the save when it landed in matplotlib's import."""
     rng = random.Random(11)
     started: list[subprocess.Popen] = []
@@ -339,7 +344,7 @@ def test_sigterm_always_stops_within_seconds_and_saves(dataset: Path, val_dir: P
                 if out not in due and log.exists() and log.read_text().count("\n") >= 2:
                     due[out] = time.monotonic() + rng.uniform(0, 0.3)
                 if out in due and time.monotonic() >= due[out]:
-                    os.killpg(process.pid, signal.SIGTERM)  # the main process and its DataLoader worker alike
+                    os.killpg(process.pid, _signal_for(out))  # the main process and its DataLoader worker alike
                     stopped[out] = time.monotonic()
             time.sleep(0.02)
         assert len(stopped) == len(runs), "a run did not reach step 2 in 300 s"
@@ -354,7 +359,7 @@ def test_sigterm_always_stops_within_seconds_and_saves(dataset: Path, val_dir: P
                     _, stderr = process.communicate(timeout=max(1.0, stopped[out] + STOP_LIMIT_S - time.monotonic()))
                 except subprocess.TimeoutExpired:
                     pytest.fail(f"{out.name}: still running {STOP_LIMIT_S} s after SIGTERM")
-                assert process.returncode == 130, stderr
+                assert process.returncode == 128 + _signal_for(out), stderr
                 assert "stopped at step" in stderr and "continue with --resume" in stderr, stderr
                 assert "Traceback" not in stderr and "error" not in stderr, stderr
                 assert _group_is_gone(process.pid), f"{out.name}: a DataLoader worker outlived the run"
@@ -496,3 +501,22 @@ def test_validation_images_too_small_to_score_are_refused_before_training(datase
     assert result.exit_code == 2 and handled(result), (result.output, result.exception)
     assert _error_lines(result.output) == ["error: tiny.png is 24×20: scoring at x2 needs at least 32 pixels a side"]
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("case", ["data", "init", "val", "resume", "existing run"])
+def test_what_is_wrong_with_the_inputs_is_said_before_the_training_bar(
+        dataset: Path, tmp_path: Path, case: str) -> None:
+    """Each of these was reported under an already drawn `training 0/N` bar."""
+    not_data = tmp_path / "text.h5"
+    not_data.write_text("not HDF5")
+    not_model = tmp_path / "text.safetensors"
+    not_model.write_text("not a model")
+    out = tmp_path / "run"
+    extra = {"data": [], "init": ["--init", str(not_model)], "val": ["--val", str(tmp_path / "no-such-folder")],
+             "resume": ["--resume"], "existing run": []}[case]
+    if case == "existing run":
+        assert _train_cli(dataset, out).exit_code == 0
+    result = _train_cli(not_data if case == "data" else dataset, out, *extra)
+    assert result.exit_code not in (0, 1) and handled(result), (result.output, result.exception)
+    assert len(_error_lines(result.output)) == 1, result.output
+    assert not re.search(r"training\s.*\b0/2\b", result.output), result.output  # no bar was drawn

@@ -35,5 +35,14 @@ def _register() -> None:
 
 
 def main() -> None:
+    """SIGTERM and SIGHUP (a closed terminal) end every command as Ctrl-C does: its `finally` blocks
+    run (temporary files removed, ffmpeg stopped), then one line and exit status 128 + the signal."""
+    from animesr.cli.common import fail
+    from animesr.cli.signals import Terminated, stop_on_signals
+
     _register()
-    app()
+    try:
+        with stop_on_signals():
+            app()
+    except Terminated as stopped:
+        raise SystemExit(fail(f"stopped by {stopped}", stopped.exit_code).exit_code) from None

@@ -33,7 +33,7 @@ def prepare(
 ) -> None:
     """Cut HR sub-images from anime pictures and store them with their bicubic LR pairs.
 
-    Ctrl-C stops between two samples and leaves nothing behind (exit 130)."""
+    Ctrl-C, SIGTERM or SIGHUP stops between two samples and leaves nothing behind (exit 130, 143, 129)."""
     from animesr.data.prepare import check_settings, prepare_dataset
 
     settings = guarded(lambda: PrepareSettings(tuple(sources), output, crop, stride, parse_scales(scales),

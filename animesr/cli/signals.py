@@ -8,16 +8,10 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from animesr.stopping import Terminated
+
 STOPPING_SIGNALS = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s)
-
-
-class Terminated(BaseException):
-    """Raised by the handler; a BaseException so that `except Exception` cannot swallow it."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-        self.exit_code = 128 + signum  # the shell's convention for "killed by signal N"
+__all__ = ["STOPPING_SIGNALS", "Terminated", "stop_on_signals"]
 
 
 def _raise(signum: int, _frame: object) -> None:

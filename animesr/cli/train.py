@@ -55,7 +55,7 @@ def train(
 ) -> None:
     """Train A2N: Adam, Charbonnier loss on [0, 1] pixels, EMA, best-by-validation checkpoints.
 
-    Ctrl-C or SIGTERM stops at the next step, saves a resumable state and exits with 130."""
+    Ctrl-C, SIGTERM or SIGHUP stops at the next step, saves a resumable state and exits (130, 143, 129)."""
     from animesr.errors import TrainingInterrupted
     from animesr.training import distributed
     from animesr.training.loop import TrainCallbacks, check_settings, train as run_training
@@ -74,7 +74,11 @@ def train(
     def run() -> None:
         with progress_bar(TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[speed]}"),
                           TextColumn("val {task.fields[psnr]}"), show=main) as progress:
-            task = progress.add_task("training", total=iters, loss="-", speed="-", psnr="-")
+            task = None  # the bar appears once the data, --init, --val and the run folder have been checked
+
+            def on_start(start: int, total: int) -> None:
+                nonlocal task
+                task = progress.add_task("training", total=total, completed=start, loss="-", speed="-", psnr="-")
 
             def on_step(step: int, loss: float, lr_now: float) -> None:
                 speed = progress.tasks[task].speed
@@ -84,10 +88,8 @@ def train(
             def on_validation(step: int, psnr: float, ssim: float, best: bool) -> None:
                 progress.update(task, psnr=f"{psnr:.2f} dB{' (best)' if best else ''}")
 
-            callbacks = TrainCallbacks(
-                on_start=lambda start, total: progress.update(task, completed=start, total=total),
-                on_step=on_step, on_validation=on_validation, note=lambda m: progress.console.print(m),
-            )
+            callbacks = TrainCallbacks(on_start=on_start, on_step=on_step, on_validation=on_validation,
+                                       note=lambda m: progress.console.print(m))
             result = run_training(settings, callbacks)
         best = f", best validation {result.best_psnr:.2f} dB" if result.best_psnr is not None else ""
         if main:

@@ -315,7 +315,8 @@ def _train(settings: TrainSettings, callbacks: TrainCallbacks, processes: distri
         _shut_down(batches)
         _save(run, settings)
         raise TrainingInterrupted(
-            f"stopped at step {run.step}; state saved in {settings.out}, continue with --resume"
+            f"stopped at step {run.step}; state saved in {settings.out}, continue with --resume",
+            exit_code=stopping.exit_code(),
         ) from None
     finally:
         _shut_down(batches)
@@ -334,8 +335,8 @@ def _shut_down(batches: Iterator) -> None:
 def _leave_termination_to_the_main_process(worker_id: int) -> None:
     """`kill` on the whole process group must not kill workers mid-batch: the main process
     saves a resumable state and then shuts its workers down."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for number in stopping.SIGNALS:
+        signal.signal(number, signal.SIG_IGN)
 
 
 def check_settings(s: TrainSettings, processes: int = 1) -> None:
