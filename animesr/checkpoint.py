@@ -90,6 +90,8 @@ def load_checkpoint(path: str | Path, scale: int | None = None) -> LoadedModel:
     for ours it is checked against the stored scale when given.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder, not a model file")
     if not path.is_file():
         raise CheckpointError(f"model file not found: {path}")
     if _looks_like_safetensors(path):
@@ -205,6 +207,10 @@ def _torch_load(path: Path) -> Any:
     larger than the file. A zip-format file is memory-mapped, so its storages are views of
     the file; a legacy file is censused first, since torch allocates what it claims."""
     is_zip = zipfile.is_zipfile(path)
+    with path.open("rb") as f:
+        is_pickle = f.read(1) == b"\x80"  # a pickle's protocol mark: torch's legacy format
+    if not is_zip and not is_pickle:
+        raise CheckpointError(f"{path.name} is not a model file (neither an animesr .safetensors nor a PyTorch .pt)")
     if not is_zip:
         claimed = _legacy_storage_elements(path)
         size = path.stat().st_size

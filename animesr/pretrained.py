@@ -35,10 +35,12 @@ def shipped_model_path(scale: int, name: str = DEFAULT_MODEL) -> Path:
     return models_dir() / f"{stem}-x{scale}.safetensors"
 
 
-def model_choice(value: str | None) -> str | Path | None:
+def model_choice(value: str | None, option: str = "--model") -> str | Path | None:
     """--model as given: a shipped model's name, a file path, or None (the default model)."""
     if value is None or value in MODEL_NAMES:
         return value
+    if not value.strip():
+        raise UsageError(f"{option} must be {', '.join(MODEL_NAMES)} or a model file, not an empty name")
     return Path(value)
 
 
@@ -48,8 +50,8 @@ def check_model_choice(model: str | Path | None, scale: int, denoise: float | No
         return
     if not 0.0 <= denoise <= 1.0:
         raise UsageError(f"--denoise must be between 0 and 1, not {denoise}")
-    if isinstance(model, Path):
-        raise UsageError("--denoise mixes the shipped clean and real models; it cannot be used with --model PATH")
+    if model is not None:
+        raise UsageError("--denoise mixes the shipped clean and real models; leave out --model")
     for name in MODEL_NAMES:
         if not shipped_model_path(scale, name).is_file():
             raise CheckpointError(f"--denoise needs the {name} x{scale} model, which does not ship "

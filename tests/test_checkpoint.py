@@ -152,7 +152,7 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_random_bytes(tmp_path: Path) -> None:
     path = tmp_path / "random.pt"
     path.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
-    with pytest.raises(CheckpointError, match="random.pt is not a checkpoint"):
+    with pytest.raises(CheckpointError, match="random.pt is not a model file"):
         load_checkpoint(path, scale=2)
 
 
@@ -166,7 +166,7 @@ def test_empty_file(tmp_path: Path) -> None:
 def test_a_png_is_not_a_checkpoint(tmp_path: Path) -> None:
     path = tmp_path / "picture.png"
     Image.fromarray(smooth_image(16, 16)).save(path)
-    with pytest.raises(CheckpointError, match="picture.png is not a checkpoint"):
+    with pytest.raises(CheckpointError, match="picture.png is not a model file"):
         load_checkpoint(path, scale=2)
 
 

@@ -59,8 +59,9 @@ def test_denoise_interpolates_the_clean_and_real_weights(models: Path) -> None:
 def test_denoise_needs_both_models_a_range_and_no_path(models: Path) -> None:
     with pytest.raises(UsageError, match="between 0 and 1"):
         resolve_model(None, 2, 1.5)
-    with pytest.raises(UsageError, match="cannot be used with --model PATH"):
-        resolve_model(Path("x.safetensors"), 2, 0.5)
+    for model in (Path("x.safetensors"), "real", "clean"):  # "real" was silently ignored
+        with pytest.raises(UsageError, match="leave out --model"):
+            resolve_model(model, 2, 0.5)
     (models / "a2n-anime-real-x2.safetensors").unlink()
     with pytest.raises(CheckpointError, match="needs the real x2 model"):
         resolve_model(None, 2, 0.5)
@@ -82,16 +83,24 @@ def test_upscale_image_denoise_uses_the_mixed_model(models: Path, tmp_path: Path
 def test_bad_model_options_are_one_line_before_any_work(models: Path, tmp_path: Path, command: str) -> None:
     source = tmp_path / ("in.mkv" if command == "upscale-video" else "in.png")
     source.write_bytes(b"not read before the options are checked")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("a text file given as a model was '(Memo value not found at index 101)'")
     out = ["-o", str(tmp_path / "out" / ("o.mkv" if command == "upscale-video" else ""))]
     base = [command, str(source), "--scale", "2", *([] if command == "evaluate" else out)]
     runner = CliRunner()
     for extra, expected, code in [
         (["--denoise", "1.5"], "--denoise must be between 0 and 1", InputError.exit_code),
-        (["--denoise", "0.5", "--model", str(tmp_path / "m.safetensors")], "cannot be used with --model PATH",
+        (["--denoise", "0.5", "--model", str(tmp_path / "m.safetensors")], "leave out --model",
          InputError.exit_code),
-    ]:
+        (["--denoise", "0.5", "--model", "real"], "leave out --model", InputError.exit_code),
+        (["--model", ""], "--model must be clean, real or a model file", InputError.exit_code),
+    ] + ([] if command == "upscale-video" else [  # a video's source is probed before its model loads
+        (["--model", str(tmp_path)], "is a folder, not a model file", CheckpointError.exit_code),
+        (["--model", str(notes)], "notes.txt is not a model file", CheckpointError.exit_code),
+    ]):
         result = runner.invoke(app, base + extra)
-        assert result.exit_code == code and expected in result.output and handled(result), result.output
+        flat = " ".join(result.output.split())
+        assert result.exit_code == code and expected in flat and handled(result), result.output
     assert not (tmp_path / "out").exists()
 
 

@@ -80,7 +80,7 @@ def evaluate(
             raise UsageError(str(error)) from None
 
     settings = guarded(check_options)
-    chosen, second = model_choice(model), model_choice(compare)
+    chosen, second = guarded(lambda: (model_choice(model), model_choice(compare, "--compare")))
     guarded(lambda: check_model_choice(chosen, scale, denoise))
     preset = parse_preset(degrade)
 

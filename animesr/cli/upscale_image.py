@@ -86,7 +86,7 @@ def _build_job(*, inputs: list[Path], output: Path, scale: int, model: str | Non
         raise fail(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}", InputError.exit_code)
     if any(sep in suffix for sep in ("/", "\\")):
         raise fail(f"--suffix must not contain a path separator: {suffix!r}", InputError.exit_code)
-    chosen = model_choice(model)
+    chosen = guarded(lambda: model_choice(model))
     try:
         settings = InferenceSettings(device=device, tile=tile, tta=tta, backend=backend, precision=precision,
                                      compile=compiled)

@@ -209,7 +209,7 @@ def _build_job(*, input_path: Path, output: Path, scale: int, model: str | None,
 
     if scale not in SUPPORTED_SCALES:
         raise fail(f"--scale must be 2, 3 or 4, not {scale}", InputError.exit_code)
-    chosen = model_choice(model)
+    chosen = guarded(lambda: model_choice(model))
     guarded(lambda: check_model_choice(chosen, scale, denoise))
     try:
         return VideoJob(
