@@ -169,6 +169,7 @@ def test_init_takes_every_tensor_whose_shape_fits(dataset: Path, tmp_path: Path)
     assert notices and "initialised" in notices[0]
     taken, total = (int(n) for n in notices[0].split()[1::2][:2])
     assert total - taken == 6
+    assert "is an x2 model and this run is x4" in notices[1]
     source = weights(tmp_path / "x2" / "last.safetensors")
     target = weights(tmp_path / "x4" / "last.safetensors")
     assert torch.allclose(source["blocks.0.attention.k1.weight"], target["blocks.0.attention.k1.weight"], atol=1e-6)
@@ -520,3 +521,29 @@ def test_what_is_wrong_with_the_inputs_is_said_before_the_training_bar(
     assert result.exit_code not in (0, 1) and handled(result), (result.output, result.exception)
     assert len(_error_lines(result.output)) == 1, result.output
     assert not re.search(r"training\s.*\b0/2\b", result.output), result.output  # no bar was drawn
+
+
+def test_a_resume_says_what_changed_and_what_it_cannot_use(dataset: Path, tmp_path: Path) -> None:
+    """Changed settings, a dropped discriminator and a damaged best.safetensors were all silent (the
+    last one blocked the resume with an error that did not name the run)."""
+    gan = dict(gan_weight=0.1, patch=16, val_dir=None)
+    with pytest.raises(TrainingInterrupted):
+        train(tiny_settings(dataset, tmp_path, **gan), TrainCallbacks(on_step=_interrupt_at(2)))
+    (tmp_path / "best.safetensors").write_bytes(b"damaged")
+    notices: list[str] = []
+    train(tiny_settings(dataset, tmp_path, resume=True, iters=3, lr=5e-4, patch=16, degrade="dvd",
+                        clean_share=0.5), TrainCallbacks(note=notices.append))
+    said = " | ".join(notices)
+    assert "discriminator is dropped" in said, said
+    assert "lr 0.001 → 0.0005" in said and "degrade clean → dvd" in said and "gan_weight 0.1 → 0.0" in said, said
+    assert "best.safetensors cannot be read" in said, said
+
+
+@pytest.mark.parametrize(("changes", "words"), [
+    (dict(resume=True, init=Path("x.safetensors")), "give one of them"),
+    (dict(degrade="dvd", clean_share=1.0), "--degrade dvd would never be used"),
+])
+def test_contradicting_options_are_refused(dataset: Path, tmp_path: Path, changes: dict, words: str) -> None:
+    with pytest.raises(UsageError, match=words):
+        train(tiny_settings(dataset, tmp_path, **changes))
+    assert not tmp_path.joinpath("state.pt").exists()

@@ -98,7 +98,7 @@ class _Run:
         self.best_psnr: float | None = None
         self.validated: tuple[int, float] | None = None  # (step, PSNR) of the latest validation
         self.origin: str | None = None  # the --init file the run started from, kept across resumes
-        self.init_note = ""
+        self.notes: list[str] = []  # for the user, once the run has started
         self.segments: list[dict[str, Any]] = []  # one per start or resume: what each ran with
 
     def state(self) -> dict[str, Any]:
@@ -135,16 +135,23 @@ class _Run:
         if self.adversary is not None and state.get("adversary"):
             self.adversary.restore(state["adversary"])
         elif self.adversary is not None:
-            self.init_note = "the adversarial stage starts here: a new discriminator"
+            self.notes.append("the adversarial stage starts here: a new discriminator")
+        elif state.get("adversary"):
+            self.notes.append("--gan-weight 0: this run's discriminator is dropped (the stage ends here)")
 
     def start_segment(self) -> None:
         s = self.settings
+        previous = self.segments[-1] if self.segments else None
         self.segments.append({
             "from_step": self.step, "iters": s.iters, "batch_size": s.batch_size, "patch": s.patch,
             "min_detail": s.min_detail, "lr": s.lr, "ema_decay": s.ema_decay, "processes": self.processes.world,
             "degrade": s.degrade, "clean_share": s.clean_share, "sharpen_target": s.sharpen_target,
             "gan_weight": s.gan_weight, "gan_lr": s.gan_lr if s.gan_weight else None,
         })
+        changed = [f"{key} {previous[key]} → {value}" for key, value in self.segments[-1].items()
+                   if previous and key not in ("from_step", "iters") and key in previous and previous[key] != value]
+        if changed:
+            self.notes.append(f"resumed with other settings than step {previous['from_step']}'s: {', '.join(changed)}")
 
     def initialise_from(self, path: Path) -> None:
         source = on_unit_range(_load_for_init(path, self.config.scale))
@@ -154,7 +161,10 @@ class _Run:
         if self.ema is not None:
             self.ema.load_state_dict(self.model.state_dict())
         self.origin = path.name
-        self.init_note = f"initialised {len(fitting)} of {len(ours)} tensors from {path.name}"
+        self.notes.append(f"initialised {len(fitting)} of {len(ours)} tensors from {path.name}")
+        if source.scale != self.config.scale:
+            self.notes.append(f"{path.name} is an x{source.scale} model and this run is x{self.config.scale}: "
+                              "its upsampler starts from another scale's weights")
 
     def update_ema(self) -> None:
         if self.ema is None:
@@ -200,18 +210,23 @@ def _prepare_run(settings: TrainSettings, processes: distributed.Processes) -> _
     run = _Run(settings, processes)
     if settings.resume:
         run.restore(load_state(settings.out))
-        run.best_psnr = _best_on_disk(settings.out, run.best_psnr)
+        run.best_psnr = _best_on_disk(settings.out, run.best_psnr, run.notes)
     elif settings.init:
         run.initialise_from(settings.init)
     run.start_segment()
     return run
 
 
-def _best_on_disk(out: Path, recorded: float | None) -> float | None:
+def _best_on_disk(out: Path, recorded: float | None, notes: list[str]) -> float | None:
     """A stop between writing best.safetensors and the next state leaves the file ahead of the state: the
-    file's own validation PSNR counts, so a worse model never replaces it."""
+    file's own validation PSNR counts, so a worse model never replaces it. A damaged file counts for
+    nothing: the next validation writes a new one."""
     best = out / "best.safetensors"
-    on_disk = training_record(best).get("val_psnr") if best.is_file() else None
+    try:
+        on_disk = training_record(best).get("val_psnr") if best.is_file() else None
+    except CheckpointError as error:
+        notes.append(f"{best} cannot be read ({error}); the next validation writes a new best")
+        return None
     if on_disk is None:
         return recorded
     return on_disk if recorded is None else max(on_disk, recorded)
@@ -255,8 +270,8 @@ def _train(settings: TrainSettings, callbacks: TrainCallbacks, processes: distri
         check_image_sizes(validation_images, settings.scale)
     run = _prepare_run(settings, processes)
     _make_run_folder(settings.out)
-    if run.init_note:
-        callbacks.note(run.init_note)
+    for message in run.notes:
+        callbacks.note(message)
     network: nn.Module = run.model
     if processes.world > 1:
         network = DistributedDataParallel(run.model, device_ids=[processes.device.index]
@@ -365,14 +380,18 @@ def check_settings(s: TrainSettings, processes: int = 1) -> None:
         (not 0 <= s.sharpen_target <= 2, "--sharpen-target must be between 0 and 2"),
         (not 0 <= s.gan_weight <= 1, "--gan-weight must be between 0 (off) and 1"),
         (not 0 < s.gan_lr < math.inf, "--gan-lr must be positive"),
+        (s.resume and s.init is not None, "--init starts a new run and --resume continues one: give one of them"),
     ]
     for failed, message in problems:
         if failed:
             raise UsageError(message)
     try:
-        parse_preset(s.degrade)
+        preset = parse_preset(s.degrade)
     except ValueError as error:
         raise UsageError(str(error)) from None
+    if s.clean_share == 1 and not preset.is_clean:
+        raise UsageError(f"--clean-share 1 makes every sample clean, so --degrade {s.degrade} would never "
+                         "be used: lower it")
 
 
 def _autocast(amp: str, device: torch.device) -> torch.dtype | None:
