@@ -97,6 +97,7 @@ def upscale_video(
 ) -> None:
     """Upscale videos with A2N, keeping their audio, subtitles, chapters, timing and colours."""
     from animesr.video.distributed import parse_workers
+    from animesr.video.preflight import check_encode_options
 
     output = Path(output_text)
     folder_mode = len(inputs) > 1 or inputs[0].is_dir() or output.is_dir() or names_a_folder(output_text)
@@ -108,6 +109,7 @@ def upscale_video(
         resume=resume, overwrite=overwrite, dedup_threshold=dedup_threshold, chunk_frames=chunk_frames,
         accept_truncated=accept_truncated, batch=batch, tile=tile, device=device, tta=tta, backend=backend,
         precision=precision, compiled=compiled)
+    guarded(lambda: check_encode_options(job.encode))  # once for all videos, before any work
     ray_settings = guarded(lambda: parse_workers(workers, ray_workers))  # before any work
     if ray_settings is not None and device.startswith("cuda:"):
         raise fail(f"--device {device} picks a GPU of this process; each Ray worker gets a GPU of its own: "

@@ -41,9 +41,13 @@ def container_for(output: Path) -> str:
         raise InputError(f"cannot write {output.suffix!r} video: use one of {known}, or no extension for MKV") from None
 
 
-def check_video_codec(container: str, codec: str, encoders: frozenset[str]) -> None:
+def check_codec_exists(codec: str, encoders: frozenset[str]) -> None:
     if codec not in encoders:
         raise InputError(f"--codec {codec}: this ffmpeg has no such video encoder (`ffmpeg -encoders` lists them)")
+
+
+def check_video_codec(container: str, codec: str, encoders: frozenset[str]) -> None:
+    check_codec_exists(codec, encoders)
     allowed = _VIDEO_FAMILIES.get(container)
     family = video_family(codec)
     if allowed is not None and family is not None and family not in allowed:
