@@ -5,6 +5,7 @@ chunk sent back as bytes). Generated clips, a tiny model; no Ray needed."""
 from __future__ import annotations
 
 import importlib.util
+import os
 from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
@@ -82,6 +83,14 @@ def test_several_files_into_a_folder_and_one_file_as_before(series: Path, tmp_pa
     assert one.exit_code == 0 and (tmp_path / "one.mkv").is_file(), one.output
     into_folder = cli(str(series / "ep02.mp4"), "-o", str(out), "-s", "2", "-m", str(model))
     assert into_folder.exit_code == 0 and (out / "ep02.mkv").is_file(), "an existing folder takes the output"
+
+
+def test_an_output_ending_in_a_separator_is_a_folder_even_when_missing(series: Path, tmp_path: Path) -> None:
+    model = tiny_model_file(tmp_path)
+    out = tmp_path / "new" / "folder"
+    result = cli(str(series / "extras" / "op.mkv"), "-o", f"{out}{os.sep}", "-s", "2", "-m", str(model))
+    assert result.exit_code == 0, result.output
+    assert out.is_dir() and sorted(p.name for p in out.iterdir()) == ["op.mkv"]
 
 
 def test_plans_that_would_lose_an_output_are_refused_before_any_work(series: Path, tmp_path: Path) -> None:

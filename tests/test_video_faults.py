@@ -20,7 +20,7 @@ from animesr.checkpoint import load_checkpoint, save_checkpoint
 from animesr.errors import InputError, OutputError, VerificationError
 from animesr.video.pipeline import VideoCallbacks
 from animesr.video.workdir import lock_path, work_folder_path
-from conftest import dies_with_pytest
+from conftest import dies_with_pytest, handled
 from test_video_pipeline import (Recorder, clips, decoded_frames_digest, ffmpeg, leftovers,  # noqa: F401 (fixtures)
                                  lavfi_testsrc, make_clip, run, sine, tiny_model_file)
 
@@ -248,3 +248,52 @@ def test_an_unwritable_output_folder_is_one_line_and_exit_3(clip50: Path, tmp_pa
     assert "Traceback" not in result.stderr
     assert len(lines) == 1 and lines[0].startswith("error:") and str(folder) in lines[0], lines
     assert list(folder.iterdir()) == []
+
+
+# ---- encoding options -------------------------------------------------------------------------
+
+
+def test_a_pixel_format_the_encoder_does_not_take_is_refused_before_any_work(clip50: Path, tmp_path: Path) -> None:
+    """ffmpeg would encode rgb24 as yuv444p with libx264, silently."""
+    out = tmp_path / "rgb.mkv"
+    result = cli(str(clip50), "-o", str(out), "-s", "2", "-m", str(tiny_model_file(tmp_path)), "--pix-fmt", "rgb24")
+    assert result.exit_code == 2 and handled(result), result.output
+    lines = error_lines(result.output)
+    assert len(lines) == 1 and lines[0].startswith("error: --pix-fmt rgb24 is not one that --codec libx264 takes: "
+                                                   "use one of "), lines
+    accepted = set(lines[0].split("use one of ", 1)[1].split())
+    assert {"yuv420p", "yuv444p", "yuv420p10le"} <= accepted and "rgb24" not in accepted
+    assert not leftovers(out) and not out.exists()
+
+
+def test_a_bad_preset_is_blamed_on_the_preset_not_on_the_codec(clip50: Path, tmp_path: Path) -> None:
+    out = tmp_path / "preset.mkv"
+    result = cli(str(clip50), "-o", str(out), "-s", "2", "-m", str(tiny_model_file(tmp_path)), "--preset", "foo")
+    assert result.exit_code == 2 and handled(result), result.output
+    lines = error_lines(result.output)
+    assert len(lines) == 1, lines
+    assert "--preset foo --pix-fmt yuv420p --crf 18" in lines[0] and "preset/tune foo" in lines[0]
+    assert lines[0].endswith(": change --preset") and "always works" not in lines[0]
+    assert not leftovers(out) and not out.exists()
+
+
+def test_the_advice_names_the_option_at_fault_or_another_codec() -> None:
+    from animesr.config import EncodeSettings
+    from animesr.video.preflight import _advice
+
+    assert _advice("Cannot load libcuda.so.1", EncodeSettings(codec="h264_nvenc")) == (
+        "choose another --codec (libx264 always works)")
+    assert _advice("Specified pixel format yuv422p is not supported", EncodeSettings(codec="h264_nvenc")) == (
+        "change --pix-fmt")
+    assert _advice("something else went wrong", EncodeSettings()) == "change --preset, --pix-fmt or --crf"
+
+
+def test_pixel_formats_come_from_the_first_encoder_described_or_from_all_ffmpeg_writes() -> None:
+    from animesr.video.ffmpeg import encoder_pixel_formats, parse_pixel_formats
+
+    described = ("Encoder libx264 [libx264 H.264]:\n    General capabilities: dr1\n"
+                 "    Supported pixel formats: yuv420p nv12\nlibx264 AVOptions:\n"
+                 "Encoder libx264rgb [libx264 H.264 RGB]:\n    Supported pixel formats: bgr0 rgb24\n")
+    assert parse_pixel_formats(described) == {"yuv420p", "nv12"}
+    assert parse_pixel_formats("Encoder a [A]:\nEncoder b [B]:\n    Supported pixel formats: rgb24\n") == set()
+    assert {"rgb24", "yuv420p", "gray"} <= encoder_pixel_formats("rawvideo"), "rawvideo lists none: any it writes"

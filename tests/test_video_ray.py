@@ -26,6 +26,7 @@ from animesr.video.workdir import work_folder_path
 from conftest import dies_with_pytest
 from test_video_pipeline import (clips, decoded_frames_digest, ffmpeg, lavfi_testsrc, make_clip, run,  # noqa: F401
                                  sine, tiny_model_file)
+from test_video_processes import _alive, _children, _command_line
 
 ray = pytest.importorskip("ray", reason="needs Ray: pip install 'animesr[ray]'")
 pytestmark = pytest.mark.ray
@@ -192,3 +193,55 @@ def test_a_chunk_that_fails_on_a_worker_is_one_line_of_its_own_error_class() -> 
     assert str(failure) == "chunk 3: ffmpeg failed to encode chunk 3 with libx264: Broken pipe"
     crashed = _chunk_failure(ChunkTask(4, 40, 50, "N*40"), ray.exceptions.RayTaskError("f", "tb", ValueError("x\ny")))
     assert str(crashed) == "chunk 4 failed on a Ray worker: ValueError: x"
+
+
+def _descendants(pid: int) -> set[int]:
+    found: set[int] = set()
+    waiting = [pid]
+    while waiting:
+        for child in _children(waiting.pop()) - found:
+            found.add(child)
+            waiting.append(child)
+    return found
+
+
+def test_sigterm_stops_a_ray_run_in_one_line_with_exit_143_and_leaves_no_process(long_clip: Path, model: Path,
+                                                                                  tmp_path: Path) -> None:
+    """Last in the module: it starts a Ray instance of its own, as `--workers ray` does. ray.init
+    installs SIGTERM handlers (exit 1, or 15 after a C++ stack dump); the job's own are put back."""
+    out = tmp_path / "ray.mkv"
+    command = [sys.executable, "-m", "animesr", "upscale-video", str(long_clip), "-o", str(out), "-s", "2",
+               "-m", str(model), "--chunk-frames", "10", "--workers", "ray", "--ray-workers", "1"]
+    env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "OMP_NUM_THREADS": "1"}
+    driver = subprocess.Popen(dies_with_pytest(command), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, env=env, text=True, start_new_session=True)
+    started: set[int] = set()
+    try:
+        deadline = time.monotonic() + 120
+        while not work_folder_path(out).exists() and driver.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)  # the folder appears once Ray and its worker are up
+        assert driver.poll() is None and work_folder_path(out).exists(), "the run did not get to its frames"
+        started = _descendants(driver.pid)
+        driver.send_signal(signal.SIGTERM)
+        stderr = driver.communicate(timeout=60)[1]
+        deadline = time.monotonic() + 10
+        while any(_alive(pid) for pid in started) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        lines = [line for line in stderr.splitlines() if line.strip() and "━" not in line]
+        assert driver.returncode == 143, stderr
+        assert lines[-1] == "error: stopped by SIGTERM; the same command resumes the work", stderr
+        assert "SIGTERM received" not in stderr and "Traceback" not in stderr, stderr
+        survivors = [_command_line(pid)[:120] for pid in started if _alive(pid)]
+        assert not survivors, f"outlived the run: {survivors}"
+        assert work_folder_path(out).exists() and not out.exists(), "resumable, nothing published"
+    finally:
+        try:
+            os.killpg(driver.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        for pid in started:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        driver.wait(timeout=60)

@@ -94,6 +94,50 @@ def test_verification_fails_when_a_stream_leaves_the_video_window() -> None:
     assert verification(Extent("#1 audio", 4.97, 7.0, 0.023), Extent("#2 subtitle", 5.0, 6.9)).ok
 
 
+def test_a_stream_past_the_video_by_more_than_a_frame_or_its_packet_fails_verification() -> None:
+    """One video frame (0.1 s) or one audio packet (0.128 s) of slack, not the two added up."""
+    def audio_until(end: float) -> Verification:
+        return Verification(frames_in=3, frames_out=3, seconds_in=0.3, seconds_out=0.3, frame_seconds=0.1,
+                            streams_expected=("video", "audio"), streams_out=("video h264", "audio aac"),
+                            window=(0.0, 0.3), extents=(Extent("#1 audio", 0.0, end, 0.128),))
+
+    assert audio_until(0.42).ok
+    assert not audio_until(0.5).ok and "OUTSIDE" in audio_until(0.5).lines()[-1]
+
+
+@pytest.fixture(scope="module")
+def low_rate_aac(ffmpeg: str, clips: Path) -> Path:
+    """10 fps and AAC at 8 kHz in MP4: 128 ms audio packets, and a 1024-sample encoder delay."""
+    return make_clip(ffmpeg, clips / "low-rate-aac.mp4", *lavfi_testsrc("10", 2.0), *sine(440, 8000, 2.0),
+                     "-c:v", "libx264", "-c:a", "aac")
+
+
+def _played(ffmpeg: str, path: Path) -> tuple[Extent, Extent]:
+    """The video's frames (packets) and the audio's samples as a player gets them (decoded, the
+    encoder delay discarded), on the file's own clock."""
+    text = subprocess.run([ffmpeg, "-v", "error", "-copyts", "-i", str(path), "-map", "0:v:0", "-map", "0:a:0",
+                           "-c:v", "copy", "-f", "framecrc", "-"], capture_output=True, text=True, check=True).stdout
+    from animesr.video.extents import parse_extents
+
+    video, audio = parse_extents(text, ["video", "audio"])
+    return video, audio
+
+
+@pytest.mark.parametrize("container", ["mkv", "mp4"])
+def test_a_trimmed_aac_track_plays_from_the_first_frame_to_the_last_within_one_packet(
+        ffmpeg: str, low_rate_aac: Path, tmp_path: Path, container: str) -> None:
+    """A copied AAC track cut at --start keeps the packet across the cut for its encoder delay to
+    discard: Matroska discarded the window's own first packet instead (audio from 0.19 s, the first
+    frame at 0.05 s)."""
+    out = tmp_path / f"cut.{container}"
+    result = run(low_rate_aac, out, start=0.45, duration=0.3, encode=EncodeSettings(preset="ultrafast"))
+    assert result.verification.ok, result.verification.lines()
+    video, audio = _played(ffmpeg, out)
+    packet = 1024 / 8000
+    assert -0.002 <= audio.start < video.start + packet, (video, audio)
+    assert video.end - packet < audio.end < video.end + packet, (video, audio)
+
+
 def test_titles_flags_and_the_video_default_survive(long_gop: Path, tmp_path: Path) -> None:
     source = probe(long_gop)
     assert source.streams[0].dispositions == ("default",) and source.streams[2].dispositions == ("comment",)

@@ -3,6 +3,7 @@ videos (files, folders) into an output folder; on this machine or on Ray workers
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,10 +31,10 @@ _WORKERS_HELP = ("local (this process, one device), ray (a local Ray instance, o
 def upscale_video(
     inputs: Annotated[list[Path], typer.Argument(
         metavar="INPUT", show_default=False, help="The video to upscale, or several videos and/or folders of videos.")],
-    output: Annotated[Path, typer.Option(
+    output_text: Annotated[str, typer.Option(  # text, not Path: Path drops the trailing separator
         "--output", "-o", help="Output file for one input; its extension picks the container (.mkv, .mp4, "
                                ".mov, .webm; none: MKV). Output folder (created if missing) for several "
-                               "inputs, a folder, or when it is an existing folder.")],
+                               "inputs, a folder, when it is an existing folder, or when it ends in /.")],
     scale: ScaleOption,
     model: ModelOption = None,
     denoise: DenoiseOption = None,
@@ -96,8 +97,10 @@ def upscale_video(
 ) -> None:
     """Upscale videos with A2N, keeping their audio, subtitles, chapters, timing and colours."""
     from animesr.video.distributed import parse_workers
+    from animesr.video.preflight import check_encode_options
 
-    folder_mode = len(inputs) > 1 or inputs[0].is_dir() or output.is_dir()
+    output = Path(output_text)
+    folder_mode = len(inputs) > 1 or inputs[0].is_dir() or output.is_dir() or names_a_folder(output_text)
     target = output / "placeholder.mkv" if folder_mode else output
     job = _build_job(
         input_path=inputs[0], output=target, scale=scale, model=model, denoise=denoise,
@@ -106,6 +109,7 @@ def upscale_video(
         resume=resume, overwrite=overwrite, dedup_threshold=dedup_threshold, chunk_frames=chunk_frames,
         accept_truncated=accept_truncated, batch=batch, tile=tile, device=device, tta=tta, backend=backend,
         precision=precision, compiled=compiled)
+    guarded(lambda: check_encode_options(job.encode))  # once for all videos, before any work
     ray_settings = guarded(lambda: parse_workers(workers, ray_workers))  # before any work
     if ray_settings is not None and device.startswith("cuda:"):
         raise fail(f"--device {device} picks a GPU of this process; each Ray worker gets a GPU of its own: "
@@ -118,6 +122,11 @@ def upscale_video(
                 _report(_upscale_one(job, engine))
     except Terminated as stopped:
         raise fail(f"stopped by {stopped}; the same command resumes the work", stopped.exit_code) from None
+
+
+def names_a_folder(text: str) -> bool:
+    """`-o out/`: a trailing separator means a folder, whether it exists or not."""
+    return text.endswith(tuple(sep for sep in (os.sep, os.altsep) if sep))
 
 
 def _upscale_one(job: VideoJob, engine):

@@ -21,10 +21,14 @@ import importlib.util
 import os
 import secrets
 import shutil
+import signal
 import socket
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
+import threading
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
@@ -47,6 +51,7 @@ RAY_MISSING = 'the Ray executor needs Ray, which is not installed: pip install "
 SHARED_TOKEN = "workers-see-this"  # in the work folder: a worker that reads this token shares its storage
 TASK_RETRIES = 3  # times a chunk is run again after its worker died (and was restarted)
 FREE_WAIT_SECONDS = 30
+_KEPT_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
 @dataclass(frozen=True)
@@ -320,8 +325,9 @@ class RayPool:
         if not ray.is_initialized():
             _check_reachable(self.settings.address)
             try:
-                ray.init(address=self.settings.address, include_dashboard=False, log_to_driver=False,
-                         configure_logging=False)
+                with _signal_handlers_kept():
+                    ray.init(address=self.settings.address, include_dashboard=False, log_to_driver=False,
+                             configure_logging=False)
             except Exception as error:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, ValueError
                 where = f" at {self.settings.address}" if self.settings.address else ""
                 raise DeviceError(f"cannot start or join Ray{where}: {_first_line(error)}") from None
@@ -366,6 +372,22 @@ class RayPool:
         except Exception as error:  # noqa: BLE001 - a worker that cannot start: one line
             raise _chunk_failure(None, error) from None
         self.description = descriptions[0]
+
+
+@contextmanager
+def _signal_handlers_kept() -> Iterator[None]:
+    """ray.init replaces the SIGTERM handler (Ray's exits 1, and a C++ one prints a stack dump):
+    the caller's handlers are put back, so that a stop unwinds as it does without Ray."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    kept = {number: signal.getsignal(number) for number in _KEPT_SIGNALS}
+    try:
+        yield
+    finally:
+        for number, handler in kept.items():
+            if handler is not None:  # None: a handler not set from Python, which cannot be put back
+                signal.signal(number, handler)
 
 
 def _wait_for_free(kind: str, count: int, total: int) -> None:

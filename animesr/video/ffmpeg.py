@@ -207,6 +207,35 @@ def video_encoders() -> frozenset[str]:
     return parse_listing(encoders, lambda flags: flags[0] == "V") | parse_listing(codecs, _encodable_video)
 
 
+@lru_cache(maxsize=None)
+def encoder_pixel_formats(codec: str) -> frozenset[str]:
+    """The pixel formats `-c:v codec` takes: those its `ffmpeg -h encoder=` lists, or every format
+    ffmpeg can write where the encoder lists none (rawvideo takes any)."""
+    listed = parse_pixel_formats(run_ffmpeg(["-hide_banner", "-h", f"encoder={codec}"], f"describe {codec}"))
+    return listed or writable_pixel_formats()
+
+
+def parse_pixel_formats(encoder_help: str) -> frozenset[str]:
+    """`Supported pixel formats: a b c` of the first encoder described: a codec name (h264)
+    describes all its encoders, and `-c:v h264` picks the first."""
+    encoders_seen = 0
+    for line in encoder_help.splitlines():
+        if line.startswith("Encoder "):
+            encoders_seen += 1
+            if encoders_seen > 1:
+                break
+        label, _, names = line.strip().partition(":")
+        if label == "Supported pixel formats":
+            return frozenset(names.split())
+    return frozenset()
+
+
+@lru_cache(maxsize=1)
+def writable_pixel_formats() -> frozenset[str]:
+    listing = run_ffmpeg(["-hide_banner", "-pix_fmts"], "list its pixel formats")
+    return parse_listing(listing, lambda flags: len(flags) >= 2 and flags[1] == "O")  # I O H P B
+
+
 def parse_listing(listing: str, wanted: Callable[[str], bool]) -> frozenset[str]:
     # after the " ------" rule each line is " FLAGS name description"
     body = listing.split("------", 1)[-1]

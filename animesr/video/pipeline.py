@@ -25,7 +25,7 @@ from animesr.pretrained import resolve_model
 from animesr.video import commands
 from animesr.video.fields import settle_field_mode
 from animesr.video.ffmpeg import FrameReader, FrameWriter, ffmpeg_tool, run_ffmpeg, video_encoders
-from animesr.video.preflight import check_encoder_opens
+from animesr.video.preflight import check_encode_options, check_encoder_opens
 from animesr.video.probe import VideoInfo, probe
 from animesr.video.runner import ChunkPlan, ChunkRunner, FramesCallback
 from animesr.video.streams import (StreamAction, check_video_codec, container_for, metadata_losses, plan_streams,
@@ -102,7 +102,7 @@ def upscale_video(job: VideoJob, callbacks: VideoCallbacks = VideoCallbacks(),
     info = probe(job.input)
     container = _check_paths(job)
     check_video_codec(container, job.encode.codec, video_encoders())
-    commands.check_quality(job.encode)
+    check_encode_options(job.encode)
     with output_lock(job.output):
         _check_paths(job)  # again: a run that held the lock may have published OUTPUT meanwhile
         return _upscale_locked(job, callbacks, info, container, began, engine or LocalEngine)

@@ -1,26 +1,63 @@
-"""Checks that run ffmpeg before any frame is upscaled. An encoder that this ffmpeg lists can
-still fail to open (NVENC, QSV or AMF without the hardware or driver; a size or pixel format it
-does not take): it is opened on two frames of the output's size first. No torch."""
+"""Checks that run ffmpeg before any frame is upscaled: the encoding options on their own, then
+the encoder itself. An encoder that this ffmpeg lists can still fail to open (NVENC, QSV or AMF
+without the hardware or driver; a size or preset it does not take): it is opened on two frames
+of the output's size first. No torch."""
 
 from __future__ import annotations
 
 import re
 
 from animesr.config import EncodeSettings
-from animesr.errors import InputError
+from animesr.errors import UsageError
 from animesr.video import commands
-from animesr.video.ffmpeg import ffmpeg_exe, last_lines, run_tool
+from animesr.video.ffmpeg import encoder_pixel_formats, ffmpeg_exe, last_lines, run_tool, video_encoders
 from animesr.video.probe import VideoInfo
+from animesr.video.streams import check_codec_exists
 
 _PREFIX = re.compile(r"^(\[[^\]]*\]\s*)+")
+ALWAYS_WORKS = "libx264"
+# words in an encoder's complaint that name the option at fault
+_CULPRITS = (("preset", "--preset"), ("tune", "--preset"), ("pixel format", "--pix-fmt"), ("pix_fmt", "--pix-fmt"),
+             ("crf", "--crf"))
+
+
+def check_encode_options(encode: EncodeSettings) -> None:
+    """--codec (this ffmpeg has it), --crf (in its range), --pix-fmt (one it takes): before any work."""
+    check_codec_exists(encode.codec, video_encoders())
+    commands.check_quality(encode)
+    check_pixel_format(encode)
+
+
+def check_pixel_format(encode: EncodeSettings) -> None:
+    """--pix-fmt among the encoder's own formats: ffmpeg would otherwise swap in one it takes, silently."""
+    accepted = encoder_pixel_formats(encode.codec)
+    if encode.pix_fmt not in accepted:
+        raise UsageError(f"--pix-fmt {encode.pix_fmt} is not one that --codec {encode.codec} takes: "
+                         f"use one of {' '.join(sorted(accepted))}")
 
 
 def check_encoder_opens(info: VideoInfo, encode: EncodeSettings, *, width: int, height: int) -> None:
     args = commands.encoder_trial_args(info, encode, width=width, height=height)
     result = run_tool([ffmpeg_exe(), *args])
     if result.returncode != 0:
-        raise InputError(f"--codec {encode.codec} does not work here ({encoder_complaint(result.stderr, encode.codec)})"
-                         ": choose another --codec (libx264 always works)")
+        complaint = encoder_complaint(result.stderr, encode.codec)
+        raise UsageError(f"--codec {encode.codec} does not work here with {_other_options(encode)} "
+                         f"({complaint}): {_advice(complaint, encode)}")
+
+
+def _other_options(encode: EncodeSettings) -> str:
+    options = [("--preset", encode.preset), ("--pix-fmt", encode.pix_fmt), ("--crf", encode.crf)]
+    return " ".join(f"{name} {value}" for name, value in options if value is not None)
+
+
+def _advice(complaint: str, encode: EncodeSettings) -> str:
+    lowered = complaint.lower()
+    culprit = next((option for word, option in _CULPRITS if word in lowered), None)
+    if culprit is not None:
+        return f"change {culprit}"
+    if encode.codec == ALWAYS_WORKS:
+        return "change --preset, --pix-fmt or --crf"
+    return f"choose another --codec ({ALWAYS_WORKS} always works)"
 
 
 def encoder_complaint(stderr: str, codec: str) -> str:

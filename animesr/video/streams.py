@@ -41,9 +41,13 @@ def container_for(output: Path) -> str:
         raise InputError(f"cannot write {output.suffix!r} video: use one of {known}, or no extension for MKV") from None
 
 
-def check_video_codec(container: str, codec: str, encoders: frozenset[str]) -> None:
+def check_codec_exists(codec: str, encoders: frozenset[str]) -> None:
     if codec not in encoders:
         raise InputError(f"--codec {codec}: this ffmpeg has no such video encoder (`ffmpeg -encoders` lists them)")
+
+
+def check_video_codec(container: str, codec: str, encoders: frozenset[str]) -> None:
+    check_codec_exists(codec, encoders)
     allowed = _VIDEO_FAMILIES.get(container)
     family = video_family(codec)
     if allowed is not None and family is not None and family not in allowed:
@@ -115,7 +119,7 @@ def _for_limited(stream: StreamInfo, limits: _Limits) -> StreamAction:
 def stream_args(actions: tuple[StreamAction, ...], window_end: float) -> list[str]:
     """-map and -c for input 1 (the source); output stream 0 is the video. Every kept stream keeps
     its title and flags, and is held to the video's window [0, window_end] seconds: audio packets
-    from before the start are dropped, subtitles are cut to the window (a cue begun before the
+    from before the start are dropped (see `audio_start_args`), subtitles are cut to the window (a cue begun before the
     start shows from 0, one running past the end stops there)."""
     args: list[str] = []
     output_index = 1
@@ -125,7 +129,7 @@ def stream_args(actions: tuple[StreamAction, ...], window_end: float) -> list[st
         args += ["-map", f"1:{action.stream.index}", f"-c:{output_index}", action.codec,
                  *stream_tags(action.stream, output_index)]
         if action.stream.kind == "audio":
-            args += [f"-copypriorss:{output_index}", "0"]
+            args += audio_start_args(action, output_index)
         elif action.stream.kind == "subtitle":
             args += [f"-bsf:{output_index}", subtitle_window_filter(window_end)]
         output_index += 1
@@ -139,6 +143,23 @@ def stream_tags(stream: StreamInfo, output_index: int) -> list[str]:
     if stream.title and stream.kind != "attachment":
         args += [f"-metadata:s:{output_index}", f"title={stream.title}"]
     return args
+
+
+# Codecs whose encoder delay a container carries (Matroska's CodecDelay, an MP4 edit list): a
+# player discards that much from the first packet. Copied from a cut, their first packet must be
+# the one across the cut, or a whole packet of the window's own sound is discarded instead.
+ENCODER_DELAY_CODECS = ("aac", "opus")
+# drop the packets that end before the window: the one across its start is kept
+AUDIO_LEAD_IN_FILTER = "noise=drop=lte(pts+duration\\,0)"
+
+
+def audio_start_args(action: StreamAction, output_index: int) -> list[str]:
+    """Where a copied audio stream starts: the packet across the window's start kept for codecs
+    with an encoder delay (which discards its part before the start), dropped for the others
+    (audio never plays before the first frame)."""
+    if action.codec == "copy" and action.stream.codec in ENCODER_DELAY_CODECS:
+        return [f"-bsf:{output_index}", AUDIO_LEAD_IN_FILTER]
+    return [f"-copypriorss:{output_index}", "0"]
 
 
 def subtitle_window_filter(window_end: float) -> str:

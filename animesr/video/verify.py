@@ -77,8 +77,10 @@ class Verification:
     frames_decoded: int | None = None  # before inverse telecine, which keeps 4 frames of every 5
 
     def _outside(self, extent: Extent) -> bool:
-        # an audio packet may straddle the video's ends; subtitles and chapters are cut to them
-        slack = self.frame_seconds + _CONTAINER_ROUNDING_SECONDS + (extent.longest if " audio" in extent.label else 0)
+        # within one frame of the video's ends, or one packet for audio (copied packets straddle
+        # them); subtitles and chapters are cut to them
+        packet = extent.longest if " audio" in extent.label else 0.0
+        slack = max(self.frame_seconds, packet) + _CONTAINER_ROUNDING_SECONDS
         return extent.start < self.window[0] - slack or extent.end > self.window[1] + slack
 
     @property
