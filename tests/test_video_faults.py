@@ -297,3 +297,16 @@ def test_pixel_formats_come_from_the_first_encoder_described_or_from_all_ffmpeg_
     assert parse_pixel_formats(described) == {"yuv420p", "nv12"}
     assert parse_pixel_formats("Encoder a [A]:\nEncoder b [B]:\n    Supported pixel formats: rgb24\n") == set()
     assert {"rgb24", "yuv420p", "gray"} <= encoder_pixel_formats("rawvideo"), "rawvideo lists none: any it writes"
+
+
+def test_the_default_pixel_format_still_works_with_encoders_that_take_only_its_semi_planar_twin(monkeypatch) -> None:
+    """QSV lists nv12 (and qsv) only: the default yuv420p, the same samples, must not be refused."""
+    from animesr.config import EncodeSettings
+    from animesr.errors import UsageError
+    from animesr.video import preflight
+
+    monkeypatch.setattr(preflight, "encoder_pixel_formats", lambda codec: frozenset({"nv12", "p010le", "qsv"}))
+    preflight.check_pixel_format(EncodeSettings(codec="hevc_qsv"))
+    preflight.check_pixel_format(EncodeSettings(codec="hevc_qsv", pix_fmt="yuv420p10le"))
+    with pytest.raises(UsageError, match="--pix-fmt yuv444p is not one that --codec hevc_qsv takes"):
+        preflight.check_pixel_format(EncodeSettings(codec="hevc_qsv", pix_fmt="yuv444p"))

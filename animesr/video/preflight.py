@@ -28,10 +28,15 @@ def check_encode_options(encode: EncodeSettings) -> None:
     check_pixel_format(encode)
 
 
+# the same samples in another memory layout (planar / semi-planar): ffmpeg's swap loses nothing, and
+# hardware encoders (QSV takes nv12 only) must keep working with the default yuv420p
+_SAME_SAMPLES = {"yuv420p": "nv12", "nv12": "yuv420p", "yuv420p10le": "p010le", "p010le": "yuv420p10le"}
+
+
 def check_pixel_format(encode: EncodeSettings) -> None:
     """--pix-fmt among the encoder's own formats: ffmpeg would otherwise swap in one it takes, silently."""
     accepted = encoder_pixel_formats(encode.codec)
-    if encode.pix_fmt not in accepted:
+    if encode.pix_fmt not in accepted and _SAME_SAMPLES.get(encode.pix_fmt) not in accepted:
         raise UsageError(f"--pix-fmt {encode.pix_fmt} is not one that --codec {encode.codec} takes: "
                          f"use one of {' '.join(sorted(accepted))}")
 
