@@ -258,7 +258,7 @@ def test_scale_mismatch_with_the_model(tree: Path, tiny_x2: Path, tmp_path: Path
 def test_not_a_model(tree: Path, tmp_path: Path) -> None:
     result = run(tree, "-o", tmp_path / "out", "-s", "2", "-m", tree / "a.png")
     assert result.exit_code == 4
-    assert "a.png is not a checkpoint" in result.flat
+    assert "a.png is not a model file" in result.flat
 
 
 def test_no_shipped_model_says_how_to_pass_one(tree: Path, tmp_path: Path) -> None:

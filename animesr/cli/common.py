@@ -11,7 +11,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from animesr.errors import AnimeSRError, TrainingInterrupted
-from animesr.stopping import Terminated
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 T = TypeVar("T")
@@ -71,8 +70,7 @@ def guarded(run: Callable[[], T]) -> T:
         raise fail(str(error), error.exit_code) from None
     except KeyboardInterrupt:
         raise fail("interrupted", INTERRUPTED_EXIT_CODE) from None
-    except Terminated as stopped:
-        raise fail(f"stopped by {stopped}", stopped.exit_code) from None
+    # Terminated (SIGTERM, SIGHUP) goes on up: to the command that has more to say, else to `main`
 
 
 @contextmanager
