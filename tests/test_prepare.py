@@ -97,6 +97,17 @@ def test_refuses_to_overwrite_and_leaves_no_temporary(pictures: Path, tmp_path: 
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+def test_never_writes_over_an_input_picture_or_into_a_folder(pictures: Path, tmp_path: Path) -> None:
+    """`-o INPUT --overwrite` turned an input picture into the HDF5 file; `-o FOLDER --overwrite`
+    failed only after all the work."""
+    picture = next(pictures.glob("*.png"))
+    before = picture.read_bytes()
+    for target, words in [(picture, "is a picture"), (tmp_path, "it is a folder")]:
+        with pytest.raises(OutputError, match=words):
+            prepare_dataset(settings(pictures, target, overwrite=True))
+    assert picture.read_bytes() == before
+
+
 def test_no_usable_image_is_an_error(pictures: Path, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no usable image"):
         prepare_dataset(settings(pictures / "small.png", tmp_path / "d.h5"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import random
 import re
@@ -483,6 +484,7 @@ def test_a_state_file_of_the_previous_format_still_resumes(dataset: Path, tmp_pa
     ["--ema", "2"], ["--ema", "1"], ["--scale", "5"], ["--seed", "-1"], ["--lr", "0"], ["--iters", "0"],
     ["--min-detail", "-1"], ["--amp", "fp8"], ["--degrade", "foo"], ["--workers", "-1"], ["--patch", "2"],
     ["--val-every", "0"], ["--clean-share", "2"],
+    ["--channels", "3"], ["--up-channels", "1025"], ["--blocks", "257"],  # trained, then refused by every loader
 ], ids=" ".join)
 def test_every_bad_option_is_exit_2_before_any_work(dataset: Path, tmp_path: Path, option: list[str]) -> None:
     """--channels 0 gave a traceback, --val-crop 1 one at the first validation (every step lost),
@@ -547,3 +549,14 @@ def test_contradicting_options_are_refused(dataset: Path, tmp_path: Path, change
     with pytest.raises(UsageError, match=words):
         train(tiny_settings(dataset, tmp_path, **changes))
     assert not tmp_path.joinpath("state.pt").exists()
+
+
+def test_a_full_disk_while_writing_the_state_is_an_os_error(tmpfs) -> None:
+    """torch.save's own writer said `RuntimeError: [enforce fail at inline_container.cc] unexpected
+    pos`, which came out of `train` as a traceback."""
+    from animesr.training.state import write_state
+
+    disk = tmpfs("1m")
+    with pytest.raises(OSError) as raised:
+        write_state(disk / "state.pt", {"weights": torch.zeros(512, 1024)})  # 2 MB
+    assert raised.value.errno == errno.ENOSPC

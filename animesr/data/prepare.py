@@ -25,7 +25,7 @@ from animesr import __version__, stopping
 from animesr.atomic import replaced_on_success
 from animesr.config import PrepareSettings
 from animesr.errors import AnimeSRError, DatasetError, InputError, OutputError, UsageError
-from animesr.imaging import decode_image, downscale, list_images, to_rgb8
+from animesr.imaging import IMAGE_SUFFIXES, decode_image, downscale, list_images, to_rgb8
 
 FORMAT_NAME = "animesr-sr-pairs"
 FORMAT_VERSION = 1
@@ -56,9 +56,11 @@ def prepare_dataset(settings: PrepareSettings, on_image: ImageCallback | None = 
     """Ctrl-C or SIGTERM stops between two samples (see animesr.stopping): KeyboardInterrupt,
     and nothing is left behind."""
     check_settings(settings)
+    files = [path for path, _ in list_images(list(settings.sources), recursive=True)]
+    if any(path.resolve() == settings.output.resolve() for path in files):
+        raise OutputError(f"{settings.output} is one of the input images")
     if settings.output.exists() and not settings.overwrite:
         raise OutputError(f"{settings.output} exists; pass --overwrite to replace it")
-    files = [path for path, _ in list_images(list(settings.sources), recursive=True)]
     with stopping.stop_at_safe_points():
         try:
             with replaced_on_success(settings.output) as temporary:
@@ -113,6 +115,10 @@ def check_settings(s: PrepareSettings) -> None:
         raise UsageError(f"--min-size must be at least --crop ({s.crop}): smaller images give no sample")
     if not s.output.parent.is_dir():
         raise OutputError(f"output folder {s.output.parent} does not exist")
+    if s.output.is_dir():
+        raise OutputError(f"cannot write {s.output}: it is a folder")
+    if s.output.exists() and s.output.suffix.lower() in IMAGE_SUFFIXES:
+        raise OutputError(f"{s.output} is a picture, never replaced by a dataset: name the output .h5")
 
 
 def _create_datasets(h5: h5py.File, settings: PrepareSettings) -> dict[str, h5py.Dataset]:

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 from animesr import stopping
 from animesr.atomic import replaced_together
 from animesr.callbacks import JobCallbacks, ignore
-from animesr.checkpoint import LoadedModel, load_checkpoint, on_unit_range, save_checkpoint, training_record
+from animesr.checkpoint import SHAPE_LIMITS, LoadedModel, load_checkpoint, on_unit_range, save_checkpoint, training_record
 from animesr.config import InferenceSettings, TrainSettings
 from animesr.data.dataset import PairedPatches, StepSampler
 from animesr.data.degrade import Degradation, parse_preset
@@ -373,9 +373,8 @@ def check_settings(s: TrainSettings, processes: int = 1) -> None:
         (s.checkpoint_every < 1, "--checkpoint-every must be at least 1"),
         (not 0 <= ema < 1, f"--ema must be at least 0 (0 disables) and below 1, not {ema:g}"),
         (s.amp not in AMP_MODES, f"--amp must be one of {', '.join(AMP_MODES)}"),
-        (s.channels < 1, "--channels must be at least 1"),
-        (s.up_channels < 1, "--up-channels must be at least 1"),
-        (s.blocks < 1, "--blocks must be at least 1"),
+        *((not low <= getattr(s, name) <= high, f"--{name.replace('_', '-')} must be between {low} and {high}, "
+           "the shapes a checkpoint may have") for name, (low, high) in SHAPE_LIMITS.items()),
         (not 0 <= s.clean_share <= 1, "--clean-share must be between 0 and 1"),
         (not 0 <= s.sharpen_target <= 2, "--sharpen-target must be between 0 and 2"),
         (not 0 <= s.gan_weight <= 1, "--gan-weight must be between 0 (off) and 1"),
@@ -441,7 +440,8 @@ def _save(run: _Run, settings: TrainSettings) -> None:
     if run.processes.is_main:
         provenance = _provenance(run, settings)
         names = ["last.safetensors", *(["best.safetensors"] if settings.val_dir is None else []), STATE_NAME]
-        after = f"; the state of the previous save is kept in {settings.out}"
+        after = (f"; the state of the previous save is kept in {settings.out}"
+                 if (settings.out / STATE_NAME).is_file() else "")
         with _writing(settings.out, after), replaced_together(*(settings.out / n for n in names)) as temporaries:
             for name, temporary in zip(names, temporaries):
                 if name == STATE_NAME:

@@ -9,6 +9,7 @@ those files still resume.
 
 from __future__ import annotations
 
+import io
 import pickle
 import random
 from pathlib import Path
@@ -40,8 +41,12 @@ def _multiarray():
 
 
 def write_state(path: Path, state: dict[str, Any]) -> None:
-    """Write the state to `path` (the caller makes it atomic with the checkpoint it belongs to)."""
-    torch.save(state, path)
+    """Write the state to `path` (the caller makes it atomic with the checkpoint it belongs to).
+    Serialised in memory first: torch.save's own writer reports a full disk as a RuntimeError
+    ("unexpected pos"), a plain file write as the OSError it is."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    path.write_bytes(buffer.getbuffer())
 
 
 def load_state(run_dir: Path) -> dict[str, Any]:
