@@ -341,3 +341,23 @@ def test_an_ffmpeg_killed_by_a_signal_is_not_called_a_bad_video(tmp_path: Path, 
         pipeline.scan_timeline(info, job)
     assert not issubclass(InputError, FFmpegError)
 
+
+
+@pytest.mark.parametrize("manifest", [b"[1]", b"\xff\xfe not text", b'{"chunks": 3}', b'{"chunks": [{"x": 1}]}',
+                                      b'{"chunks": [[1]]}'])
+def test_a_damaged_manifest_is_one_line_never_a_traceback(tmp_path: Path, manifest: bytes) -> None:
+    from animesr.video.workdir import WorkFolder
+
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "manifest.json").write_bytes(manifest)
+    with pytest.raises(OutputError, match="no readable manifest.*--no-resume"):
+        WorkFolder(tmp_path / "work", {"source": "x"}).open(resume=True)
+
+
+@pytest.mark.parametrize("timeline", [b"not json", b"[1]", b'{"pts": 1}', b"\xff"])
+def test_a_damaged_timeline_is_one_line(tmp_path: Path, timeline: bytes) -> None:
+    from animesr.video.workdir import WorkFolder
+
+    (tmp_path / "timeline.json").write_bytes(timeline)
+    with pytest.raises(OutputError, match="timeline.json is damaged"):
+        WorkFolder(tmp_path, {}).load_timeline()

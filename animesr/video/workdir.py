@@ -134,7 +134,8 @@ class WorkFolder:
     def _load(self) -> list[str]:
         try:
             manifest = json.loads((self.path / "manifest.json").read_text())
-        except (OSError, json.JSONDecodeError):
+            records = _chunk_records(manifest)
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):  # JSON and Unicode errors are ValueErrors
             raise OutputError(f"{self.path} exists but has no readable manifest: remove it, "
                               "or run with --no-resume to start over") from None
         if manifest.get("format") != MANIFEST_FORMAT or manifest.get("version") != MANIFEST_VERSION:
@@ -145,8 +146,6 @@ class WorkFolder:
             raise OutputError(f"{self.path} holds work for another source, model or settings "
                               f"({', '.join(changed)} differ): run the same command to "
                               "resume it, or add --no-resume to start over")
-        records = sorted({c["index"]: ChunkRecord(**c) for c in manifest.get("chunks", [])}.values(),
-                         key=lambda c: c.index)
         problems: list[str] = []
         for record in records:
             problem = self._chunk_problem(record)
@@ -173,7 +172,12 @@ class WorkFolder:
 
     def load_timeline(self) -> Timeline | None:
         path = self.path / "timeline.json"
-        return Timeline.from_json(path.read_text()) if path.is_file() else None
+        if not path.is_file():
+            return None
+        try:
+            return Timeline.from_json(path.read_text())
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            raise OutputError(f"{path} is damaged: remove {self.path}, or run with --no-resume to start over") from None
 
     def save_timeline(self, timeline: Timeline) -> None:
         _write_atomically(self.path / "timeline.json", timeline.to_json())
@@ -239,3 +243,11 @@ def _write_atomically(path: Path, text: str) -> None:
 def _changed_keys(old: dict, new: dict) -> list[str]:
     keys = sorted(set(old) | set(new))
     return [k for k in keys if old.get(k) != new.get(k)]
+
+
+def _chunk_records(manifest: dict) -> list[ChunkRecord]:
+    """The manifest's chunks, by index; a manifest of another shape raises (TypeError, KeyError…)."""
+    chunks = manifest.get("chunks", [])
+    if not isinstance(chunks, list):
+        raise TypeError("chunks is not a list")
+    return sorted({c["index"]: ChunkRecord(**c) for c in chunks}.values(), key=lambda c: c.index)
