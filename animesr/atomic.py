@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,7 +14,7 @@ def replaced_on_success(path: Path, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside `path` (ending in `suffix`, for writers that pick the
     format from the name); rename it onto `path` when the block succeeds, remove it when the
     block fails, so `path` keeps its previous content."""
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}{suffix}")
+    temporary = _temporary_name(path, suffix)
     try:
         yield temporary
         os.replace(temporary, path)
@@ -26,7 +27,7 @@ def replaced_together(*paths: Path) -> Iterator[tuple[Path, ...]]:
     """Temporaries for files that belong together (a checkpoint and the state that resumes it):
     renamed onto their targets, in order, only when the block has written them all; when it
     fails (a full disk), every target keeps its previous content."""
-    temporaries = tuple(path.with_name(f".{path.name}.tmp-{os.getpid()}") for path in paths)
+    temporaries = tuple(_temporary_name(path) for path in paths)
     try:
         yield temporaries
         for temporary, path in zip(temporaries, paths):
@@ -34,6 +35,16 @@ def replaced_together(*paths: Path) -> Iterator[tuple[Path, ...]]:
     finally:
         for temporary in temporaries:
             temporary.unlink(missing_ok=True)
+
+
+def _temporary_name(path: Path, suffix: str = "") -> Path:
+    """`.NAME.tmp-PID` beside `path`; a name near the file system's 255-byte limit is shortened to a
+    hash of itself, so any name that can be written can be written atomically."""
+    name = f".{path.name}.tmp-{os.getpid()}{suffix}"
+    if len(os.fsencode(name)) > 240:
+        digest = hashlib.sha256(os.fsencode(path.name)).hexdigest()[:24]
+        name = f".animesr-{digest}.tmp-{os.getpid()}{suffix}"
+    return path.with_name(name)
 
 
 def check_writable_folder(folder: Path) -> None:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from animesr.inference.upscaler import Upscaler
 
 FORMATS = ("same",) + WRITE_FORMATS
+NAME_MAX = 255  # bytes in a file name on the usual file systems
 # input suffix -> (format to write, suffix to keep) for --format same
 _SAME_FORMAT = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg", ".webp": "webp"}
 
@@ -90,6 +91,9 @@ def plan_images(job: ImageJob, prepare: bool = True) -> list[ImageTask]:
     for source, relative in found:
         fmt, suffix = output_format(source, job.fmt)
         target = job.output_dir / relative.parent / f"{relative.stem}{job.suffix}{suffix}"
+        if len(os.fsencode(target.name)) > NAME_MAX:
+            raise InputError(f"{source}: its output name would be longer than {NAME_MAX} bytes; "
+                             "use a shorter --suffix or rename it")
         key = _path_key(target)
         if key in claimed:
             raise InputError(f"{claimed[key]} and {source} would both be written to {target}; "

@@ -179,3 +179,14 @@ def test_outputs_written_beside_their_inputs_are_not_inputs_next_time(tmp_path: 
     same = _job([tmp_path / "a.png"], tmp_path, overwrite=True)
     with pytest.raises(OutputError, match="replace the input"):
         plan_images(same)
+
+
+def test_long_names_work_up_to_the_limit_and_are_refused_beyond_it(tmp_path: Path) -> None:
+    """A 250-byte name always failed (its temporary was longer than 255 bytes); a longer output name
+    was an OSError traceback from `exists()`."""
+    long = tmp_path / f"{'a' * 246}.png"  # 250 bytes
+    write_image(long, smooth_image(4, 4))
+    job = _job([long], tmp_path / "out")
+    assert upscale_images(job, Upscaler(tiny_loaded(2), job.inference)).done == [tmp_path / "out" / long.name]
+    with pytest.raises(InputError, match="longer than 255 bytes"):
+        plan_images(_job([long], tmp_path / "out2", suffix="_x2_x2"))
