@@ -21,7 +21,7 @@ from PIL import Image, UnidentifiedImageError
 from animesr.atomic import replaced_on_success
 from animesr.config import DEFAULT_MAX_PIXELS
 from animesr.errors import ImageTooLargeError, InputError, OutputError
-from animesr.inputs import list_inputs
+from animesr.inputs import folder_inside, list_inputs
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 WRITE_FORMATS = ("png", "jpg", "webp")
@@ -290,15 +290,7 @@ def list_images(paths: list[Path], recursive: bool, skip: Path | None = None) ->
     run never upscales the outputs of an earlier one.
     """
     def wanted(path: Path, root: Path) -> bool:
-        inner = _folder_inside(skip, root)
+        inner = folder_inside(skip, root)
         return path.suffix.lower() in IMAGE_SUFFIXES and not (inner and path.resolve().is_relative_to(inner))
 
     return list_inputs(paths, recursive, wanted, "images")
-
-
-def _folder_inside(folder: Path | None, root: Path) -> Path | None:
-    """`folder`, resolved, when it lies strictly inside `root`; else None."""
-    if folder is None:
-        return None
-    folder, root = folder.resolve(), root.resolve()
-    return folder if folder != root and folder.is_relative_to(root) else None

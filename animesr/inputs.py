@@ -26,3 +26,12 @@ def list_inputs(paths: list[Path], recursive: bool, wanted: Callable[[Path, Path
             raise InputError(f"{root}: no {kind} found{'' if recursive else ' (try --recursive)'}")
         found.extend((p, p.relative_to(root)) for p in files)
     return found
+
+
+def folder_inside(folder: Path | None, root: Path) -> Path | None:
+    """`folder`, resolved, when it lies strictly inside `root`; else None. An output folder inside an
+    input folder holds earlier results, never inputs."""
+    if folder is None:
+        return None
+    folder, root = folder.resolve(), root.resolve()
+    return folder if folder != root and folder.is_relative_to(root) else None

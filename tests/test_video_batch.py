@@ -207,3 +207,32 @@ def test_a_ray_address_nothing_answers_on_is_one_line_at_once(series: Path, tmp_
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert lines == ["error: cannot reach the Ray cluster at 127.0.0.1:1: Connection refused"], lines
     assert not out.exists() and not list(tmp_path.glob("out.mkv*"))
+
+
+@pytest.mark.parametrize(("extra", "code", "words"), [
+    (["-m", "no-such-model.safetensors"], 4, "model file not found"),
+    (["--container", "webm"], 2, "cannot go in webm"),
+    (["--device", "cuda:3"], 7, "error:"),  # "no CUDA GPU" here, "there is no cuda:3" on a one-GPU machine
+])
+def test_a_folder_job_checks_what_every_video_shares_before_the_first(series: Path, tmp_path: Path,
+                                                                     extra: list[str], code: int, words: str) -> None:
+    """Each of these used to fail every video in turn (exit 1), after creating the output folder."""
+    out = tmp_path / "out"
+    args = [str(series), "-o", str(out), "-s", "2", "-m", str(tiny_model_file(tmp_path)), *extra]
+    result = cli(*args)
+    flat = " ".join(result.output.split())
+    assert result.exit_code == code and words in flat and handled(result), result.output
+    assert "[1/" not in result.output and not out.exists()
+
+
+def test_a_recursive_job_with_its_output_inside_the_input_can_run_again(series: Path, tmp_path: Path) -> None:
+    """The second run took the first run's outputs for inputs and refused them as overwriting."""
+    import shutil
+
+    folder = tmp_path / "season"
+    folder.mkdir()
+    shutil.copy(series / "extras" / "op.mkv", folder / "op.mkv")
+    args = [str(folder), "-o", str(folder / "up"), "-s", "2", "-m", str(tiny_model_file(tmp_path)), "--recursive"]
+    assert cli(*args).exit_code == 0
+    again = cli(*args)
+    assert again.exit_code == 0 and "done 0, skipped 1, failed 0" in again.output, again.output

@@ -153,6 +153,7 @@ def _upscale_folder(template: VideoJob, inputs: list[Path], output: Path, recurs
     from animesr.video.streams import container_for
 
     guarded(lambda: container_for(Path(f"x.{container}")))
+    guarded(lambda: _check_job_wide(template, container, local=engine is None))
     tasks = guarded(lambda: plan_videos(inputs, output, recursive, container))
     note(f"{len(tasks)} video(s) → {output}")
 
@@ -170,6 +171,20 @@ def _upscale_folder(template: VideoJob, inputs: list[Path], output: Path, recurs
     if summary.failed:
         names = "\n".join(f"  {escape(str(source))}" for source, _ in summary.failed)
         raise fail(f"{len(summary.failed)} video(s) failed:\n{names}", 1)
+
+
+def _check_job_wide(template: VideoJob, container: str, *, local: bool) -> None:
+    """What every video of a folder job shares, checked once before the first: the codec in the
+    container, the model, and (in this process) the device. Each would otherwise fail every video."""
+    from animesr.inference.upscaler import Upscaler
+    from animesr.pretrained import resolve_model
+    from animesr.video.ffmpeg import video_encoders
+    from animesr.video.streams import check_video_codec
+
+    check_video_codec(container, template.encode.codec, video_encoders())
+    loaded = resolve_model(template.model, template.scale, template.denoise)
+    if local:
+        Upscaler(loaded, template.inference)
 
 
 def _run_quietly(job: VideoJob, engine):

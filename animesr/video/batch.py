@@ -13,7 +13,7 @@ from animesr.callbacks import JobCallbacks, ignore
 from animesr.config import VideoJob
 from animesr.errors import AnimeSRError, InputError, OutputError
 from animesr.image_job import prepare_output_dir
-from animesr.inputs import list_inputs
+from animesr.inputs import folder_inside, list_inputs
 
 VIDEO_SUFFIXES = frozenset({".mkv", ".mp4", ".m4v", ".mov", ".webm", ".avi", ".ts", ".m2ts", ".mts", ".mpg",
                             ".mpeg", ".vob", ".wmv", ".flv", ".ogv", ".3gp", ".nut", ".y4m"})
@@ -36,10 +36,13 @@ class BatchSummary:
         return f"done {len(self.done)}, skipped {len(self.skipped)}, failed {len(self.failed)}"
 
 
-def list_videos(paths: list[Path], recursive: bool) -> list[tuple[Path, Path]]:
-    """Expand files and folders into (video file, path relative to its root folder)."""
+def list_videos(paths: list[Path], recursive: bool, skip: Path | None = None) -> list[tuple[Path, Path]]:
+    """Expand files and folders into (video file, path relative to its root folder). Files under
+    `skip` (the output folder) inside a folder are left out, as upscale-image does."""
     def wanted(path: Path, root: Path) -> bool:
-        return path.suffix.lower() in VIDEO_SUFFIXES and not any(marker in path.name for marker in OUTPUT_MARKERS)
+        inner = folder_inside(skip, root)
+        return (path.suffix.lower() in VIDEO_SUFFIXES and not any(marker in path.name for marker in OUTPUT_MARKERS)
+                and not (inner and path.resolve().is_relative_to(inner)))
 
     return list_inputs(paths, recursive, wanted, "videos")
 
@@ -49,7 +52,7 @@ def plan_videos(inputs: list[Path], output_dir: Path, recursive: bool, container
     output onto an input, is refused before any work."""
     tasks: list[VideoTask] = []
     claimed: dict[Path, Path] = {}
-    found = list_videos(inputs, recursive)
+    found = list_videos(inputs, recursive, skip=output_dir)
     sources = {_key(source) for source, _ in found}
     for source, relative in found:
         target = output_dir / relative.parent / f"{relative.stem}.{container}"
