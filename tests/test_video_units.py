@@ -361,3 +361,15 @@ def test_a_damaged_timeline_is_one_line(tmp_path: Path, timeline: bytes) -> None
     (tmp_path / "timeline.json").write_bytes(timeline)
     with pytest.raises(OutputError, match="timeline.json is damaged"):
         WorkFolder(tmp_path, {}).load_timeline()
+
+
+def test_ffmpeg_that_could_not_write_for_a_full_disk_is_an_output_error() -> None:
+    """A full disk while muxing exited 6 (ffmpeg failed), while the table says 3 for it."""
+    from animesr.errors import FFmpegError
+    from animesr.video.ffmpeg import ffmpeg_failure
+
+    stderr = "[matroska @ 0x1] Error writing packet\nav_interleaved_write_frame(): No space left on device\n"
+    error = ffmpeg_failure(1, "write a.mkv.partial", stderr)
+    assert isinstance(error, OutputError) and error.exit_code == 3
+    assert str(error) == "ffmpeg could not write a.mkv.partial: No space left on device"
+    assert type(ffmpeg_failure(1, "read a.mkv", "Invalid data found when processing input")) is FFmpegError

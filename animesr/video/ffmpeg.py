@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from animesr.errors import FFmpegError, FFmpegKilled
+from animesr.errors import AnimeSRError, FFmpegError, FFmpegKilled, OutputError
 
 STDERR_LINES_KEPT = 40
 STDERR_LINES_SHOWN = 6
@@ -267,8 +267,14 @@ def run_ffmpeg(args: Sequence[str], what: str) -> str:
     return result.stdout
 
 
-def ffmpeg_failure(code: int, what: str, stderr: str) -> FFmpegError:
-    """A failed ffmpeg as an error: one that died of a signal is FFmpegKilled, not a fault of the input."""
+FULL_DISK = ("No space left on device", "Disk quota exceeded")
+
+
+def ffmpeg_failure(code: int, what: str, stderr: str) -> AnimeSRError:
+    """A failed ffmpeg as an error: one that died of a signal is FFmpegKilled, not a fault of the input;
+    one that could not write for a full disk is an OutputError, as anywhere else."""
+    if any(words in stderr for words in FULL_DISK):
+        return OutputError(f"ffmpeg could not {what}: {next(w for w in FULL_DISK if w in stderr)}")
     if code < 0:
         return FFmpegKilled(f"ffmpeg was killed by {signal_name(-code)} while trying to {what} "
                             f"(a crash, or out of memory): {last_lines(stderr)}")
