@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from animesr.atomic import check_writable_folder
 from animesr.callbacks import JobCallbacks, ignore
 from animesr.config import ImageJob
@@ -180,4 +182,16 @@ def _upscale_one(task: ImageTask, job: ImageJob, upscaler: Upscaler, callbacks: 
         task.target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise OutputError(f"cannot create folder {task.target.parent}: {error.strerror or error}") from None
+    for loss in format_losses(image, task.fmt):
+        callbacks.warn(f"{task.source}: {loss}")
     write_image(task.target, result, task.fmt)
+
+
+def format_losses(image: np.ndarray, fmt: str) -> list[str]:
+    """What the output format cannot hold of the picture (the README says it; the run says it too)."""
+    losses = []
+    if fmt == "jpg" and image.ndim == 3 and image.shape[2] in (2, 4):
+        losses.append("JPEG has no transparency: the picture is put on white (png or webp keep it)")
+    if fmt in ("jpg", "webp") and image.dtype == np.uint16:
+        losses.append(f"{fmt.upper()} holds 8 bits per channel: the 16-bit picture is rounded (png keeps it)")
+    return losses

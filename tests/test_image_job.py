@@ -190,3 +190,20 @@ def test_long_names_work_up_to_the_limit_and_are_refused_beyond_it(tmp_path: Pat
     assert upscale_images(job, Upscaler(tiny_loaded(2), job.inference)).done == [tmp_path / "out" / long.name]
     with pytest.raises(InputError, match="longer than 255 bytes"):
         plan_images(_job([long], tmp_path / "out2", suffix="_x2_x2"))
+
+
+def test_what_the_output_format_drops_is_said_once_per_file(tmp_path: Path) -> None:
+    """An RGBA picture written as JPEG lost its alpha, and a 16-bit one became 8-bit, in silence."""
+    rgba = smooth_image(6, 6, channels=4)
+    deep = (smooth_image(6, 6).astype(np.uint16) * 257)
+    write_image(tmp_path / "a.png", rgba)
+    write_image(tmp_path / "b.png", deep)
+    warnings: list[str] = []
+    job = _job([tmp_path / "a.png", tmp_path / "b.png"], tmp_path / "out", fmt="jpg")
+    summary = upscale_images(job, Upscaler(tiny_loaded(2), job.inference), ImageCallbacks(warn=warnings.append))
+    assert summary.counts()["done"] == 2
+    assert len(warnings) == 2 and "a.png: JPEG has no transparency" in warnings[0] and "b.png: JPG holds 8 bits" in warnings[1]
+    warnings.clear()
+    job = _job([tmp_path / "a.png", tmp_path / "b.png"], tmp_path / "png", fmt="png")
+    upscale_images(job, Upscaler(tiny_loaded(2), job.inference), ImageCallbacks(warn=warnings.append))
+    assert warnings == []
