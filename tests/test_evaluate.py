@@ -181,3 +181,22 @@ def test_an_image_too_small_to_score_is_one_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "a.png"), "--scale", "2", "--model", str(model)])
     assert result.exit_code == 2 and handled(result), (result.output, result.exception)
     assert "a.png is 40×20: scoring at x2 needs at least 32 pixels a side" in result.output
+
+
+def test_a_folder_with_an_unreadable_or_tiny_image_scores_the_others(tmp_path: Path) -> None:
+    """One bad file stopped the whole evaluation with no scores."""
+    folder = tmp_path / "hr"
+    folder.mkdir()
+    write_image(folder / "a.png", smooth_image(40, 40, seed=1))
+    write_image(folder / "c.png", smooth_image(40, 44, seed=2))
+    (folder / "b.png").write_bytes(b"garbage")
+    write_image(folder / "d.png", smooth_image(20, 40, seed=3))
+    model = tmp_path / "tiny.safetensors"
+    save_checkpoint(model, tiny_model(2), 1.0)
+    report = tmp_path / "s.json"
+    result = CliRunner().invoke(app, ["evaluate", str(folder), "--scale", "2", "--model", str(model),
+                                      "--json", str(report)])
+    assert result.exit_code == 0 and handled(result), (result.output, result.exception)
+    warnings = [line for line in result.output.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 2 and "b.png" in warnings[0] and "d.png is 40×20" in warnings[1], result.output
+    assert [s["name"] for s in json.loads(report.read_text())["images"]] == ["a.png", "c.png"]

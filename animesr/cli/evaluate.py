@@ -12,7 +12,7 @@ from rich.table import Table
 
 from animesr.cli import app
 from animesr.cli.common import (BackendOption, CompileOption, DeviceOption, PrecisionOption, ScaleOption,
-                                 TtaOption, console, guarded, note, progress_bar)
+                                 TtaOption, console, guarded, note, progress_bar, warn)
 from animesr.atomic import check_writable_folder
 from animesr.config import InferenceSettings
 from animesr.errors import OutputError, UsageError
@@ -90,8 +90,7 @@ def evaluate(
             models.append(resolve_model(second, scale))
         upscalers = [Upscaler(loaded, settings) for loaded in models]
         note(f"x{scale}, model {models[0].source}, {upscalers[0].describe()}")
-        images = load_hr_images(list(hr), crop)
-        check_image_sizes(images, scale)
+        images = check_image_sizes(load_hr_images(list(hr), crop, skip=warn), scale, skip=warn)
         if save_pairs_to is not None:
             save_pairs(images, scale, preset, seed, save_pairs_to)
         with progress_bar() as progress:

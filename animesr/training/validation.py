@@ -24,13 +24,20 @@ class ImageScore:
     ssim: float
 
 
-def load_hr_images(paths: list[Path], crop: int | None) -> list[tuple[str, np.ndarray]]:
-    """Read HR images (folders walked), as RGB uint8, centre-cropped to `crop` px when given."""
+def load_hr_images(paths: list[Path], crop: int | None,
+                   skip: Callable[[str], None] | None = None) -> list[tuple[str, np.ndarray]]:
+    """Read HR images (folders walked), as RGB uint8, centre-cropped to `crop` px when given. With
+    `skip`, an unreadable image is reported through it and left out instead of stopping the job."""
     images = []
     for path, _ in list_images(paths, recursive=True):
-        images.append((path.name, centre_crop(to_rgb8(read_image(path)), crop)))
+        try:
+            images.append((path.name, centre_crop(to_rgb8(read_image(path)), crop)))
+        except InputError as error:
+            if skip is None:
+                raise
+            skip(str(error))
     if not images:
-        raise InputError("no validation images found")
+        raise InputError("no validation images found" if skip is None else "no image could be read")
     return images
 
 
@@ -109,10 +116,21 @@ def mean_score(scores: list[ImageScore]) -> ImageScore:
 MIN_VALIDATION_LR = 16  # LR pixels a side: room for SSIM's 11-pixel window after the border, and the codecs
 
 
-def check_image_sizes(images: list[tuple[str, np.ndarray]], scale: int) -> None:
-    """Refuse, before any work, an image too small to be scored at `scale`."""
+def check_image_sizes(images: list[tuple[str, np.ndarray]], scale: int,
+                      skip: Callable[[str], None] | None = None) -> list[tuple[str, np.ndarray]]:
+    """Refuse, before any work, an image too small to be scored at `scale`; with `skip`, report it
+    through `skip` and leave it out. Returns the images kept."""
     least = MIN_VALIDATION_LR * scale
+    kept = []
     for name, image in images:
         height, width = image.shape[:2]
-        if min(height, width) < least:
-            raise InputError(f"{name} is {width}×{height}: scoring at x{scale} needs at least {least} pixels a side")
+        if min(height, width) >= least:
+            kept.append((name, image))
+            continue
+        message = f"{name} is {width}×{height}: scoring at x{scale} needs at least {least} pixels a side"
+        if skip is None:
+            raise InputError(message)
+        skip(f"{message}; left out")
+    if not kept:
+        raise InputError(f"no image is large enough to score at x{scale} (at least {least} pixels a side)")
+    return kept
