@@ -189,7 +189,20 @@ def on_white(image: np.ndarray) -> np.ndarray:
     return (blended + 0.5).astype(np.uint8)
 
 
+def check_image(image: np.ndarray) -> None:
+    """The pictures animesr reads and writes: H×W×C uint8 or uint16 arrays of 1 to 4 channels."""
+    if not isinstance(image, np.ndarray):
+        raise InputError(f"images must be numpy arrays, not {type(image).__name__}")
+    if image.ndim != 3 or image.shape[2] not in (1, 2, 3, 4):
+        raise InputError(f"images must be H×W×C with 1, 2, 3 or 4 channels, not shape {image.shape}")
+    if image.dtype not in (np.uint8, np.uint16):
+        raise InputError(f"images must be uint8 or uint16, not {image.dtype} (scale floats to 0..255 first)")
+    if image.size == 0:
+        raise InputError(f"an empty image ({image.shape[1]}×{image.shape[0]})")
+
+
 def encode_image(image: np.ndarray, fmt: str, quality: int = 95) -> bytes:
+    check_image(image)
     fmt = fmt.lower().lstrip(".")
     if fmt == "jpeg":
         fmt = "jpg"

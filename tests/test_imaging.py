@@ -301,3 +301,28 @@ def test_list_images_errors(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="no images found"):
         list_images([tmp_path / "empty"], recursive=True)
+
+
+@pytest.mark.parametrize("image", [
+    np.zeros((4, 4, 3), np.float32), np.zeros((4, 4, 3), bool), np.zeros((4, 4, 3), np.int32),
+    np.zeros((4, 4, 5), np.uint8), np.zeros((4, 4), np.uint8), np.zeros((0, 4, 3), np.uint8), [[0, 0]],
+], ids=["float", "bool", "int32", "5 channels", "H×W", "empty", "list"])
+def test_write_image_refuses_what_it_would_write_wrongly(tmp_path: Path, image) -> None:
+    """A float image in 0..1 was written as a black PNG, H×W×5 as RGBA; H×W was an IndexError."""
+    with pytest.raises(InputError, match="images must|empty image"):
+        write_image(tmp_path / "x.png", image)
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_the_upscaler_refuses_empty_images_and_frames() -> None:
+    from animesr import Upscaler
+    from animesr.config import InferenceSettings
+    from conftest import tiny_loaded
+
+    upscaler = Upscaler(tiny_loaded(2), InferenceSettings(device="cpu", backend="torch"))
+    with pytest.raises(InputError, match="empty image"):
+        upscaler.upscale(np.zeros((0, 5, 3), np.uint8))
+    with pytest.raises(InputError, match="non-empty"):
+        upscaler.upscale_frames(np.zeros((1, 0, 0, 3), np.uint8))
+    with pytest.raises(InputError, match="numpy arrays"):
+        upscaler.upscale([[1, 2, 3]])

@@ -18,6 +18,7 @@ from animesr.checkpoint import LoadedModel
 from animesr.config import InferenceSettings
 from animesr.device import available_ram_bytes, free_memory_bytes
 from animesr.errors import DeviceError, InputError, ModelOutputError
+from animesr.imaging import check_image
 from animesr.inference.backends import InferenceBackend, open_backend
 from animesr.inference.backends.base import describe
 from animesr.inference.backends.torch_backend import TorchBackend
@@ -72,7 +73,7 @@ class Upscaler:
     def upscale(self, image: np.ndarray, on_tile: TileCallback | None = None,
                 notice: Notice | None = None) -> np.ndarray:
         """One H×W×C image -> (sH)×(sW)×C, same dtype."""
-        _check_image(image)
+        check_image(image)
         gray = image.shape[2] in (1, 2)
         colour = np.repeat(image[..., :1], 3, axis=2) if gray else image[..., :3]
         maximum = float(np.iinfo(image.dtype).max)
@@ -87,8 +88,10 @@ class Upscaler:
 
     def upscale_frames(self, frames: np.ndarray, notice: Notice | None = None) -> np.ndarray:
         """A batch of N×H×W×3 uint8 RGB frames -> N×sH×sW×3 uint8, converted on the device."""
-        if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8:
-            raise InputError(f"frames must be N×H×W×3 uint8, not {frames.shape} {frames.dtype}")
+        if (not isinstance(frames, np.ndarray) or frames.ndim != 4 or frames.shape[3] != 3
+                or frames.dtype != np.uint8 or frames.size == 0):
+            shape = f"{frames.shape} {frames.dtype}" if isinstance(frames, np.ndarray) else type(frames).__name__
+            raise InputError(f"frames must be a non-empty N×H×W×3 uint8 array, not {shape}")
         with torch.inference_mode():
             out = self.run_pixels(self._to_device(frames), 255.0, None, notice)
             _require_finite(bool(torch.isfinite(out).all()))
@@ -216,8 +219,4 @@ def _require_finite(finite: bool) -> None:
                                "at half precision); nothing was written")
 
 
-def _check_image(image: np.ndarray) -> None:
-    if image.ndim != 3 or image.shape[2] not in (1, 2, 3, 4):
-        raise InputError(f"images must be H×W×C with 1, 2, 3 or 4 channels, not shape {image.shape}")
-    if image.dtype not in (np.uint8, np.uint16):
-        raise InputError(f"images must be uint8 or uint16, not {image.dtype}")
+
