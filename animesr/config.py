@@ -52,6 +52,8 @@ class ImageJob:
     def __post_init__(self) -> None:
         if self.max_pixels < 1:
             raise ValueError("--max-pixels must be at least 1")
+        if any(sep in self.suffix for sep in ("/", "\\", "\n", "\0")):
+            raise ValueError(f"--suffix must not contain a path separator or a line break: {self.suffix!r}")
 
 
 @dataclass(frozen=True)

@@ -207,3 +207,10 @@ def test_what_the_output_format_drops_is_said_once_per_file(tmp_path: Path) -> N
     job = _job([tmp_path / "a.png", tmp_path / "b.png"], tmp_path / "png", fmt="png")
     upscale_images(job, Upscaler(tiny_loaded(2), job.inference), ImageCallbacks(warn=warnings.append))
     assert warnings == []
+
+
+@pytest.mark.parametrize("suffix", ["/../../x", "a\\b", "x\ny"])
+def test_a_suffix_cannot_leave_the_output_folder_or_break_a_name(tmp_path: Path, suffix: str) -> None:
+    """The CLI checked separators; the API let `suffix='/../../x'` write outside the output folder."""
+    with pytest.raises(ValueError, match="--suffix must not contain"):
+        _job([tmp_path], tmp_path / "out", suffix=suffix)
