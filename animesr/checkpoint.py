@@ -22,7 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from animesr.atomic import replaced_on_success
-from animesr.errors import CheckpointError
+from animesr.errors import CheckpointError, InputError, OutputError
 from animesr.model import A2N, A2NConfig, from_authors_state_dict, is_authors_state_dict
 from animesr.model.names import authors_scale_is_four
 
@@ -65,6 +65,16 @@ def save_checkpoint(
 ) -> None:
     """Write atomically: a crash while saving keeps any previous file intact."""
     path = Path(path)
+    if not isinstance(model, A2N):
+        raise InputError(f"save_checkpoint takes an A2N network, not {type(model).__name__}"
+                         f"{' (pass loaded.model)' if isinstance(model, LoadedModel) else ''}")
+    if path.is_dir() or not path.parent.is_dir():
+        raise OutputError(f"cannot write {path}: " + ("it is a folder" if path.is_dir()
+                                                      else f"folder {path.parent} does not exist"))
+    try:
+        training_text = json.dumps(training or {}, sort_keys=True)
+    except (TypeError, ValueError) as error:
+        raise InputError(f"the training record must be plain JSON: {error}") from None
     c = model.config
     metadata = {
         "format": FORMAT_NAME,
@@ -75,7 +85,7 @@ def save_checkpoint(
         "up_channels": str(c.up_channels),
         "blocks": str(c.blocks),
         "value_range": _format_range(value_range),
-        "training": json.dumps(training or {}, sort_keys=True),
+        "training": training_text,
     }
     tensors = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()}
     with replaced_on_success(path) as temporary:

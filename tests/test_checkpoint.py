@@ -409,3 +409,19 @@ def test_a_zip_file_claiming_more_elements_than_it_holds(tmp_path: Path) -> None
             forged.writestr(info, data.replace(small, huge) if info.filename.endswith("data.pkl") else data)
     with pytest.raises(CheckpointError, match="claims.pt is not a checkpoint animesr can read"):
         load_checkpoint(tmp_path / "claims.pt", scale=2)
+
+
+def test_save_checkpoint_says_what_is_wrong_in_our_words(tmp_path: Path) -> None:
+    """These were IsADirectoryError, SafetensorError, TypeError and AttributeError."""
+    from animesr.errors import InputError, OutputError
+
+    model = A2N(A2NConfig(scale=2, channels=8, up_channels=8, blocks=1))
+    with pytest.raises(OutputError, match="it is a folder"):
+        save_checkpoint(tmp_path, model, 1.0)
+    with pytest.raises(OutputError, match="does not exist"):
+        save_checkpoint(tmp_path / "missing" / "m.safetensors", model, 1.0)
+    with pytest.raises(InputError, match="plain JSON"):
+        save_checkpoint(tmp_path / "m.safetensors", model, 1.0, training={"when": object()})
+    with pytest.raises(InputError, match="takes an A2N network"):
+        save_checkpoint(tmp_path / "m.safetensors", None, 1.0)
+    assert list(tmp_path.iterdir()) == []
