@@ -13,6 +13,16 @@ BACKENDS = ("auto", "torch", "openvino", "onnxruntime")
 DEFAULT_MAX_PIXELS = 50_000_000
 
 
+def _paths(settings: object, *names: str) -> None:
+    """Paths given as text, as Python callers may, become Paths once, here (a tuple of them too)."""
+    for name in names:
+        value = getattr(settings, name)
+        if isinstance(value, str):
+            object.__setattr__(settings, name, Path(value))
+        elif isinstance(value, (list, tuple)):
+            object.__setattr__(settings, name, tuple(Path(v) for v in value))
+
+
 @dataclass(frozen=True)
 class InferenceSettings:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | gpu | gpu.N (OpenVINO's Intel GPUs)
@@ -50,6 +60,7 @@ class ImageJob:
     denoise: float | None = None  # mix of the shipped clean (0) and real (1) models
 
     def __post_init__(self) -> None:
+        _paths(self, "inputs", "output_dir")
         if self.max_pixels < 1:
             raise ValueError("--max-pixels must be at least 1")
         if any(sep in self.suffix for sep in ("/", "\\", "\n", "\0")):
@@ -65,6 +76,9 @@ class PrepareSettings:
     scales: tuple[int, ...] = (2, 4)
     min_size: int | None = None  # shorter side; None: the crop size
     overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        _paths(self, "sources", "output")
 
 
 @dataclass(frozen=True)
@@ -98,6 +112,9 @@ class TrainSettings:
     sharpen_target: float = 0.0  # unsharp-mask weight of the HR targets (0: the HR as it is)
     gan_weight: float = 0.0  # weight of the adversarial loss beside the pixel loss (0: no adversarial stage)
     gan_lr: float = 1e-4  # the discriminator's Adam learning rate
+
+    def __post_init__(self) -> None:
+        _paths(self, "data", "out", *(name for name in ("val_dir", "init") if getattr(self, name) is not None))
 
 
 # ---- video (upscale-video) ------------------------------------------------------------------
@@ -142,6 +159,7 @@ class VideoJob:
     accept_truncated: bool = False  # upscale what decodes of a source shorter than its container says
 
     def __post_init__(self) -> None:
+        _paths(self, "input", "output")
         if self.field_mode not in FIELD_MODES:
             raise ValueError(f"--field-mode must be one of {', '.join(FIELD_MODES)}, not {self.field_mode!r}")
         if self.deinterlace and self.field_mode not in ("progressive", "deinterlace"):
@@ -184,6 +202,7 @@ class PreviewJob:
     inference: InferenceSettings = InferenceSettings()
 
     def __post_init__(self) -> None:
+        _paths(self, "input", "output")
         if self.field_mode not in FIELD_MODES:
             raise ValueError(f"--field-mode must be one of {', '.join(FIELD_MODES)}, not {self.field_mode!r}")
         if self.frames < 1:

@@ -214,3 +214,18 @@ def test_a_suffix_cannot_leave_the_output_folder_or_break_a_name(tmp_path: Path,
     """The CLI checked separators; the API let `suffix='/../../x'` write outside the output folder."""
     with pytest.raises(ValueError, match="--suffix must not contain"):
         _job([tmp_path], tmp_path / "out", suffix=suffix)
+
+
+def test_settings_take_paths_as_text_too(tmp_path: Path) -> None:
+    """A str path from a Python caller was an AttributeError deep inside the job."""
+    from animesr.config import PrepareSettings, TrainSettings, VideoJob
+
+    write_image(tmp_path / "a.png", smooth_image(4, 4))
+    job = ImageJob(inputs=(str(tmp_path / "a.png"),), output_dir=str(tmp_path / "out"), scale=2, model=None,
+                   inference=InferenceSettings(device="cpu"))
+    assert job.inputs == (tmp_path / "a.png",) and job.output_dir == tmp_path / "out"
+    assert upscale_images(job, Upscaler(tiny_loaded(2), job.inference)).counts()["done"] == 1
+    assert VideoJob(input="a.mkv", output="b.mkv", scale=2).output == Path("b.mkv")
+    assert PrepareSettings(sources=["x"], output="d.h5").sources == (Path("x"),)
+    settings = TrainSettings(data="d.h5", scale=2, out="run", val_dir="val")
+    assert (settings.data, settings.out, settings.val_dir, settings.init) == (Path("d.h5"), Path("run"), Path("val"), None)
