@@ -223,6 +223,24 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(pictures: Path, tmpfs) -> No
     assert list(disk.iterdir()) == []
 
 
+def test_a_disk_that_fills_later_is_one_line_too(tmp_path: Path, tmpfs) -> None:
+    """Incompressible pictures filling a 1 MB disk: HDF5 flushed buffered chunks at exit, after the
+    error line, and crashed (exit 139). The discarded file's writes now go to the null device."""
+    source = tmp_path / "noise"
+    source.mkdir()
+    for seed in range(6):
+        noise = np.random.default_rng(seed).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+        write_image(source / f"{seed}.png", noise)
+    disk = tmpfs("1m")
+    command = [sys.executable, "-m", "animesr", "prepare", str(source), "-o", str(disk / "d.h5"), "--crop", "64",
+               "--stride", "16"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == OutputError.exit_code, result.stderr[-3000:]
+    assert f"error: cannot write {disk / 'd.h5'}: No space left on device" in result.stderr
+    assert "Traceback" not in result.stderr and list(disk.iterdir()) == []
+
+
 def test_an_unwritable_output_is_one_line(pictures: Path, tmp_path: Path, tmpfs) -> None:
     a_file = tmp_path / "file"
     a_file.write_text("")

@@ -85,12 +85,23 @@ def _write_file(temporary: Path, files: list[Path], settings: PrepareSettings,
     except BaseException as error:
         with contextlib.suppress(OSError):
             os.truncate(temporary, 0)
+        _discard_further_writes(h5)
         with contextlib.suppress(Exception):
             h5.close()
         if isinstance(error, (OSError, RuntimeError)) and not isinstance(error, AnimeSRError):
             raise OutputError(f"cannot write {settings.output}: {_hdf5_reason(error)}") from None
         raise
     return report
+
+
+def _discard_further_writes(h5: h5py.File) -> None:
+    """Point the file's descriptor at the null device: the file is being thrown away, and HDF5 still
+    flushes buffered chunks as its objects are freed, which on a full disk can crash the process."""
+    with contextlib.suppress(Exception):
+        descriptor = h5.id.get_vfd_handle()
+        null = os.open(os.devnull, os.O_RDWR)
+        os.dup2(null, descriptor)
+        os.close(null)
 
 
 def _hdf5_reason(error: BaseException) -> str:
