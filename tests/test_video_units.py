@@ -373,3 +373,12 @@ def test_ffmpeg_that_could_not_write_for_a_full_disk_is_an_output_error() -> Non
     assert isinstance(error, OutputError) and error.exit_code == 3
     assert str(error) == "ffmpeg could not write a.mkv.partial: No space left on device"
     assert type(ffmpeg_failure(1, "read a.mkv", "Invalid data found when processing input")) is FFmpegError
+
+
+def test_an_output_name_leaves_room_for_its_work_files(tmp_path: Path) -> None:
+    """A 240-byte name failed after the source was probed, blaming the folder ("File name too long")."""
+    from animesr.video.workdir import check_output_name
+
+    check_output_name(tmp_path / f"{'a' * 238}.mkv")  # 242 bytes: ".partial-work" still fits in 255
+    with pytest.raises(OutputError, match="at most 242 bytes"):
+        check_output_name(tmp_path / f"{'a' * 239}.mkv")

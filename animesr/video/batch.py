@@ -14,10 +14,11 @@ from animesr.config import VideoJob
 from animesr.errors import AnimeSRError, InputError, OutputError
 from animesr.image_job import prepare_output_dir
 from animesr.inputs import folder_inside, list_inputs
+from animesr.video.workdir import WORK_SUFFIXES
 
 VIDEO_SUFFIXES = frozenset({".mkv", ".mp4", ".m4v", ".mov", ".webm", ".avi", ".ts", ".m2ts", ".mts", ".mpg",
                             ".mpeg", ".vob", ".wmv", ".flv", ".ogv", ".3gp", ".nut", ".y4m"})
-OUTPUT_MARKERS = (".partial", ".partial-work", ".lock")  # our own leftovers, never inputs
+OUTPUT_MARKERS = WORK_SUFFIXES  # our own leftovers, never inputs
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from animesr.video.streams import (StreamAction, check_video_codec, container_fo
                                    stream_args)
 from animesr.video.timeline import Timeline, parse_framecrc
 from animesr.video.verify import Verification, find_truncation, verify_output
-from animesr.video.workdir import WorkFolder, file_identity, output_lock, partial_output_path, work_folder_path
+from animesr.video.workdir import WorkFolder, check_output_name, file_identity, output_lock, partial_output_path, work_folder_path
 
 CUDA_BATCH = 4  # frames per network call on CUDA; on the CPU batching gains nothing and costs memory
 _NOTED_HASH_BYTES = 1 << 30  # about a second of hashing: say why the start waits
@@ -171,6 +171,7 @@ def _nominal_rate(info: VideoInfo, job: VideoJob) -> Fraction:
 
 
 def _check_paths(job: VideoJob) -> str:
+    check_output_name(job.output)
     container = container_for(job.output)
     if job.output.resolve() == job.input.resolve():
         raise OutputError("OUTPUT is the input file: choose another name")

@@ -33,6 +33,18 @@ class ChunkRecord:
     sha256: str = ""
 
 
+WORK_SUFFIXES = (".partial", ".partial-work", ".lock")  # what OUTPUT's name gets for the files beside it
+NAME_MAX = 255  # bytes in a file name on the usual file systems
+
+
+def check_output_name(output: Path) -> None:
+    """OUTPUT's name leaves room for the work files named after it."""
+    room = NAME_MAX - max(len(suffix) for suffix in WORK_SUFFIXES)
+    if len(os.fsencode(output.name)) > room:
+        raise OutputError(f"{output.name[:40]}…: an output name may have at most {room} bytes "
+                          "(its work files add to it); choose a shorter one")
+
+
 def partial_output_path(output: Path) -> Path:
     return output.with_name(output.name + ".partial")
 
