@@ -213,6 +213,8 @@ def test_a_ray_address_nothing_answers_on_is_one_line_at_once(series: Path, tmp_
     (["-m", "no-such-model.safetensors"], 4, "model file not found"),
     (["--container", "webm"], 2, "cannot go in webm"),
     (["--device", "cuda:3"], 7, "error:"),  # "no CUDA GPU" here, "there is no cuda:3" on a one-GPU machine
+    (["--preset", "foo"], 2, "change --preset"),
+    (["--codec", "rawvideo", "--container", "mp4"], 2, "--codec rawvideo cannot go in mp4"),
 ])
 def test_a_folder_job_checks_what_every_video_shares_before_the_first(series: Path, tmp_path: Path,
                                                                      extra: list[str], code: int, words: str) -> None:

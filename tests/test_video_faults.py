@@ -277,6 +277,17 @@ def test_a_bad_preset_is_blamed_on_the_preset_not_on_the_codec(clip50: Path, tmp
     assert not leftovers(out) and not out.exists()
 
 
+def test_a_codec_the_container_refuses_fails_before_any_frame(clip50: Path, tmp_path: Path) -> None:
+    """MP4 has no tag for raw video: ffmpeg said so only when muxing, after every frame was upscaled."""
+    out = tmp_path / "raw.mp4"
+    result = cli(str(clip50), "-o", str(out), "-s", "2", "-m", str(tiny_model_file(tmp_path)), "--codec", "rawvideo")
+    assert result.exit_code == 2 and handled(result), result.output
+    lines = error_lines(result.output)
+    assert len(lines) == 1 and lines[0].startswith("error: --codec rawvideo cannot go in mp4 (") and lines[0].endswith(
+        "): use an .mkv output or another --codec"), lines
+    assert not leftovers(out) and not out.exists() and not work_folder_path(out).exists()
+
+
 def test_the_advice_names_the_option_at_fault_or_another_codec() -> None:
     from animesr.config import EncodeSettings
     from animesr.video.preflight import _advice

@@ -174,14 +174,19 @@ def _upscale_folder(template: VideoJob, inputs: list[Path], output: Path, recurs
 
 
 def _check_job_wide(template: VideoJob, container: str, *, local: bool) -> None:
-    """What every video of a folder job shares, checked once before the first: the codec in the
-    container, the model, and (in this process) the device. Each would otherwise fail every video."""
+    """What every video of a folder job shares, checked once before the first: the encoder with its
+    options in the container, the model, and (in this process) the device. Each would otherwise
+    fail every video."""
     from animesr.inference.upscaler import Upscaler
     from animesr.pretrained import resolve_model
     from animesr.video.ffmpeg import video_encoders
-    from animesr.video.streams import check_video_codec
+    from animesr.video.preflight import TRIAL_SIZE, check_encode_options, check_encoder_opens
+    from animesr.video.streams import check_video_codec, container_for
 
-    check_video_codec(container, template.encode.codec, video_encoders())
+    muxer = container_for(Path(f"x.{container}"))
+    check_video_codec(muxer, template.encode.codec, video_encoders())
+    check_encode_options(template.encode)
+    check_encoder_opens(None, template.encode, width=TRIAL_SIZE[0], height=TRIAL_SIZE[1], container=muxer)
     loaded = resolve_model(template.model, template.scale, template.denoise)
     if local:
         Upscaler(loaded, template.inference)

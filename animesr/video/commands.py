@@ -110,11 +110,16 @@ def encode_args(info: VideoInfo, encode: EncodeSettings, *, width: int, height: 
             *quality_args(encode), *colour_tags(info), "-f", "nut", path_arg(destination)]
 
 
-def encoder_trial_args(info: VideoInfo, encode: EncodeSettings, *, width: int, height: int) -> list[str]:
-    """Two grey frames of the output's size through the job's encoder and settings, to nowhere."""
+def encoder_trial_args(info: VideoInfo | None, encode: EncodeSettings, *, width: int, height: int,
+                       container: str, destination: Path) -> list[str]:
+    """Two grey frames of the output's size through the job's encoder and settings into the job's
+    container (whose muxer refuses some codecs only when it writes its header). Without `info`,
+    the source's colour tags are left out."""
     source = ["-f", "lavfi", "-i", f"color=c=gray:size={width}x{height}:rate=25"]
-    return [*_QUIET, *source, "-frames:v", "2", "-vf", f"format={encode.pix_fmt}", "-c:v", encode.codec,
-            *quality_args(encode), *colour_tags(info), "-f", "null", "-"]
+    tags = colour_tags(info) if info is not None else []
+    return [*_QUIET, "-y", *source, "-frames:v", "2", "-vf", f"format={encode.pix_fmt}", "-c:v", encode.codec,
+            *quality_args(encode), *tags, *_CONTAINER_OPTIONS.get(container, []), "-f", container,
+            path_arg(destination)]
 
 
 def quality_args(encode: EncodeSettings) -> list[str]:

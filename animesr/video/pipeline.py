@@ -116,7 +116,7 @@ def _upscale_locked(job: VideoJob, callbacks: VideoCallbacks, info: VideoInfo, c
                                                     note=callbacks.note, warn=callbacks.warn))
     padding = even_padding(info.width * job.scale, info.height * job.scale, job.encode.pix_fmt)
     check_encoder_opens(info, job.encode, width=info.width * job.scale + padding[0],
-                        height=info.height * job.scale + padding[1])
+                        height=info.height * job.scale + padding[1], container=container)
     loaded = resolve_model(job.model, job.scale, job.denoise)
     engine = make_engine(loaded, job)
     size = job.input.stat().st_size

@@ -6,6 +6,8 @@ of the output's size first. No torch."""
 from __future__ import annotations
 
 import re
+import tempfile
+from pathlib import Path
 
 from animesr.config import EncodeSettings
 from animesr.errors import UsageError
@@ -41,10 +43,22 @@ def check_pixel_format(encode: EncodeSettings) -> None:
                          f"use one of {' '.join(sorted(accepted))}")
 
 
-def check_encoder_opens(info: VideoInfo, encode: EncodeSettings, *, width: int, height: int) -> None:
-    args = commands.encoder_trial_args(info, encode, width=width, height=height)
-    result = run_tool([ffmpeg_exe(), *args])
+# a size every encoder takes, for the check a folder job makes once before its first video
+TRIAL_SIZE = (640, 480)
+
+
+def check_encoder_opens(info: VideoInfo | None, encode: EncodeSettings, *, width: int, height: int,
+                        container: str) -> None:
+    """The encoder opens with the job's options and its stream goes into the container."""
+    with tempfile.TemporaryDirectory(prefix="animesr-trial-") as folder:
+        args = commands.encoder_trial_args(info, encode, width=width, height=height, container=container,
+                                           destination=Path(folder) / "trial")
+        result = run_tool([ffmpeg_exe(), *args])
     if result.returncode != 0:
+        refusal = _own_lines(result.stderr, container)
+        if refusal:
+            raise UsageError(f"--codec {encode.codec} cannot go in {container} ({refusal}): "
+                             "use an .mkv output or another --codec")
         complaint = encoder_complaint(result.stderr, encode.codec)
         raise UsageError(f"--codec {encode.codec} does not work here with {_other_options(encode)} "
                          f"({complaint}): {_advice(complaint, encode)}")
@@ -67,5 +81,10 @@ def _advice(complaint: str, encode: EncodeSettings) -> str:
 
 def encoder_complaint(stderr: str, codec: str) -> str:
     """The encoder's own words (`[h264_nvenc @ 0x..] Cannot load libcuda.so.1`), without the prefix."""
-    own = [line for line in stderr.splitlines() if line.startswith(f"[{codec} @")]
-    return _PREFIX.sub("", own[0]).strip() if own else last_lines(stderr, 1)
+    return _own_lines(stderr, codec) or last_lines(stderr, 1)
+
+
+def _own_lines(stderr: str, component: str) -> str:
+    """The first line an ffmpeg component (an encoder, a muxer) wrote, without its prefix; "" if none."""
+    own = [line for line in stderr.splitlines() if line.startswith(f"[{component} @")]
+    return _PREFIX.sub("", own[0]).strip() if own else ""
