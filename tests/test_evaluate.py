@@ -200,3 +200,20 @@ def test_a_folder_with_an_unreadable_or_tiny_image_scores_the_others(tmp_path: P
     warnings = [line for line in result.output.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 2 and "b.png" in warnings[0] and "d.png is 40×20" in warnings[1], result.output
     assert [s["name"] for s in json.loads(report.read_text())["images"]] == ["a.png", "c.png"]
+
+
+def test_an_image_smaller_than_the_crop_is_scored_whole_with_a_warning(tmp_path: Path) -> None:
+    """The report said --crop 48 while one image was scored at 40×36, silently."""
+    folder = tmp_path / "hr"
+    folder.mkdir()
+    write_image(folder / "big.png", smooth_image(64, 64, seed=1))
+    write_image(folder / "small.png", smooth_image(36, 40, seed=2))
+    model = tmp_path / "tiny.safetensors"
+    save_checkpoint(model, tiny_model(2), 1.0)
+    report = tmp_path / "s.json"
+    result = CliRunner().invoke(app, ["evaluate", str(folder), "--scale", "2", "--model", str(model), "--crop", "48",
+                                      "--json", str(report)])
+    assert result.exit_code == 0 and handled(result), (result.output, result.exception)
+    warnings = [line for line in result.output.splitlines() if line.startswith("warning:")]
+    assert warnings == ["warning: small.png is 40×36, smaller than --crop 48: scored at 40×36"], result.output
+    assert [s["name"] for s in json.loads(report.read_text())["images"]] == ["big.png", "small.png"]

@@ -90,7 +90,7 @@ def evaluate(
             models.append(resolve_model(second, scale))
         upscalers = [Upscaler(loaded, settings) for loaded in models]
         note(f"x{scale}, model {models[0].source}, {upscalers[0].describe()}")
-        images = check_image_sizes(load_hr_images(list(hr), crop, skip=warn), scale, skip=warn)
+        images = check_image_sizes(load_hr_images(list(hr), crop, warn=warn), scale, skip=warn)
         if save_pairs_to is not None:
             save_pairs(images, scale, preset, seed, save_pairs_to)
         with progress_bar() as progress:

@@ -25,19 +25,26 @@ class ImageScore:
 
 
 def load_hr_images(paths: list[Path], crop: int | None,
-                   skip: Callable[[str], None] | None = None) -> list[tuple[str, np.ndarray]]:
+                   warn: Callable[[str], None] | None = None) -> list[tuple[str, np.ndarray]]:
     """Read HR images (folders walked), as RGB uint8, centre-cropped to `crop` px when given. With
-    `skip`, an unreadable image is reported through it and left out instead of stopping the job."""
+    `warn`, an unreadable image is reported through it and left out instead of stopping the job,
+    and an image narrower or lower than `crop` is reported as scored at its own size there."""
     images = []
     for path, _ in list_images(paths, recursive=True):
         try:
-            images.append((path.name, centre_crop(to_rgb8(read_image(path)), crop)))
+            image = to_rgb8(read_image(path))
         except InputError as error:
-            if skip is None:
+            if warn is None:
                 raise
-            skip(str(error))
+            warn(str(error))
+            continue
+        cropped = centre_crop(image, crop)
+        if warn is not None and crop is not None and cropped.shape[:2] != (crop, crop):
+            h, w = image.shape[:2]
+            warn(f"{path.name} is {w}×{h}, smaller than --crop {crop}: scored at {cropped.shape[1]}×{cropped.shape[0]}")
+        images.append((path.name, cropped))
     if not images:
-        raise InputError("no validation images found" if skip is None else "no image could be read")
+        raise InputError("no validation images found" if warn is None else "no image could be read")
     return images
 
 
