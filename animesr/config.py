@@ -186,6 +186,9 @@ class VideoJob:
 DEFAULT_PREVIEW_CROP = 128  # source pixels per side of each crop
 
 
+PREVIEW_CANDIDATES = 12  # places in a video a preview looks at to pick the most detailed frames
+
+
 @dataclass(frozen=True)
 class PreviewJob:
     input: Path  # an image or a video
@@ -205,8 +208,8 @@ class PreviewJob:
         _paths(self, "input", "output")
         if self.field_mode not in FIELD_MODES:
             raise ValueError(f"--field-mode must be one of {', '.join(FIELD_MODES)}, not {self.field_mode!r}")
-        if self.frames < 1:
-            raise ValueError("--frames must be at least 1")
+        if not 1 <= self.frames <= PREVIEW_CANDIDATES:
+            raise ValueError(f"--frames must be 1 to {PREVIEW_CANDIDATES}, the places a preview looks at")
         if self.crop < 16:
             raise ValueError("--crop must be at least 16 pixels")
         if any(t < 0 for t in self.at):

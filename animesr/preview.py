@@ -105,6 +105,8 @@ def _frames(job: PreviewJob, note: Message, warn: Message) -> tuple[list[tuple[s
     field_mode = settle_field_mode(info, job.field_mode, note=note, warn=warn)
     found = ([frame_at(info, field_mode, t) for t in job.at] if job.at
              else most_detailed_frames(info, field_mode, job.frames))
+    if not job.at and len(found) < job.frames:
+        note(f"{job.input.name} gave {len(found)} frame(s) of the {job.frames} asked for: its duration is unknown")
     return [(f"{t:.3f} s", frame) for t, frame in found], field_mode
 
 

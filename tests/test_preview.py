@@ -13,6 +13,7 @@ from test_video_pipeline import clips, ffmpeg, lavfi_testsrc, make_clip, tiny_mo
 from test_video_window import _source_frames
 from typer.testing import CliRunner
 
+from animesr.callbacks import JobCallbacks
 from animesr.config import PreviewJob
 from animesr.errors import InputError, OutputError
 from animesr.imaging import bicubic_resize, read_image, write_image
@@ -79,6 +80,18 @@ def test_a_clip_sheet_shows_the_most_detailed_frames_or_the_asked_times(ffmpeg: 
         make_preview(PreviewJob(input=clip, output=tmp_path / "late.png", models=model, at=(9.0,)))
 
 
+def test_a_stream_without_duration_or_index_gives_its_first_frame_and_says_why(ffmpeg: str, clips: Path,
+                                                                              tmp_path: Path) -> None:
+    """A raw H.264 stream cannot seek, even to 0: the preview failed with 'no decodable video frames'."""
+    stream = make_clip(ffmpeg, clips / "raw.h264", *lavfi_testsrc("25", 0.4, "128x96"), "-c:v", "libx264",
+                       "-f", "h264")
+    notes: list[str] = []
+    sheet = make_preview(PreviewJob(input=stream, output=tmp_path / "raw.png", scale=2, crop=CROP, frames=3,
+                                    models=(str(tiny_model_file(tmp_path)),)), JobCallbacks(note=notes.append))
+    assert sheet.rows == ("0.000 s",)
+    assert "raw.h264 gave 1 frame(s) of the 3 asked for: its duration is unknown" in notes
+
+
 def test_a_telecined_clip_is_previewed_through_inverse_telecine(ffmpeg: str, film: Path, telecined: Path,
                                                                 tmp_path: Path) -> None:
     result = make_preview(PreviewJob(input=telecined, output=tmp_path / "tc.png", scale=2, crop=CROP, at=(1.0,),
@@ -107,6 +120,7 @@ def test_cli_preview_and_its_errors(picture: Path, tmp_path: Path) -> None:
         (["-o", str(tmp_path / "x.png"), "--at", "3"], InputError.exit_code, "for videos"),
         (["-o", str(tmp_path / "x.png"), "--scale", "5"], InputError.exit_code, "--scale"),
         (["-o", str(tmp_path / "x.png"), "--crop", "4"], InputError.exit_code, "--crop"),
+        (["-o", str(tmp_path / "x.png"), "--frames", "13"], InputError.exit_code, "--frames must be 1 to 12"),
     ):
         result = CliRunner().invoke(app, ["preview", str(picture), "-m", model, *args])
         assert result.exit_code == code and handled(result), result.output

@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from animesr.config import VideoJob
+from animesr.config import PREVIEW_CANDIDATES, VideoJob
 from animesr.errors import InputError
 from animesr.video import commands
 from animesr.video.ffmpeg import FrameReader
@@ -20,7 +20,6 @@ from animesr.video.probe import VideoInfo
 _LEAD = {"ivtc": 0.5, "deinterlace": 0.2}
 _LEAD_PROGRESSIVE = 0.1
 _WINDOW = 0.5  # seconds decoded after it
-CANDIDATES = 12  # places looked at when picking the most detailed frames
 
 
 def frame_at(info: VideoInfo, field_mode: str, seconds: float) -> tuple[float, np.ndarray]:
@@ -28,7 +27,8 @@ def frame_at(info: VideoInfo, field_mode: str, seconds: float) -> tuple[float, n
     if info.duration is not None and seconds >= info.duration:
         raise InputError(f"--at {seconds:g} is past the end of {info.path.name} ({info.duration:.3f} s)")
     start = max(0.0, seconds - _LEAD.get(field_mode, _LEAD_PROGRESSIVE))
-    job = VideoJob(input=info.path, output=Path("unused.mkv"), scale=2, field_mode=field_mode, start=start,
+    # no seek at all from the start: a stream without an index (raw H.264) cannot seek, even to 0
+    job = VideoJob(input=info.path, output=Path("unused.mkv"), scale=2, field_mode=field_mode, start=start or None,
                    duration=seconds - start + _WINDOW)
     timeline = scan_timeline(info, job)
     times = [float(p * timeline.time_base) for p in timeline.pts]
@@ -52,9 +52,9 @@ def detail(frame: np.ndarray) -> float:
 
 
 def most_detailed_frames(info: VideoInfo, field_mode: str, count: int) -> list[tuple[float, np.ndarray]]:
-    """The `count` most detailed of frames at CANDIDATES places spread over the video, in time order."""
+    """The `count` most detailed of frames at PREVIEW_CANDIDATES places spread over the video, in time order."""
     duration = info.duration or 0.0
-    places = [duration * (i + 0.5) / CANDIDATES for i in range(CANDIDATES)] if duration > 0 else [0.0]
+    places = [duration * (i + 0.5) / PREVIEW_CANDIDATES for i in range(PREVIEW_CANDIDATES)] if duration > 0 else [0.0]
     found = [frame_at(info, field_mode, t) for t in places]
     ranked = sorted(found, key=lambda item: detail(item[1]), reverse=True)
     chosen: list[tuple[float, np.ndarray]] = []
