@@ -21,10 +21,7 @@ Prints a table and writes JSON (default benchmarks/results/bench_backends.json).
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -41,12 +38,12 @@ from animesr.imaging import read_image, write_image
 from animesr.inference import Upscaler
 from animesr.inference.backends import installed
 from animesr.pretrained import shipped_model_path
+from report import machine, parser, write_report
 
 SHARED = Path(os.environ.get("ANIMESR_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
 VAL = SHARED / "data" / "anime" / "val"
 CLIP = SHARED / "data" / "video" / "w2xex_2_anime_360p.mp4"
 SIZE = (576, 432)
-DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "bench_backends.json"
 WHOLE = 4096  # a --tile larger than any frame here: the whole frame in one call
 # (backend, precision, tile): the baseline is the issue's, torch float32 channels-last on the whole frame;
 # tile None is the default policy (torch on the CPU: cache-sized tiles)
@@ -285,18 +282,17 @@ def large_images(folder: Path) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--frames", type=int, default=3, help="frames of the end-to-end clip (0: skip)")
-    parser.add_argument("--scales", type=int, nargs="+", default=[2, 4])
-    parser.add_argument("--val-crop", type=int, default=256, help="HR centre crop for the cost of fast")
-    parser.add_argument("--images", action="store_true", help="also the 1920×1080 upscale-image rows (minutes)")
-    parser.add_argument("--skip", nargs="+", default=[], choices=["model", "cost"],
-                        help="leave out the model-only rows or the cost of fast (the other parts: --frames 0, --images)")
-    parser.add_argument("--compiled", action="store_true",
-                        help="also a model-only row for the torch backend with --compile (compiles first: minutes)")
-    parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
-    args = parser.parse_args(argv)
+    options = parser(__doc__, "bench_backends")
+    options.add_argument("--repeats", type=int, default=3)
+    options.add_argument("--frames", type=int, default=3, help="frames of the end-to-end clip (0: skip)")
+    options.add_argument("--scales", type=int, nargs="+", default=[2, 4])
+    options.add_argument("--val-crop", type=int, default=256, help="HR centre crop for the cost of fast")
+    options.add_argument("--images", action="store_true", help="also the 1920×1080 upscale-image rows (minutes)")
+    options.add_argument("--skip", nargs="+", default=[], choices=["model", "cost"],
+                         help="leave out the model-only rows or the cost of fast (the other parts: --frames 0, --images)")
+    options.add_argument("--compiled", action="store_true",
+                         help="also a model-only row for the torch backend with --compile (compiles first: minutes)")
+    args = options.parse_args(argv)
     os.environ.setdefault("ANIMESR_CACHE", str(Path(tempfile.gettempdir()) / "animesr-bench-cache"))
     peak, ghz = cpu_peak_gmacs()
     print(f"CPU peak: {os.cpu_count()} cores × 16 FP32 MAC/cycle × {ghz:.2f} GHz = {peak:.0f} GMAC/s", flush=True)
@@ -318,15 +314,11 @@ def main(argv: list[str] | None = None) -> int:
             rows += large_images(folder)
     result = {
         "benchmark": "bench_backends",
-        "machine": {"python": sys.version.split()[0], "torch": torch.__version__, "platform": platform.platform(),
-                    "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "load_average": os.getloadavg(), "peak_gmac_per_s": peak, "clock_ghz": ghz,
-                    "versions": _versions()},
+        "machine": machine() | {"peak_gmac_per_s": peak, "clock_ghz": ghz, "versions": _versions()},
         "settings": vars(args) | {"json": str(args.json), "size": SIZE},
         "rows": rows,
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    write_report(args.json, result)
     print(f"\nwrote {args.json}")
     return 0
 

@@ -11,9 +11,6 @@ under 5 % of a chunk's model time. A full-size A2N with random weights: timing o
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -32,6 +29,7 @@ from animesr.video.batch import plan_videos, upscale_videos
 from animesr.video.distributed import RayPool, RaySettings
 from animesr.video.ffmpeg import ffmpeg_exe
 from animesr.video.pipeline import VideoCallbacks, upscale_video
+from report import machine, parser, write_report
 
 OVERHEAD_LIMIT = 0.05
 
@@ -61,7 +59,7 @@ def main() -> None:
                 "chunks sent back as bytes": _median_overhead(sent["timings"]) + transfer}
     worst = max(overhead.values())
     report = {
-        "machine": _machine(), "model": "tiny" if args.tiny else "a2n-full (random weights)", "threads": args.threads,
+        "machine": machine(), "model": "tiny" if args.tiny else "a2n-full (random weights)", "threads": args.threads,
         "ray_start_s": round(ray_start, 2),
         "clips": {"count": args.clips, "frames": args.clip_frames, "size": args.clip_size, "chunk_frames": args.chunk},
         "wall_s": {"this process": local["seconds"], "1 Ray worker": one["seconds"], "2 Ray workers": two["seconds"]},
@@ -75,28 +73,26 @@ def main() -> None:
         "break_even_fps": round(args.chunk_frames / (worst / OVERHEAD_LIMIT), 1),
     }
     _print(report)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=1))
+    write_report(args.json, report)
     print(f"\nwrote {args.json}")
 
 
 def _parse() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clips", type=int, default=3)
-    parser.add_argument("--clip-frames", type=int, default=16)
-    parser.add_argument("--clip-size", default="96x72")
-    parser.add_argument("--chunk", type=int, default=4, help="chunk frames of the clip runs")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads of this process and of each worker")
-    parser.add_argument("--tiny", action="store_true", help="a tiny network (a quick check of the script)")
-    parser.add_argument("--device", default="cpu", help="where the GPU-sized chunk's model time is measured")
-    parser.add_argument("--size", default="720x480", help="input size of the GPU-sized chunk (DVD)")
-    parser.add_argument("--chunk-frames", type=int, default=DEFAULT_CHUNK_FRAMES)
-    parser.add_argument("--model-frames", type=int, default=1, help="frames timed to estimate the chunk")
-    parser.add_argument("--chunk-mib", type=float, default=16.0,
-                        help="size of a GPU-sized chunk file sent back as bytes (240 frames of 1440×960 x264 "
-                             "CRF 18 anime: about 10-20 MiB)")
-    parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "bench_ray.json")
-    return parser.parse_args()
+    options = parser(__doc__, "bench_ray")
+    options.add_argument("--clips", type=int, default=3)
+    options.add_argument("--clip-frames", type=int, default=16)
+    options.add_argument("--clip-size", default="96x72")
+    options.add_argument("--chunk", type=int, default=4, help="chunk frames of the clip runs")
+    options.add_argument("--threads", type=int, default=1, help="torch threads of this process and of each worker")
+    options.add_argument("--tiny", action="store_true", help="a tiny network (a quick check of the script)")
+    options.add_argument("--device", default="cpu", help="where the GPU-sized chunk's model time is measured")
+    options.add_argument("--size", default="720x480", help="input size of the GPU-sized chunk (DVD)")
+    options.add_argument("--chunk-frames", type=int, default=DEFAULT_CHUNK_FRAMES)
+    options.add_argument("--model-frames", type=int, default=1, help="frames timed to estimate the chunk")
+    options.add_argument("--chunk-mib", type=float, default=16.0,
+                         help="size of a GPU-sized chunk file sent back as bytes (240 frames of 1440×960 x264 "
+                              "CRF 18 anime: about 10-20 MiB)")
+    return options.parse_args()
 
 
 def _model_file(folder: Path, tiny: bool) -> Path:
@@ -182,11 +178,6 @@ def _model_seconds_per_chunk(args: argparse.Namespace, model: Path) -> float:
     if upscaler.device.type == "cuda":
         torch.cuda.synchronize()
     return (time.perf_counter() - began) / args.model_frames * args.chunk_frames
-
-
-def _machine() -> dict:
-    return {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(),
-            "platform": platform.platform(), "load_average_1min": round(os.getloadavg()[0], 1)}
 
 
 def _print(report: dict) -> None:

@@ -9,25 +9,22 @@ just written: the CPU's cost; a cold disk adds its own read speed to both).
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 from animesr.video.workdir import file_identity
+from report import machine, parser, write_report
 
 BLOCK = 1 << 22
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--mib", type=int, default=1024, help="size of the generated file")
-    parser.add_argument("--repeats", type=int, default=3, help="best of this many")
-    parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "bench_source_hash.json")
-    args = parser.parse_args()
+    options = parser(__doc__, "bench_source_hash")
+    options.add_argument("--mib", type=int, default=1024, help="size of the generated file")
+    options.add_argument("--repeats", type=int, default=3, help="best of this many")
+    args = options.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-hash-") as folder:
         path = Path(folder) / "source.bin"
         _write(path, args.mib)
@@ -35,7 +32,7 @@ def main() -> None:
         hashed = min(_timed(lambda: file_identity(path)) for _ in range(args.repeats))
     gib = args.mib / 1024
     report = {
-        "machine": {"cpu": _cpu(), "cores": os.cpu_count(), "python": platform.python_version()},
+        "machine": machine(),
         "mib": args.mib,
         "read_seconds": round(read, 3),
         "identity_seconds": round(hashed, 3),
@@ -45,8 +42,7 @@ def main() -> None:
     }
     print(f"{args.mib} MiB from the page cache: plain read {read:.2f} s, size + SHA-256 {hashed:.2f} s "
           f"({hashed / gib:.2f} s per GiB, {gib / hashed:.2f} GiB/s; {hashed / read:.1f}× a plain read)")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=1))
+    write_report(args.json, report)
     print(f"wrote {args.json}")
 
 
@@ -67,14 +63,6 @@ def _timed(work) -> float:
     began = time.perf_counter()
     work()
     return time.perf_counter() - began
-
-
-def _cpu() -> str:
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        return next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown"
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ writes JSON (default benchmarks/results/bench_train.json). Ratio ≈ 1.0 means l
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ from animesr.data.prepare import prepare_dataset
 from animesr.imaging import write_image
 from animesr.model import A2N, A2NConfig
 from animesr.training.loop import charbonnier
+from report import machine, parser, write_report
 
 
 def generated_dataset(folder: Path) -> Path:
@@ -88,16 +88,15 @@ def _batch_seconds(dataset: PairedPatches, batch_size: int, batches: int) -> flo
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path)
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--patch", type=int, default=48)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--scales", default="2,4")
-    parser.add_argument("--degrade", default="real", choices=sorted(PRESETS))
-    parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "bench_train.json")
-    args = parser.parse_args()
+    options = parser(__doc__, "bench_train")
+    options.add_argument("--data", type=Path)
+    options.add_argument("--steps", type=int, default=10)
+    options.add_argument("--batch-size", type=int, default=16)
+    options.add_argument("--patch", type=int, default=48)
+    options.add_argument("--workers", type=int, default=2)
+    options.add_argument("--scales", default="2,4")
+    options.add_argument("--degrade", default="real", choices=sorted(PRESETS))
+    args = options.parse_args()
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     with tempfile.TemporaryDirectory() as scratch:
         data = args.data or generated_dataset(Path(scratch))
@@ -108,8 +107,7 @@ def main() -> None:
         print(f"{r['device']:6} {'x' + str(r['scale']):>5} {r['seconds_per_step_with_loading']:15.3f} "
               f"{r['seconds_per_step_model_only']:13.3f} {r['ratio']:6.2f} "
               f"{r['seconds_per_batch_degradation']:16.3f} {r['degradation_share_of_model_step']:6.1%}")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"threads": torch.get_num_threads(), "results": rows}, indent=2))
+    write_report(args.json, {"machine": machine(), "threads": torch.get_num_threads(), "results": rows})
     print(f"wrote {args.json}")
 
 

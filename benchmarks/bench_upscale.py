@@ -16,12 +16,7 @@ Prints a table and writes JSON (default benchmarks/results/bench_upscale.json).
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -35,8 +30,7 @@ from animesr.image_job import upscale_images
 from animesr.imaging import write_image
 from animesr.inference import Upscaler
 from animesr.model import A2N, A2NConfig
-
-DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "bench_upscale.json"
+from report import machine, parser, write_report
 
 
 def sync(device: torch.device) -> None:
@@ -128,15 +122,14 @@ def end_to_end(scale: int, size: int, device: torch.device, n_images: int, repea
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size", type=int, default=256, help="input side in pixels (default 256)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per row, after one warm-up (default 3)")
-    parser.add_argument("--images", type=int, default=2, help="images for the end-to-end rows (default 2)")
-    parser.add_argument("--scales", type=int, nargs="+", default=[2, 4])
-    parser.add_argument("--cpu-only", action="store_true", help="skip CUDA even when present")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"where to write results ({DEFAULT_JSON})")
-    args = parser.parse_args(argv)
+    options = parser(__doc__, "bench_upscale")
+    options.add_argument("--size", type=int, default=256, help="input side in pixels (default 256)")
+    options.add_argument("--repeats", type=int, default=3, help="timed runs per row, after one warm-up (default 3)")
+    options.add_argument("--images", type=int, default=2, help="images for the end-to-end rows (default 2)")
+    options.add_argument("--scales", type=int, nargs="+", default=[2, 4])
+    options.add_argument("--cpu-only", action="store_true", help="skip CUDA even when present")
+    options.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    args = options.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -158,17 +151,11 @@ def main(argv: list[str] | None = None) -> int:
 
     result = {
         "benchmark": "bench_upscale",
-        "machine": {
-            "python": sys.version.split()[0], "torch": torch.__version__, "platform": platform.platform(),
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        },
+        "machine": machine(),
         "settings": {"size": args.size, "repeats": args.repeats, "images": args.images},
         "rows": rows,
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    write_report(args.json, result)
     print(f"\nwrote {args.json}")
     return 0
 

@@ -9,10 +9,7 @@ reuse on a real anime clip. A full-size A2N with random weights: timing only.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,6 +25,7 @@ from animesr.video import commands
 from animesr.video.ffmpeg import FrameReader, ffmpeg_exe
 from animesr.video.pipeline import upscale_video
 from animesr.video.probe import probe
+from report import machine, parser, write_report
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 ANIME_CLIPS = (SHARED / "data/video/anime4kml_digimon_720p.mp4", SHARED / "data/video/w2xex_2_anime_360p.mp4")
@@ -45,27 +43,25 @@ def main() -> None:
         rows = [_throughput(work, clip, scale, device, args.batch, config)
                 for device in devices for scale in (int(s) for s in args.scales.split(","))]
         reuse = _reuse(work, args.reuse_clip, args.reuse_frames, devices[0], args.batch, config)
-    report = {"machine": _machine(), "model": "tiny" if args.tiny else "a2n-full (random weights)",
+    report = {"machine": machine(), "model": "tiny" if args.tiny else "a2n-full (random weights)",
               "frames": args.frames, "batch": args.batch, "throughput": rows, "held_frame_reuse": reuse}
     _print(report)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=1))
+    write_report(args.json, report)
     print(f"\nwrote {args.json}")
 
 
 def _parse() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--frames", type=int, default=24, help="frames per throughput measurement")
-    parser.add_argument("--scales", default="4,2")
-    parser.add_argument("--devices", default="cpu,cuda", help="cuda is skipped where absent")
-    parser.add_argument("--batch", type=int, default=None, help="default: 4 on CUDA, 1 on the CPU")
-    parser.add_argument("--reuse-clip", type=Path, default=next((c for c in REUSE_CLIPS if c.is_file()), None),
-                        help="real anime clip for the held-frame measurement (default: from ../shared)")
-    parser.add_argument("--reuse-frames", type=int, default=24)
-    parser.add_argument("--json", type=Path, default=Path("benchmarks/results/bench_video.json"))
-    parser.add_argument("--tiny", action="store_true",
-                        help="an 8-channel one-block A2N: checks the script, and shows pure pipeline overhead")
-    return parser.parse_args()
+    options = parser(__doc__, "bench_video")
+    options.add_argument("--frames", type=int, default=24, help="frames per throughput measurement")
+    options.add_argument("--scales", default="4,2")
+    options.add_argument("--devices", default="cpu,cuda", help="cuda is skipped where absent")
+    options.add_argument("--batch", type=int, default=None, help="default: 4 on CUDA, 1 on the CPU")
+    options.add_argument("--reuse-clip", type=Path, default=next((c for c in REUSE_CLIPS if c.is_file()), None),
+                         help="real anime clip for the held-frame measurement (default: from ../shared)")
+    options.add_argument("--reuse-frames", type=int, default=24)
+    options.add_argument("--tiny", action="store_true",
+                         help="an 8-channel one-block A2N: checks the script, and shows pure pipeline overhead")
+    return options.parse_args()
 
 
 def _make_clip(folder: Path, frames: int) -> Path:
@@ -140,12 +136,6 @@ def _decode(job: VideoJob) -> np.ndarray:
 def _sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
-
-
-def _machine() -> dict:
-    return {"python": sys.version.split()[0], "torch": torch.__version__, "platform": platform.platform(),
-            "cpu_threads": torch.get_num_threads(),
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
 def _print(report: dict) -> None:
