@@ -38,9 +38,8 @@ from animesr.imaging import read_image, write_image
 from animesr.inference import Upscaler
 from animesr.inference.backends import installed
 from animesr.pretrained import shipped_model_path
-from report import machine, parser, write_report
+from report import SHARED, machine, parser, write_report
 
-SHARED = Path(os.environ.get("ANIMESR_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
 VAL = SHARED / "data" / "anime" / "val"
 CLIP = SHARED / "data" / "video" / "w2xex_2_anime_360p.mp4"
 SIZE = (576, 432)

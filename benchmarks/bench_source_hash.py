@@ -49,8 +49,8 @@ def main() -> None:
 def _write(path: Path, mib: int) -> None:
     block = os.urandom(BLOCK)
     with path.open("wb") as f:
-        for _ in range(mib * (1 << 20) // BLOCK):
-            f.write(block)
+        for start in range(0, mib << 20, BLOCK):
+            f.write(block[: (mib << 20) - start])
 
 
 def _read(path: Path) -> None:

@@ -25,9 +25,8 @@ from animesr.video import commands
 from animesr.video.ffmpeg import FrameReader, ffmpeg_exe
 from animesr.video.pipeline import upscale_video
 from animesr.video.probe import probe
-from report import machine, parser, write_report
+from report import SHARED, machine, parser, write_report
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 ANIME_CLIPS = (SHARED / "data/video/anime4kml_digimon_720p.mp4", SHARED / "data/video/w2xex_2_anime_360p.mp4")
 REUSE_CLIPS = ANIME_CLIPS[::-1]  # the 360p clip first: the full network on 720p is slow on a CPU
 SIZE = (576, 432)
@@ -36,6 +35,8 @@ SIZE = (576, 432)
 def main() -> None:
     args = _parse()
     devices = [d for d in args.devices.split(",") if d != "cuda" or torch.cuda.is_available()]
+    if not devices:
+        raise SystemExit(f"bench_video: none of --devices {args.devices} is available here")
     with tempfile.TemporaryDirectory(prefix="bench-video-") as folder:
         work = Path(folder)
         clip = _make_clip(work, args.frames)

@@ -15,6 +15,8 @@ import platform
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# the project's shared data (real anime pictures and clips): ../shared, or $ANIMESR_SHARED
+SHARED = Path(os.environ.get("ANIMESR_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
 
 
 def parser(doc: str, name: str) -> argparse.ArgumentParser:
