@@ -252,6 +252,21 @@ def test_cli_time_parsing() -> None:
     assert parse_time("90", "--start") == 90.0
     assert parse_time("1:30.5", "--start") == 90.5
     assert parse_time("01:00:00", "--start") == 3600.0
+    assert parse_time(" 1:02:03.25 ", "--start") == 3723.25 and parse_time(".5", "--start") == 0.5
+    assert parse_time("75", "--start") == 75.0 and parse_time("0:59.9", "--start") == 59.9
+
+
+@pytest.mark.parametrize("text", ["1:99", "1:60", "1:60:00", "1:2:3:4", "1_0", "\u0661", "1:-30", "-5", "1e3",
+                                  "inf", "nan", "", ":30", "1:", "1.2.3"])
+def test_a_malformed_time_is_refused_at_the_option_check(text: str) -> None:
+    """float() took '1_0' and Arabic-Indic digits, and '1:-30' meant 30 s; each failed later as 'no frames'."""
+    import typer
+
+    from animesr.cli.upscale_video import parse_time
+
+    with pytest.raises(typer.Exit) as stopped:
+        parse_time(text, "--start")
+    assert stopped.value.exit_code == 2
 
 
 # ---- truncated sources, the output lock -----------------------------------------------------

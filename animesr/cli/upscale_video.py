@@ -4,6 +4,7 @@ videos (files, folders) into an output folder; on this machine or on Ray workers
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -215,17 +216,19 @@ def _engine(settings) -> Iterator[object]:
         pool.__exit__(None, None, None)
 
 
+_TIME = re.compile(r"(?:(?:(?P<hours>[0-9]+):)?(?P<minutes>[0-9]+):)?(?P<seconds>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+
+
 def parse_time(text: str | None, option: str) -> float | None:
-    """'90', '1:30', '00:01:30.5' -> seconds."""
+    """'90', '90.5', '1:30', '00:01:30.5' -> seconds; minutes and seconds after a colon are below 60."""
     if text is None:
         return None
-    try:
-        seconds = 0.0
-        for part in text.strip().split(":"):
-            seconds = seconds * 60 + float(part)
-    except ValueError:
-        raise fail(f"{option} must be seconds or [HH:]MM:SS[.ms], not {text!r}", InputError.exit_code) from None
-    return seconds
+    match = _TIME.fullmatch(text.strip())
+    minutes = float(match["minutes"] or 0) if match else 0.0
+    seconds = float(match["seconds"]) if match else 0.0
+    if match is None or (match["minutes"] is not None and seconds >= 60) or (match["hours"] is not None and minutes >= 60):
+        raise fail(f"{option} must be seconds or [HH:]MM:SS[.ms], not {text!r}", InputError.exit_code)
+    return float(match["hours"] or 0) * 3600 + minutes * 60 + seconds
 
 
 def _build_job(*, input_path: Path, output: Path, scale: int, model: str | None, denoise: float | None,
