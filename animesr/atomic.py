@@ -47,6 +47,14 @@ def _temporary_name(path: Path, suffix: str = "") -> Path:
     return path.with_name(name)
 
 
+def no_folder_for(path: Path) -> str | None:
+    """Why `path` cannot be made where it is named: its folder is missing or is a file; None if it is a folder."""
+    folder = path.parent
+    if folder.is_dir():
+        return None
+    return f"{folder} is a file, not a folder" if folder.exists() else f"folder {folder} does not exist"
+
+
 def check_writable_folder(folder: Path) -> None:
     """Raise OutputError unless files can be written in `folder`, or, when it does not exist yet,
     in the nearest folder above it (where it would be created). Nothing is left behind."""

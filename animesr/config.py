@@ -214,6 +214,11 @@ class PreviewJob:
             raise ValueError("--crop must be at least 16 pixels")
         if any(t < 0 for t in self.at):
             raise ValueError("--at must not be negative")
+        for option, values in (("--at", self.at), ("--model", self.models), ("--denoise", self.denoise)):
+            twice = next((value for i, value in enumerate(values) if value in values[:i]), None)
+            if twice is not None:
+                raise ValueError(f"{option} {twice:g} is given twice" if isinstance(twice, float)
+                                 else f"{option} {twice} is given twice")
 
 
 def _check_fps(fps: str) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from animesr.atomic import no_folder_for
 from animesr.callbacks import JobCallbacks, Message
 from animesr.config import PreviewJob
 from animesr.errors import InputError, OutputError
@@ -67,8 +68,8 @@ def _check_output(job: PreviewJob) -> None:
         raise OutputError(f"{job.output}: the sheet would replace the input; name another -o")
     if job.output.exists() and not job.overwrite:
         raise OutputError(f"{job.output} exists: add --overwrite to replace it")
-    if not job.output.parent.is_dir():
-        raise OutputError(f"folder {job.output.parent} does not exist")
+    if (missing := no_folder_for(job.output)) is not None:
+        raise OutputError(missing)
     if not job.input.is_file():
         raise InputError(f"input not found: {job.input}")
     if is_image(job.input) and (job.at or job.field_mode != "progressive"):
@@ -106,7 +107,8 @@ def _frames(job: PreviewJob, note: Message, warn: Message) -> tuple[list[tuple[s
     found = ([frame_at(info, field_mode, t) for t in job.at] if job.at
              else most_detailed_frames(info, field_mode, job.frames))
     if not job.at and len(found) < job.frames:
-        note(f"{job.input.name} gave {len(found)} frame(s) of the {job.frames} asked for: its duration is unknown")
+        why = "its duration is unknown" if not info.duration else "it is that short"
+        note(f"{job.input.name} gave {len(found)} distinct frame(s) of the {job.frames} asked for: {why}")
     return [(f"{t:.3f} s", frame) for t, frame in found], field_mode
 
 

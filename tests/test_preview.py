@@ -89,7 +89,33 @@ def test_a_stream_without_duration_or_index_gives_its_first_frame_and_says_why(f
     sheet = make_preview(PreviewJob(input=stream, output=tmp_path / "raw.png", scale=2, crop=CROP, frames=3,
                                     models=(str(tiny_model_file(tmp_path)),)), JobCallbacks(note=notes.append))
     assert sheet.rows == ("0.000 s",)
-    assert "raw.h264 gave 1 frame(s) of the 3 asked for: its duration is unknown" in notes
+    assert "raw.h264 gave 1 distinct frame(s) of the 3 asked for: its duration is unknown" in notes
+
+
+def test_a_truncated_or_very_short_clip_gives_the_frames_it_has(ffmpeg: str, clips: Path, tmp_path: Path) -> None:
+    """A truncated file failed with 'no decodable video frames in the --start/--duration range' (preview has
+    no such options) though its first second decodes; a 0.2 s clip showed one frame in every row."""
+    whole = make_clip(ffmpeg, clips / "whole.mkv", *lavfi_testsrc("25", 4.0, "128x96"), "-c:v", "libx264")
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 3])
+    model = (str(tiny_model_file(tmp_path)),)
+    sheet = make_preview(PreviewJob(input=cut, output=tmp_path / "cut.png", crop=CROP, frames=2, models=model))
+    assert len(sheet.rows) == 2 and all(float(r.removesuffix(" s")) < 2.0 for r in sheet.rows)
+
+    short = make_clip(ffmpeg, clips / "short.mkv", *lavfi_testsrc("25", 0.2, "128x96"), "-c:v", "libx264")
+    notes: list[str] = []
+    sheet = make_preview(PreviewJob(input=short, output=tmp_path / "short.png", crop=CROP, frames=12, models=model),
+                         JobCallbacks(note=notes.append))
+    assert len(set(sheet.rows)) == len(sheet.rows) == 5, sheet.rows
+    assert "short.mkv gave 5 distinct frame(s) of the 12 asked for: it is that short" in notes
+
+
+@pytest.mark.parametrize(("field", "values", "words"), [
+    ("at", (0.5, 0.5), "--at 0.5 is given twice"), ("models", ("clean", "clean"), "--model clean is given twice"),
+    ("denoise", (0.5, 1.0, 0.5), "--denoise 0.5 is given twice")])
+def test_a_value_given_twice_is_refused(tmp_path: Path, field: str, values: tuple, words: str) -> None:
+    with pytest.raises(ValueError, match=words):
+        PreviewJob(input=tmp_path / "a.mkv", output=tmp_path / "sheet.png", **{field: values})
 
 
 def test_a_telecined_clip_is_previewed_through_inverse_telecine(ffmpeg: str, film: Path, telecined: Path,

@@ -288,6 +288,21 @@ def test_a_codec_the_container_refuses_fails_before_any_frame(clip50: Path, tmp_
     assert not leftovers(out) and not out.exists() and not work_folder_path(out).exists()
 
 
+def test_an_output_folder_that_is_a_file_and_an_fps_that_leaves_no_frame_say_so(clip50: Path,
+                                                                                tmp_path: Path) -> None:
+    model = str(tiny_model_file(tmp_path))
+    (tmp_path / "notes.txt").write_text("a file")
+    result = cli(str(clip50), "-o", str(tmp_path / "notes.txt" / "x.mkv"), "-s", "2", "-m", model)
+    assert result.exit_code == 3 and handled(result), result.output
+    assert error_lines(result.output) == [f"error: {tmp_path / 'notes.txt'} is a file, not a folder"]
+
+    result = cli(str(clip50), "-o", str(tmp_path / "slow.mkv"), "-s", "2", "-m", model, "--fps", "0.1",
+                 "--start", "1.5")
+    assert result.exit_code == 2 and handled(result), result.output
+    assert error_lines(result.output) == ["error: fifty.mkv has no decodable video frames in the --start/--duration "
+                                          "range at --fps 1/10"], result.output
+
+
 def test_the_advice_names_the_option_at_fault_or_another_codec() -> None:
     from animesr.config import EncodeSettings
     from animesr.video.preflight import _advice

@@ -16,6 +16,7 @@ from typing import Protocol
 
 import torch
 
+from animesr.atomic import no_folder_for
 from animesr.callbacks import JobCallbacks, Message, ignore
 from animesr.checkpoint import LoadedModel
 from animesr.config import VideoJob
@@ -177,8 +178,8 @@ def _check_paths(job: VideoJob) -> str:
         raise OutputError("OUTPUT is the input file: choose another name")
     if job.output.exists() and not job.overwrite:
         raise OutputError(f"{job.output} exists: add --overwrite to replace it")
-    if not job.output.parent.is_dir():
-        raise OutputError(f"folder {job.output.parent} does not exist")
+    if (missing := no_folder_for(job.output)) is not None:
+        raise OutputError(missing)
     return container
 
 
@@ -250,7 +251,8 @@ def _check_truncation(info: VideoInfo, job: VideoJob, timeline: Timeline, warn: 
     warn(f"{truncation.describe()}; upscaling those (--accept-truncated)")
 
 
-def scan_timeline(info: VideoInfo, job: VideoJob) -> Timeline:
+def scan_timeline(info: VideoInfo, job: VideoJob, *, window: str = "the --start/--duration range") -> Timeline:
+    """Every frame the job will upscale; `window` names job.start/job.duration in the error when none is."""
     try:
         timeline = parse_framecrc(run_ffmpeg(commands.scan_args(info, job), f"read {info.path.name}"))
     except FFmpegKilled:
@@ -258,8 +260,9 @@ def scan_timeline(info: VideoInfo, job: VideoJob) -> Timeline:
     except FFmpegError as error:
         raise InputError(f"cannot decode {info.path.name}: {error}") from None
     if timeline.count == 0:
-        where = " in the --start/--duration range" if job.start or job.duration else ""
-        raise InputError(f"{info.path.name} has no decodable video frames{where}")
+        where = f" in {window}" if job.start or job.duration else ""
+        rate = f" at --fps {job.fps}" if job.fps is not None else ""
+        raise InputError(f"{info.path.name} has no decodable video frames{where}{rate}")
     return timeline
 
 

@@ -30,7 +30,7 @@ def frame_at(info: VideoInfo, field_mode: str, seconds: float) -> tuple[float, n
     # no seek at all from the start: a stream without an index (raw H.264) cannot seek, even to 0
     job = VideoJob(input=info.path, output=Path("unused.mkv"), scale=2, field_mode=field_mode, start=start or None,
                    duration=seconds - start + _WINDOW)
-    timeline = scan_timeline(info, job)
+    timeline = scan_timeline(info, job, window=f"the {job.duration:g} s from {start:g} s")
     times = [float(p * timeline.time_base) for p in timeline.pts]
     shown = [i for i, t in enumerate(times) if t <= seconds - start + 1e-6] or [0]
     index = shown[-1]  # the last frame that started by then is the one on screen
@@ -52,10 +52,12 @@ def detail(frame: np.ndarray) -> float:
 
 
 def most_detailed_frames(info: VideoInfo, field_mode: str, count: int) -> list[tuple[float, np.ndarray]]:
-    """The `count` most detailed of frames at PREVIEW_CANDIDATES places spread over the video, in time order."""
+    """The `count` most detailed of the frames at PREVIEW_CANDIDATES places spread over the video (fewer
+    when a short video shows one frame at several places), in time order."""
     duration = info.duration or 0.0
     places = [duration * (i + 0.5) / PREVIEW_CANDIDATES for i in range(PREVIEW_CANDIDATES)] if duration > 0 else [0.0]
-    found = [frame_at(info, field_mode, t) for t in places]
+    # a short video shows one frame at several places (seeks give it slightly different times)
+    found = list({frame.tobytes(): (t, frame) for t, frame in _frames_that_decode(info, field_mode, places)}.values())
     ranked = sorted(found, key=lambda item: detail(item[1]), reverse=True)
     chosen: list[tuple[float, np.ndarray]] = []
     for item in ranked:  # the most detailed frame of each shot first
@@ -63,6 +65,19 @@ def most_detailed_frames(info: VideoInfo, field_mode: str, count: int) -> list[t
             chosen.append(item)
     chosen += [item for item in ranked if not any(item is c for c in chosen)]  # repeats only when short
     return sorted(chosen[:count], key=lambda item: item[0])
+
+
+def _frames_that_decode(info: VideoInfo, field_mode: str, places: list[float]) -> list[tuple[float, np.ndarray]]:
+    """The frame at each place that has one: a truncated file claims a duration its frames do not reach."""
+    found, failure = [], None
+    for seconds in places:
+        try:
+            found.append(frame_at(info, field_mode, seconds))
+        except InputError as error:
+            failure = error
+    if not found and failure is not None:
+        raise failure
+    return found
 
 
 def _alike(a: np.ndarray, b: np.ndarray) -> bool:
