@@ -85,6 +85,16 @@ def test_several_files_into_a_folder_and_one_file_as_before(series: Path, tmp_pa
     assert into_folder.exit_code == 0 and (out / "ep02.mkv").is_file(), "an existing folder takes the output"
 
 
+def test_container_with_one_output_file_is_refused_not_ignored(series: Path, tmp_path: Path) -> None:
+    """`-o one.mkv --container avi` ran and ignored --container (and its bad value)."""
+    for value in ("avi", "mp4"):
+        result = cli(str(series / "ep02.mp4"), "-o", str(tmp_path / "one.mkv"), "-s", "2", "--container", value)
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert result.exit_code == 2 and handled(result) and len(lines) == 1, result.output
+        assert lines[0].startswith("error: --container is for an output folder; the extension of ")
+    assert not list(tmp_path.iterdir())
+
+
 def test_an_output_ending_in_a_separator_is_a_folder_even_when_missing(series: Path, tmp_path: Path) -> None:
     model = tiny_model_file(tmp_path)
     out = tmp_path / "new" / "folder"

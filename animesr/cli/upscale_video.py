@@ -88,9 +88,9 @@ def upscale_video(
     recursive: Annotated[bool, typer.Option(
         "--recursive", "-r", help="Folders: descend into sub-folders and "
                                   "mirror them in the output folder.")] = False,
-    container: Annotated[str, typer.Option(
-        "--container", help="Output folder: the outputs' container (mkv, mp4, "
-                            "mov, webm); each is named after its input.")] = "mkv",
+    container: Annotated[str | None, typer.Option(
+        "--container", help="Output folder: the outputs' container (mkv, mp4, mov, webm; "
+                            "default mkv); each is named after its input.")] = None,
     workers: Annotated[str, typer.Option("--workers", help=_WORKERS_HELP)] = "local",
     ray_workers: Annotated[int | None, typer.Option(
         "--ray-workers", help="With --workers ray: how many workers "
@@ -102,6 +102,9 @@ def upscale_video(
 
     output = Path(output_text)
     folder_mode = len(inputs) > 1 or inputs[0].is_dir() or output.is_dir() or names_a_folder(output_text)
+    if container is not None and not folder_mode:
+        raise fail(f"--container is for an output folder; the extension of {output_text} picks the container "
+                   "of one output file", InputError.exit_code)
     target = output / "placeholder.mkv" if folder_mode else output
     job = _build_job(
         input_path=inputs[0], output=target, scale=scale, model=model, denoise=denoise,
@@ -118,7 +121,7 @@ def upscale_video(
     try:
         with stop_on_signals(), _engine(ray_settings) as engine:
             if folder_mode:
-                _upscale_folder(job, inputs, output, recursive, container.lower().lstrip("."), engine)
+                _upscale_folder(job, inputs, output, recursive, (container or "mkv").lower().lstrip("."), engine)
             else:
                 _report(_upscale_one(job, engine))
     except Terminated as stopped:
