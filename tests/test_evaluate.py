@@ -196,9 +196,10 @@ def test_a_folder_with_an_unreadable_or_tiny_image_scores_the_others(tmp_path: P
     report = tmp_path / "s.json"
     result = CliRunner().invoke(app, ["evaluate", str(folder), "--scale", "2", "--model", str(model),
                                       "--json", str(report)])
-    assert result.exit_code == 0 and handled(result), (result.output, result.exception)
+    assert result.exit_code == 1 and handled(result), (result.output, result.exception)  # as a folder job's
     warnings = [line for line in result.output.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 2 and "b.png" in warnings[0] and "d.png is 40×20" in warnings[1], result.output
+    assert result.output.splitlines()[-1] == "error: 2 image(s) left out of the scores (above)"
     assert [s["name"] for s in json.loads(report.read_text())["images"]] == ["a.png", "c.png"]
 
 

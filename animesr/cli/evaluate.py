@@ -12,7 +12,7 @@ from rich.table import Table
 
 from animesr.cli import app
 from animesr.cli.common import (BackendOption, CompileOption, DeviceOption, PrecisionOption, ScaleOption,
-                                 TtaOption, console, guarded, note, progress_bar, warn)
+                                 TtaOption, console, fail, guarded, note, progress_bar, warn)
 from animesr.atomic import check_writable_folder, no_folder_for
 from animesr.config import InferenceSettings
 from animesr.errors import OutputError, UsageError
@@ -84,13 +84,19 @@ def evaluate(
     guarded(lambda: check_model_choice(chosen, scale, denoise))
     preset = parse_preset(degrade)
 
+    left_out: list[str] = []
+
+    def leave_out(message: str) -> None:
+        warn(message)
+        left_out.append(message)
+
     def run() -> None:
         models = [resolve_model(chosen, scale, denoise)]
         if compare is not None:
             models.append(resolve_model(second, scale))
         upscalers = [Upscaler(loaded, settings) for loaded in models]
         note(f"x{scale}, model {models[0].source}, {upscalers[0].describe()}")
-        images = check_image_sizes(load_hr_images(list(hr), crop, warn=warn), scale, skip=warn)
+        images = check_image_sizes(load_hr_images(list(hr), crop, skip=leave_out, warn=warn), scale, skip=leave_out)
         if save_pairs_to is not None:
             save_pairs(images, scale, preset, seed, save_pairs_to)
         with progress_bar() as progress:
@@ -114,6 +120,8 @@ def evaluate(
             write_bytes_atomically(json_path, json.dumps(payload, indent=2).encode())
 
     guarded(run)
+    if left_out:  # as a folder job with failed files: the scores stand, the exit code says what is missing
+        raise fail(f"{len(left_out)} image(s) left out of the scores (above)", 1)
 
 
 def _check_json_path(path: Path) -> None:

@@ -24,19 +24,19 @@ class ImageScore:
     ssim: float
 
 
-def load_hr_images(paths: list[Path], crop: int | None,
+def load_hr_images(paths: list[Path], crop: int | None, *, skip: Callable[[str], None] | None = None,
                    warn: Callable[[str], None] | None = None) -> list[tuple[str, np.ndarray]]:
     """Read HR images (folders walked), as RGB uint8, centre-cropped to `crop` px when given. With
-    `warn`, an unreadable image is reported through it and left out instead of stopping the job,
-    and an image narrower or lower than `crop` is reported as scored at its own size there."""
+    `skip`, an unreadable image is reported through it and left out instead of stopping the job;
+    with `warn`, an image narrower or lower than `crop` is reported as scored at its own size there."""
     images = []
     for path, _ in list_images(paths, recursive=True):
         try:
             image = to_rgb8(read_image(path))
         except InputError as error:
-            if warn is None:
+            if skip is None:
                 raise
-            warn(str(error))
+            skip(str(error))
             continue
         cropped = centre_crop(image, crop)
         if warn is not None and crop is not None and cropped.shape[:2] != (crop, crop):
@@ -44,7 +44,7 @@ def load_hr_images(paths: list[Path], crop: int | None,
             warn(f"{path.name} is {w}×{h}, smaller than --crop {crop}: scored at {cropped.shape[1]}×{cropped.shape[0]}")
         images.append((path.name, cropped))
     if not images:
-        raise InputError("no validation images found" if warn is None else "no image could be read")
+        raise InputError("no validation images found" if skip is None else "no image could be read")
     return images
 
 
