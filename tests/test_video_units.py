@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from animesr.config import EncodeSettings, VideoJob
 from animesr.errors import InputError, OutputError
@@ -21,7 +22,7 @@ from animesr.video.pipeline import even_padding
 from animesr.video.probe import StreamInfo, VideoInfo, _from_banner, _from_ffprobe
 from animesr.video.streams import check_video_codec, container_for, plan_streams, stream_args
 from animesr.video.timeline import Timeline, parse_framecrc
-from animesr.video.verify import find_truncation
+from animesr.video.verify import Verification, find_truncation
 from animesr.video.workdir import lock_path, output_lock
 
 BANNER = """\
@@ -105,6 +106,91 @@ def test_ffprobe_json_probe() -> None:
     assert info.frame_rate == Fraction(24000, 1001) and info.frame_count == 48 and info.frame_count_from_container
     assert info.color_matrix == "bt709" and info.chapters == 1 and not info.interlaced
     assert info.streams[1] == StreamInfo(1, "audio", "aac", "jpn", "Main")
+
+
+PHONE_BANNER = """\
+Input #0, mov,mp4,m4a,3gp,3g2,mj2, from 'phone.mp4':
+  Metadata:
+    major_brand     : isom
+  Duration: 00:00:02.00, start: 0.000000, bitrate: 9000 kb/s
+  Stream #0:0[0x1](und): Video: h264 (High) (avc1 / 0x31637661), yuv420p(progressive), 1920x1080 [SAR 4:3 DAR 64:27], 8999 kb/s, 30 fps, 30 tbr, 90k tbn (default)
+    Metadata:
+      handler_name    : VideoHandle
+    Side data:
+      Display Matrix: rotation of -90.00 degrees
+  Stream #0:1[0x2](und): Audio: aac (LC) (mp4a / 0x6134706D), 48000 Hz, stereo, fltp, 128 kb/s (default)
+    Metadata:
+      handler_name    : SoundHandle
+"""
+
+
+@pytest.mark.parametrize(("side_data", "rotation", "size", "sar"), [
+    ("Display Matrix: rotation of -90.00 degrees", 270, (1080, 1920), Fraction(3, 4)),
+    ("displaymatrix: rotation of -90.00 degrees", 270, (1080, 1920), Fraction(3, 4)),  # ffmpeg before 7.1
+    ("Display Matrix: rotation of 90.00 degrees", 90, (1080, 1920), Fraction(3, 4)),
+    ("Display Matrix: rotation of -180.00 degrees", 180, (1920, 1080), Fraction(4, 3)),
+    ("Display Matrix: rotation of -0.00 degrees", 0, (1920, 1080), Fraction(4, 3)),  # mirrored only
+])
+def test_banner_probe_describes_a_rotated_stream_as_ffmpeg_decodes_it(
+        side_data: str, rotation: int, size: tuple[int, int], sar: Fraction) -> None:
+    banner = PHONE_BANNER.replace("Display Matrix: rotation of -90.00 degrees", side_data)
+    info = _from_banner(Path("phone.mp4"), banner)
+    assert (info.width, info.height, info.sar, info.rotation) == (*size, sar, rotation)
+    assert [s.kind for s in info.streams] == ["video", "audio"] and info.frame_rate == 30
+
+
+def test_a_rotated_sd_stream_keeps_the_sd_colour_default() -> None:
+    """Shown 480×720, stored 720×480: still SD, decoded with BT.601 when untagged."""
+    info = _from_banner(Path("phone.mp4"), PHONE_BANNER.replace("1920x1080", "720x480"))
+    assert (info.width, info.height) == (480, 720) and info.decode_matrix == "smpte170m"
+    assert _from_banner(Path("phone.mp4"), PHONE_BANNER).decode_matrix == "bt709"
+
+
+def _ffprobe_phone(side_data: list[dict]) -> dict:
+    return {
+        "format": {"format_name": "mov,mp4,m4a,3gp,3g2,mj2", "duration": "2.000000"},
+        "streams": [{"index": 0, "codec_type": "video", "codec_name": "h264", "width": 1920, "height": 1080,
+                     "sample_aspect_ratio": "4:3", "avg_frame_rate": "30/1", "nb_frames": "60",
+                     "pix_fmt": "yuv420p", "side_data_list": side_data}],
+    }
+
+
+def test_ffprobe_probe_reads_the_display_matrix_rotation() -> None:
+    matrix = {"side_data_type": "Display Matrix",
+              "displaymatrix": "\n00000000:            0       65536           0"
+                               "\n00000001:       -65536           0           0"
+                               "\n00000002:            0           0  1073741824\n",
+              "rotation": -90}
+    turned = _from_ffprobe(Path("phone.mp4"), _ffprobe_phone([matrix]))
+    assert (turned.width, turned.height, turned.sar, turned.rotation) == (1080, 1920, Fraction(3, 4), 270)
+    upside_down = _from_ffprobe(Path("phone.mp4"), _ffprobe_phone([{**matrix, "rotation": 180}]))
+    assert (upside_down.width, upside_down.height, upside_down.rotation) == (1920, 1080, 180)
+    plain = _from_ffprobe(Path("phone.mp4"), _ffprobe_phone([{"side_data_type": "Stereo 3D"}]))
+    assert (plain.width, plain.height, plain.sar, plain.rotation) == (1920, 1080, Fraction(4, 3), 0)
+
+
+def test_verification_fails_an_output_not_shown_at_the_upscaled_size() -> None:
+    striped = Verification(frames_in=3, frames_out=3, seconds_in=0.3, seconds_out=0.3, frame_seconds=0.1,
+                           streams_expected=("video",), streams_out=("video h264",), size_expected=(64, 96),
+                           size_out=(96, 64))
+    assert not striped.ok and "size: 96×64 out, 64×96 expected (MISMATCH)" in striped.lines()
+    assert replace(striped, size_out=(64, 96)).ok
+
+
+def test_a_rotated_source_resumes_only_work_made_upright(tmp_path: Path) -> None:
+    from test_video_pipeline import tiny_model_file
+
+    from animesr.pretrained import resolve_model
+    from animesr.video.pipeline import _identity
+
+    source = tmp_path / "phone.mp4"
+    source.write_bytes(b"frames")
+    job = VideoJob(input=source, output=tmp_path / "out.mp4", scale=2)
+    loaded = resolve_model(tiny_model_file(tmp_path), 2)
+    turned = _from_banner(source, PHONE_BANNER)
+    upright = _identity(job, replace(turned, rotation=0), loaded, torch.float32)
+    assert "rotation" not in upright, "older work folders of unrotated sources resume"
+    assert _identity(job, turned, loaded, torch.float32) == {**upright, "rotation": 270}
 
 
 def test_framecrc_parse_sorts_into_presentation_order() -> None:

@@ -31,7 +31,7 @@ from animesr.video.probe import VideoInfo, probe
 from animesr.video.runner import ChunkPlan, ChunkRunner, FramesCallback
 from animesr.video.streams import (StreamAction, check_video_codec, container_for, metadata_losses, plan_streams,
                                    stream_args)
-from animesr.video.timeline import Timeline, parse_framecrc
+from animesr.video.timeline import Timeline, decoded_size, parse_framecrc
 from animesr.video.verify import Verification, find_truncation, verify_output
 from animesr.video.workdir import WorkFolder, check_output_name, file_identity, output_lock, partial_output_path, work_folder_path
 
@@ -116,14 +116,15 @@ def _upscale_locked(job: VideoJob, callbacks: VideoCallbacks, info: VideoInfo, c
     job = replace(job, field_mode=settle_field_mode(info, job.field_mode, start=job.start, duration=job.duration,
                                                     note=callbacks.note, warn=callbacks.warn))
     padding = even_padding(info.width * job.scale, info.height * job.scale, job.encode.pix_fmt)
-    check_encoder_opens(info, job.encode, width=info.width * job.scale + padding[0],
-                        height=info.height * job.scale + padding[1], container=container)
+    width, height = output_size(info, job, padding)
+    check_encoder_opens(info, job.encode, width=width, height=height, container=container)
     loaded = resolve_model(job.model, job.scale, job.denoise)
     engine = make_engine(loaded, job)
     size = job.input.stat().st_size
     if size >= _NOTED_HASH_BYTES:
         callbacks.note(f"hashing {job.input.name} ({size / 2**30:.1f} GiB) to match it with its work folder")
-    work = WorkFolder(work_folder_path(job.output), _identity(job, loaded, engine.dtype, getattr(engine, "backend", "torch")))
+    work = WorkFolder(work_folder_path(job.output),
+                      _identity(job, info, loaded, engine.dtype, getattr(engine, "backend", "torch")))
     timeline = _open_work(work, info, job, callbacks.warn)
     if ffmpeg_tool().notice:  # once the job is sure to run: a refused job's error stays its only line
         callbacks.warn(ffmpeg_tool().notice)
@@ -135,12 +136,17 @@ def _upscale_locked(job: VideoJob, callbacks: VideoCallbacks, info: VideoInfo, c
     if resumed_from < timeline.count:
         engine.run(FrameWork(info, job, timeline, work, padding), callbacks.on_frames)
     callbacks.on_finishing()
-    verification = _finish(info, job, timeline, work, actions, container)
+    verification = _finish(info, job, timeline, work, actions, container, output_size(info, job, padding))
     source_video = next(s for s in info.streams if s.index == info.video_index)
     for line in metadata_losses(source_video, actions, probe(job.output).streams, container):
         callbacks.warn(line)
     return VideoResult(job.output, info, verification, timeline.count, work.reused_done(), resumed_from,
                        actions, padding, time.perf_counter() - began)
+
+
+def output_size(info: VideoInfo, job: VideoJob, padding: tuple[int, int]) -> tuple[int, int]:
+    """The upscaled frames' size, padding included (upright, as the source is shown)."""
+    return info.width * job.scale + padding[0], info.height * job.scale + padding[1]
 
 
 def even_padding(width: int, height: int, pix_fmt: str) -> tuple[int, int]:
@@ -155,10 +161,14 @@ def _summary(info: VideoInfo, job: VideoJob, timeline: Timeline, padding: tuple[
     timing = f"{float(timeline.rate(_nominal_rate(info, job))):.3f} fps" if timeline.steady() else "variable frame rate"
     if timeline.decoded is not None:
         timing += f" after inverse telecine ({timeline.decoded} frames decoded, 5 → 4)"
-    width, height = info.width * job.scale + padding[0], info.height * job.scale + padding[1]
+    width, height = output_size(info, job, padding)
     padded = f" (padded by {padding[0]}×{padding[1]} px, edge repeated, for {job.encode.pix_fmt})" if any(padding) else ""
-    return (f"{info.path.name}: {info.width}×{info.height}, {timing}, {timeline.count} frames → "
-            f"{width}×{height}{padded} {job.encode.codec}; model {model}, {device}")
+    return (f"{info.path.name}: {info.width}×{info.height}{_turned(info)}, {timing}, {timeline.count} frames "
+            f"→ {width}×{height}{padded} {job.encode.codec}; model {model}, {device}")
+
+
+def _turned(info: VideoInfo) -> str:
+    return f" (turned upright: display rotation {info.rotation}°)" if info.rotation else ""
 
 
 def _nominal_rate(info: VideoInfo, job: VideoJob) -> Fraction:
@@ -193,10 +203,13 @@ def _warn_about_source(info: VideoInfo, job: VideoJob, actions: tuple[StreamActi
             warn(f"stream {action.stream.describe()} {verb}: {action.reason}")
 
 
-def _identity(job: VideoJob, loaded: LoadedModel, dtype: torch.dtype, backend: str = "torch") -> dict[str, object]:
+def _identity(job: VideoJob, info: VideoInfo, loaded: LoadedModel, dtype: torch.dtype,
+              backend: str = "torch") -> dict[str, object]:
     """What decides the output's content; a work folder is resumed only when all of it matches."""
     return {
         "source": file_identity(job.input),
+        # absent when 0: older work folders resume; a rotated source's older chunks were not turned
+        **({"rotation": info.rotation} if info.rotation else {}),
         "model": _model_identity(loaded, dtype),
         "precision": str(dtype).removeprefix("torch."),
         **({"backend": backend} if backend != "torch" else {}),  # absent on torch: older work folders resume
@@ -252,9 +265,11 @@ def _check_truncation(info: VideoInfo, job: VideoJob, timeline: Timeline, warn: 
 
 
 def scan_timeline(info: VideoInfo, job: VideoJob, *, window: str = "the --start/--duration range") -> Timeline:
-    """Every frame the job will upscale; `window` names job.start/job.duration in the error when none is."""
+    """The frames' timestamps; InputError when there are none (`window` names job.start/job.duration
+    in the message) or when they do not decode at the size `info` says."""
     try:
-        timeline = parse_framecrc(run_ffmpeg(commands.scan_args(info, job), f"read {info.path.name}"))
+        listing = run_ffmpeg(commands.scan_args(info, job), f"read {info.path.name}")
+        timeline = parse_framecrc(listing)
     except FFmpegKilled:
         raise  # ffmpeg itself died: not a fault of the video
     except FFmpegError as error:
@@ -263,7 +278,15 @@ def scan_timeline(info: VideoInfo, job: VideoJob, *, window: str = "the --start/
         where = f" in {window}" if job.start or job.duration else ""
         rate = f" at --fps {job.fps}" if job.fps is not None else ""
         raise InputError(f"{info.path.name} has no decodable video frames{where}{rate}")
+    _check_decoded_size(info, decoded_size(listing))
     return timeline
+
+
+def _check_decoded_size(info: VideoInfo, size: tuple[int, int] | None) -> None:
+    # frames read at another size than they decode at come out as stripes
+    if size is not None and size != (info.width, info.height):
+        raise InputError(f"{info.path.name} decodes as {size[0]}×{size[1]} frames, but its stream says "
+                         f"{info.width}×{info.height}{_turned(info)}: animesr cannot tell how to read them")
 
 
 # ---- the frames -------------------------------------------------------------------------
@@ -298,7 +321,7 @@ def frame_batch(job: VideoJob, upscaler: Upscaler) -> int:
 
 def chunk_encode_args(info: VideoInfo, job: VideoJob, padding: tuple[int, int], destination: Path, *,
                       rate: Fraction, time_base: Fraction, pts_expression: str) -> list[str]:
-    width, height = info.width * job.scale + padding[0], info.height * job.scale + padding[1]
+    width, height = output_size(info, job, padding)
     return commands.encode_args(info, job.encode, width=width, height=height, rate=rate, time_base=time_base,
                                 pts_expression=pts_expression, destination=destination)
 
@@ -314,7 +337,7 @@ def check_chunk(path: Path, index: int, frames: int) -> None:
 
 
 def _finish(info: VideoInfo, job: VideoJob, timeline: Timeline, work: WorkFolder,
-            actions: tuple[StreamAction, ...], container: str) -> Verification:
+            actions: tuple[StreamAction, ...], container: str, size: tuple[int, int]) -> Verification:
     plan = ChunkPlan(timeline.count, job.chunk_frames)
     durations = [float(timeline.span_seconds(start, stop)) for _, start, stop in plan.ranges_from(0)]
     concat_list = work.write_concat_list(durations)
@@ -325,7 +348,7 @@ def _finish(info: VideoInfo, job: VideoJob, timeline: Timeline, work: WorkFolder
                              container=container, destination=partial)
     try:
         run_ffmpeg(args, f"write {partial.name}")
-        verification = verify_output(partial, timeline, actions)
+        verification = verify_output(partial, timeline, actions, size)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise

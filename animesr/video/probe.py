@@ -1,5 +1,9 @@
 """What a video file holds: `probe(path) -> VideoInfo`, from ffprobe's JSON when ffprobe is
-installed, else from the banner `ffmpeg -i` prints. No torch here."""
+installed, else from the banner `ffmpeg -i` prints. No torch here.
+
+A stream with a display rotation (phone clips) is described as ffmpeg decodes it: ffmpeg turns
+(and flips) its frames upright, so a quarter turn swaps the width and height (and the sample
+aspect ratio). Every command animesr builds lets ffmpeg do so, and writes an upright output."""
 
 from __future__ import annotations
 
@@ -36,7 +40,7 @@ class StreamInfo:
 class VideoInfo:
     path: Path
     container: str
-    width: int
+    width: int  # width, height and sar: of the frames ffmpeg decodes, turned upright (see `rotation`)
     height: int
     sar: Fraction
     frame_rate: Fraction
@@ -53,14 +57,20 @@ class VideoInfo:
     streams: tuple[StreamInfo, ...]
     video_index: int
     chapters: int
+    rotation: int = 0  # the stream's display rotation, degrees counterclockwise (ffmpeg's sign), 0..359
 
     @property
     def interlaced(self) -> bool:
         return self.field_order in INTERLACED_ORDERS
 
     @property
+    def quarter_turned(self) -> bool:
+        return is_quarter_turn(self.rotation)
+
+    @property
     def is_hd(self) -> bool:
-        return self.height >= HD_HEIGHT
+        stored_height = self.width if self.quarter_turned else self.height
+        return stored_height >= HD_HEIGHT
 
     @property
     def decode_matrix(self) -> str:
@@ -85,6 +95,20 @@ def probe(path: Path) -> VideoInfo:
     if probe_tool:
         return _from_ffprobe(path, _run_ffprobe(probe_tool, path))
     return _from_banner(path, _ffmpeg_banner(path))
+
+
+def is_quarter_turn(rotation: int) -> bool:
+    return rotation in (90, 270)
+
+
+def display_rotation(degrees: float) -> int:
+    """ffmpeg's rotation angle (-180..180, as printed) as whole degrees 0..359."""
+    return round(degrees) % 360
+
+
+def upright(width: int, height: int, sar: Fraction, rotation: int) -> tuple[int, int, Fraction]:
+    """The stored frame size and sample aspect ratio as ffmpeg decodes them, turned upright."""
+    return (height, width, 1 / sar) if is_quarter_turn(rotation) else (width, height, sar)
 
 
 # ---- ffprobe ------------------------------------------------------------------------------
@@ -113,12 +137,15 @@ def _from_ffprobe(path: Path, data: dict) -> VideoInfo:
     fmt = data.get("format", {})
     duration = _float(v.get("duration")) or _tag_duration(v.get("tags", {})) or _float(fmt.get("duration"))
     container_count = _int(v.get("nb_frames")) or _int(v.get("tags", {}).get("NUMBER_OF_FRAMES"))
+    rotation = _ffprobe_rotation(v)
+    stored_sar = _fraction(v.get("sample_aspect_ratio", "1:1").replace(":", "/")) or Fraction(1)
+    width, height, sar = upright(int(v["width"]), int(v["height"]), stored_sar, rotation)
     return VideoInfo(
         path=path,
         container=fmt.get("format_name", ""),
-        width=int(v["width"]),
-        height=int(v["height"]),
-        sar=_fraction(v.get("sample_aspect_ratio", "1:1").replace(":", "/")) or Fraction(1),
+        width=width,
+        height=height,
+        sar=sar,
         frame_rate=rate,
         frame_count=container_count or _estimate_count(duration, rate),
         frame_count_from_container=bool(container_count),
@@ -133,7 +160,14 @@ def _from_ffprobe(path: Path, data: dict) -> VideoInfo:
         streams=streams,
         video_index=int(v["index"]),
         chapters=len(data.get("chapters", [])),
+        rotation=rotation,
     )
+
+
+def _ffprobe_rotation(stream: dict) -> int:
+    """From the stream's display matrix: `side_data_list: [{"rotation": -90, ...}]`."""
+    angles = (d.get("rotation") for d in stream.get("side_data_list", []))
+    return display_rotation(float(next((a for a in angles if a is not None), 0)))
 
 
 def _stream_from_json(s: dict) -> StreamInfo:
@@ -160,6 +194,8 @@ _DURATION = re.compile(r"^\s*Duration: (N/A|[\d:.]+)")
 _STREAM = re.compile(r"^\s*Stream #0:(\d+)(?:\[[^\]]*\])?(?:\(([^)]*)\))?: (\w+): (.*)$")
 _META = re.compile(r"^\s+(\w+)\s*: (.*)$")
 _CHAPTER = re.compile(r"^\s*Chapter #0:\d+:")
+# under a stream's `Side data:`; ffmpeg before 7.1 prints `displaymatrix:`
+_ROTATION = re.compile(r"^\s+(?:displaymatrix|Display Matrix): rotation of (-?[\d.]+) degrees")
 _SIZE = re.compile(r"^(\d+)x(\d+)")
 _SAR = re.compile(r"SAR (\d+):(\d+)")
 _FIELD_ORDERS = {"progressive": "progressive", "top first": "tt", "bottom first": "bb",
@@ -182,6 +218,7 @@ class _BannerStream:
     language: str
     details: str
     tags: dict[str, str]
+    rotation: int = 0
 
 
 def _from_banner(path: Path, banner: str) -> VideoInfo:
@@ -197,15 +234,17 @@ def _from_banner(path: Path, banner: str) -> VideoInfo:
     if size is None:
         raise InputError(f"{path.name}: ffmpeg reports no frame size for its video stream")
     sar = next((m for m in (_SAR.search(p) for p in parts) if m), None)
+    stored_sar = _sar_fraction(sar.group(1), sar.group(2)) if sar else Fraction(1)
+    width, height, upright_sar = upright(int(size.group(1)), int(size.group(2)), stored_sar, v.rotation)
     rate = _banner_rate(parts)
     stream_duration = _tag_duration(v.tags) or duration
     container_count = _int(v.tags.get("NUMBER_OF_FRAMES"))
     return VideoInfo(
         path=path,
         container=container,
-        width=int(size.group(1)),
-        height=int(size.group(2)),
-        sar=_sar_fraction(sar.group(1), sar.group(2)) if sar else Fraction(1),
+        width=width,
+        height=height,
+        sar=upright_sar,
         frame_rate=rate,
         frame_count=container_count or _estimate_count(stream_duration, rate),
         frame_count_from_container=bool(container_count),
@@ -220,6 +259,7 @@ def _from_banner(path: Path, banner: str) -> VideoInfo:
         streams=streams,
         video_index=v.index,
         chapters=chapters,
+        rotation=v.rotation,
     )
 
 
@@ -236,6 +276,8 @@ def _scan_banner(banner: str) -> tuple[str, float | None, int, list[_BannerStrea
         elif match := _STREAM.match(line):
             index, language, kind, details = match.groups()
             streams.append(_BannerStream(int(index), kind.lower(), language or "", details, {}))
+        elif streams and (match := _ROTATION.match(line)):
+            streams[-1].rotation = display_rotation(float(match.group(1)))
         elif streams and (match := _META.match(line)) and line.startswith("      "):
             streams[-1].tags.setdefault(match.group(1), match.group(2).strip())
     return container, duration, chapters, streams

@@ -11,6 +11,7 @@ from fractions import Fraction
 from animesr.errors import FFmpegError
 
 _TIME_BASE = re.compile(r"^#tb 0: (\d+)/(\d+)")
+_DIMENSIONS = re.compile(r"^#dimensions 0: (\d+)x(\d+)")
 _MILLISECOND = Fraction(1, 1000)
 
 
@@ -100,6 +101,12 @@ def parse_framecrc(text: str) -> Timeline:
     frames.sort()
     return Timeline(time_base, tuple(p for p, _ in frames), tuple(d for _, d in frames),
                     decoded if (decoded := _count(text, "1")) else None)
+
+
+def decoded_size(text: str) -> tuple[int, int] | None:
+    """(width, height) of the frames in a framecrc listing of decoded frames (stream 0)."""
+    match = next((m for m in map(_DIMENSIONS.match, text.splitlines()) if m), None)
+    return (int(match.group(1)), int(match.group(2))) if match else None
 
 
 def _count(text: str, stream: str) -> int:

@@ -75,6 +75,8 @@ class Verification:
     window: tuple[float, float] = (0.0, 0.0)  # the output video's first frame start, last frame end
     extents: tuple[Extent, ...] = ()  # every other stream's packets, and the chapters
     frames_decoded: int | None = None  # before inverse telecine, which keeps 4 frames of every 5
+    size_expected: tuple[int, int] | None = None  # the source as shown, upscaled (and padded)
+    size_out: tuple[int, int] | None = None  # the output as shown: its stream's size, turned by its rotation
 
     def _outside(self, extent: Extent) -> bool:
         # within one frame of the video's ends, or one packet for audio (copied packets straddle
@@ -103,8 +105,12 @@ class Verification:
         return tuple(k for k in kinds if k != "data") == self.streams_expected
 
     @property
+    def size_ok(self) -> bool:
+        return self.size_expected is None or self.size_out == self.size_expected
+
+    @property
     def ok(self) -> bool:
-        return self.frames_ok and self.duration_ok and self.streams_ok and self.extents_ok
+        return self.frames_ok and self.size_ok and self.duration_ok and self.streams_ok and self.extents_ok
 
     def _frames_in(self) -> str:
         if self.frames_decoded is None:
@@ -113,8 +119,10 @@ class Verification:
 
     def lines(self) -> list[str]:
         mark = {True: "ok", False: "MISMATCH"}
+        size = f"size: {_size(self.size_out)} out, {_size(self.size_expected)} expected ({mark[self.size_ok]})"
         return [
             f"frames: {self._frames_in()}, {self.frames_out} out ({mark[self.frames_ok]})",
+            *([size] if self.size_expected is not None else []),
             f"duration: {self.seconds_in:.3f} s in, {self.seconds_out:.3f} s out "
             f"(one frame = {self.frame_seconds:.3f} s; {mark[self.duration_ok]})",
             f"streams: {', '.join(self.streams_out)} ({mark[self.streams_ok]})",
@@ -124,13 +132,17 @@ class Verification:
         ]
 
 
-def verify_output(path: Path, source: Timeline, actions: tuple[StreamAction, ...]) -> Verification:
+def verify_output(path: Path, source: Timeline, actions: tuple[StreamAction, ...],
+                  size: tuple[int, int]) -> Verification:
+    """`size`: the upscaled frames', which the output must show (upright, with no rotation left)."""
     written = parse_framecrc(run_ffmpeg(commands.packet_scan_args(path), f"read back {path.name}"))
     info = probe(path)
     return Verification(
         frames_in=source.count,
         frames_decoded=source.decoded,
         frames_out=written.count,
+        size_expected=size,
+        size_out=(info.width, info.height),
         seconds_in=source.seconds(),
         seconds_out=written.seconds(),
         frame_seconds=source.seconds() / max(source.count, 1),
@@ -140,6 +152,10 @@ def verify_output(path: Path, source: Timeline, actions: tuple[StreamAction, ...
         extents=(*stream_extents(path, tuple(s for s in info.streams if s.index != info.video_index)),
                  *chapter_extents(path)),
     )
+
+
+def _size(size: tuple[int, int] | None) -> str:
+    return f"{size[0]}×{size[1]}" if size else "unknown"
 
 
 def _describe(kind: str, codec: str, language: str) -> str:
