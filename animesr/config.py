@@ -98,6 +98,7 @@ class TrainSettings:
     checkpoint_every: int = 100
     init: Path | None = None
     resume: bool = False
+    new_data: bool = False  # with resume: continuing on data other than the run's is intended
     device: str = "auto"
     workers: int = 2
     seed: int = 0

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from animesr.cli import _register, app
 from animesr.config import PrepareSettings
-from animesr.data.prepare import check_dataset, prepare_dataset, window_starts
+from animesr.data.prepare import check_dataset, content_id, prepare_dataset, window_starts
 from animesr.errors import DatasetError, InputError, OutputError
 from animesr.imaging import downscale, write_image
 from conftest import dies_with_pytest, handled, smooth_image
@@ -139,6 +139,26 @@ def test_check_dataset_rejects_foreign_files(pictures: Path, tmp_path: Path) -> 
         check_dataset(ours, 2)
 
 
+def test_a_folder_or_a_missing_file_as_dataset_is_named_for_what_it_is(tmp_path: Path) -> None:
+    """A folder was reported as `no such dataset file`."""
+    with pytest.raises(DatasetError, match=r"is a folder, not an HDF5 file from `animesr prepare`"):
+        check_dataset(tmp_path, 2)
+    with pytest.raises(DatasetError, match="no such dataset file"):
+        check_dataset(tmp_path / "missing.h5", 2)
+
+
+def test_content_id_follows_the_samples_not_the_name_or_the_time(pictures: Path, tmp_path: Path) -> None:
+    prepare_dataset(settings(pictures, tmp_path / "d.h5", scales=(2,)))
+    attrs = check_dataset(tmp_path / "d.h5", 2)
+    same_samples = {**attrs, "created": "2000-01-01T00:00:00Z", "tool_version": "9", "scales": np.array([2, 4])}
+    assert content_id(same_samples) == content_id(attrs)
+    other_picture = json.loads(attrs["sources"])
+    other_picture[0]["sha256"] = "0" * 64
+    for changed in [{"crop": attrs["crop"] * 2}, {"stride": 7}, {"samples": 1},
+                    {"sources": json.dumps(other_picture)}]:
+        assert content_id({**attrs, **changed}) != content_id(attrs), changed
+
+
 def test_cli_prepare_reports_and_fails_cleanly(pictures: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     out = tmp_path / "d.h5"
@@ -151,6 +171,9 @@ def test_cli_prepare_reports_and_fails_cleanly(pictures: Path, tmp_path: Path) -
     missing = runner.invoke(app, ["prepare", str(tmp_path / "nope"), "-o", str(tmp_path / "x.h5")])
     assert missing.exit_code != 0 and "no such file" in missing.output
     assert handled(missing) and handled(again), repr(missing.exception)
+    for failed in (again, missing):  # no progress line (it was drawn before the inputs were checked)
+        lines = failed.output.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), failed.output
 
 
 def test_a_stop_always_ends_prepare_and_leaves_nothing(tmp_path: Path) -> None:

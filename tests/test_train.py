@@ -6,7 +6,6 @@ import contextlib
 import errno
 import os
 import random
-import re
 import signal
 import subprocess
 import sys
@@ -40,6 +39,16 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for seed in range(3):
         write_image(folder / f"{seed}.png", smooth_image(80, 96, seed=seed))
     out = folder / "d.h5"
+    prepare_dataset(PrepareSettings((folder,), out, crop=32, stride=16, scales=(2, 4)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def other_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The layout of `dataset`, from other pictures."""
+    folder = tmp_path_factory.mktemp("other-data")
+    write_image(folder / "o.png", smooth_image(64, 80, seed=7))
+    out = folder / "o.h5"
     prepare_dataset(PrepareSettings((folder,), out, crop=32, stride=16, scales=(2, 4)))
     return out
 
@@ -506,23 +515,30 @@ def test_validation_images_too_small_to_score_are_refused_before_training(datase
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("case", ["data", "init", "val", "resume", "existing run"])
+@pytest.mark.parametrize("case", ["data", "data folder", "scale", "patch", "init", "val", "empty val", "resume",
+                                  "existing run", "state folder"])
 def test_what_is_wrong_with_the_inputs_is_said_before_the_training_bar(
         dataset: Path, tmp_path: Path, case: str) -> None:
-    """Each of these was reported under an already drawn `training 0/N` bar."""
+    """Each of these was reported under an already drawn `training 0/N` bar, and later after the
+    blank line an opened and closed display leaves: the output is the error line alone."""
     not_data = tmp_path / "text.h5"
     not_data.write_text("not HDF5")
     not_model = tmp_path / "text.safetensors"
     not_model.write_text("not a model")
+    (tmp_path / "empty").mkdir()
     out = tmp_path / "run"
-    extra = {"data": [], "init": ["--init", str(not_model)], "val": ["--val", str(tmp_path / "no-such-folder")],
-             "resume": ["--resume"], "existing run": []}[case]
+    data = {"data": not_data, "data folder": tmp_path}.get(case, dataset)
+    extra = {"scale": ["--scale", "3"], "patch": ["--patch", "17"],  # the dataset's x2 LR crops are 16 px
+             "init": ["--init", str(not_model)], "val": ["--val", str(tmp_path / "no-such-folder")],
+             "empty val": ["--val", str(tmp_path / "empty")], "resume": ["--resume"]}.get(case, [])
     if case == "existing run":
         assert _train_cli(dataset, out).exit_code == 0
-    result = _train_cli(not_data if case == "data" else dataset, out, *extra)
+    if case == "state folder":
+        (out / "state.pt").mkdir(parents=True)
+    result = _train_cli(data, out, *extra)
     assert result.exit_code not in (0, 1) and handled(result), (result.output, result.exception)
-    assert len(_error_lines(result.output)) == 1, result.output
-    assert not re.search(r"training\s.*\b0/2\b", result.output), result.output  # no bar was drawn
+    assert result.output.splitlines() == _error_lines(result.output) and len(_error_lines(result.output)) == 1, \
+        result.output
 
 
 def test_a_resume_says_what_changed_and_what_it_cannot_use(dataset: Path, tmp_path: Path) -> None:
@@ -543,6 +559,7 @@ def test_a_resume_says_what_changed_and_what_it_cannot_use(dataset: Path, tmp_pa
 
 @pytest.mark.parametrize(("changes", "words"), [
     (dict(resume=True, init=Path("x.safetensors")), "give one of them"),
+    (dict(new_data=True), "--new-data continues a run on other data: it needs --resume"),
     (dict(degrade="dvd", clean_share=1.0), "--degrade dvd would never be used"),
 ])
 def test_contradicting_options_are_refused(dataset: Path, tmp_path: Path, changes: dict, words: str) -> None:
@@ -560,3 +577,47 @@ def test_a_full_disk_while_writing_the_state_is_an_os_error(tmpfs) -> None:
     with pytest.raises(OSError) as raised:
         write_state(disk / "state.pt", {"weights": torch.zeros(512, 1024)})  # 2 MB
     assert raised.value.errno == errno.ENOSPC
+
+
+def test_a_resume_on_other_samples_is_refused_unless_meant_and_each_segment_records_its_data(
+        dataset: Path, other_dataset: Path, tmp_path: Path) -> None:
+    """A resume with another --data was silent, and the checkpoint named only the last file."""
+    run = tmp_path / "run"
+    train(tiny_settings(dataset, run, iters=2))
+    with pytest.raises(TrainingError, match=f"trained on {dataset.name} .* {other_dataset.name} .* holds other "
+                                            "samples: pass --new-data"):
+        train(tiny_settings(other_dataset, run, iters=3, resume=True))
+    assert load_state(run)["step"] == 2
+    moved = tmp_path / "moved.h5"
+    moved.write_bytes(dataset.read_bytes())  # the same samples under another name
+    notices: list[str] = []
+    train(tiny_settings(moved, run, iters=3, resume=True), TrainCallbacks(note=notices.append))
+    assert notices == []
+    train(tiny_settings(other_dataset, run, iters=4, resume=True, new_data=True), TrainCallbacks(note=notices.append))
+    assert len(notices) == 1 and f"other data than step 2's: moved.h5 (id " in notices[0], notices
+    training = load_checkpoint(run / "last.safetensors").training
+    segments = [(s["from_step"], s["data"], s["data_id"]) for s in training["segments"]]
+    first_id = segments[0][2]
+    assert segments == [(0, dataset.name, first_id), (2, "moved.h5", first_id), (3, other_dataset.name, segments[2][2])]
+    assert segments[2][2] != first_id and training["data_id"] == segments[2][2]
+
+
+def test_a_state_file_that_is_a_folder_is_named_so(dataset: Path, tmp_path: Path) -> None:
+    """It was reported as `state.pt missing`."""
+    (tmp_path / "state.pt").mkdir()
+    with pytest.raises(TrainingError, match=r"state.pt is not a file"):
+        load_state(tmp_path)
+    for resume in (True, False):  # a new run would have stopped at its first save
+        with pytest.raises(OutputError, match=r"state.pt is not a file"):
+            train(tiny_settings(dataset, tmp_path, resume=resume))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.pt"]
+
+
+def test_notes_naming_files_with_brackets_are_printed_as_they_are(dataset: Path, tmp_path: Path) -> None:
+    """Notes went through rich markup, which took `[x]` in a file name for a style and dropped it."""
+    train(tiny_settings(dataset, tmp_path / "source", iters=1))
+    odd = tmp_path / "a[x]b[bold].safetensors"
+    odd.write_bytes((tmp_path / "source" / "last.safetensors").read_bytes())
+    result = _train_cli(dataset, tmp_path / "run", "--init", str(odd), "--iters", "1")
+    assert result.exit_code == 0 and handled(result), (result.output, result.exception)
+    assert "tensors from a[x]b[bold].safetensors" in result.output, result.output

@@ -74,7 +74,9 @@ def guarded(run: Callable[[], T]) -> T:
 
 
 @contextmanager
-def progress_bar(*extra_columns: TextColumn, show: bool = True) -> Iterator[Progress]:
+def progress_bar(*extra_columns: TextColumn, show: bool = True, opened: bool = True) -> Iterator[Progress]:
+    """opened=False: the caller opens the display with `progress.start()` once the work begins, so an
+    error found before that is the only output (a display closed unopened still prints a blank line)."""
     columns = [
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -83,5 +85,11 @@ def progress_bar(*extra_columns: TextColumn, show: bool = True) -> Iterator[Prog
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     ]
-    with Progress(*columns, console=console, transient=False, disable=not show) as progress:
+    progress = Progress(*columns, console=console, transient=False, disable=not show)
+    if opened:
+        progress.start()
+    try:
         yield progress
+    finally:
+        if progress.live.is_started:
+            progress.stop()

@@ -41,11 +41,12 @@ def prepare(
     guarded(lambda: check_settings(settings))
 
     def run() -> None:
-        with progress_bar() as progress:
+        with progress_bar(opened=False) as progress:  # opened at the first image, once the inputs are checked
             task = progress.add_task("images", total=None)
 
             def on_image(done: int, total: int, name: str) -> None:
                 progress.update(task, completed=done, total=total, description=name[:30] or "images")
+                progress.start()
 
             report = prepare_dataset(settings, on_image)
         for name, reason in report.skipped:

@@ -33,6 +33,9 @@ def train(
     init: Annotated[Path | None, typer.Option(
         help="Start from this checkpoint, taking every tensor whose shape fits.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out exactly where it stopped.")] = False,
+    new_data: Annotated[bool, typer.Option(
+        help="With --resume: continue on a --data file whose samples differ from the run's so far "
+             "(otherwise refused; the checkpoints record each segment's data).")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     workers: Annotated[int, typer.Option(help="DataLoader worker processes.")] = 2,
     seed: Annotated[int, typer.Option(help="Seed for weights and patch sampling.")] = 0,
@@ -64,7 +67,7 @@ def train(
         data=data, scale=scale, out=out, iters=iters, batch_size=batch_size, patch=patch,
         min_detail=min_detail, lr=lr,
         val_dir=val, val_every=val_every, val_crop=val_crop, checkpoint_every=checkpoint_every,
-        init=init, resume=resume, device=device, workers=workers, seed=seed,
+        init=init, resume=resume, new_data=new_data, device=device, workers=workers, seed=seed,
         ema_decay=ema or None, amp=amp, channels=channels, up_channels=up_channels, blocks=blocks,
         degrade=degrade, clean_share=clean_share, sharpen_target=sharpen_target,
         gan_weight=gan_weight, gan_lr=gan_lr,
@@ -73,12 +76,13 @@ def train(
 
     def run() -> None:
         with progress_bar(TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[speed]}"),
-                          TextColumn("val {task.fields[psnr]}"), show=main) as progress:
-            task = None  # the bar appears once the data, --init, --val and the run folder have been checked
+                          TextColumn("val {task.fields[psnr]}"), show=main, opened=False) as progress:
+            task = None  # the bar opens once the data, --init, --val and the run folder have been checked
 
             def on_start(start: int, total: int) -> None:
                 nonlocal task
                 task = progress.add_task("training", total=total, completed=start, loss="-", speed="-", psnr="-")
+                progress.start()
 
             def on_step(step: int, loss: float, lr_now: float) -> None:
                 speed = progress.tasks[task].speed
@@ -89,7 +93,7 @@ def train(
                 progress.update(task, psnr=f"{psnr:.2f} dB{' (best)' if best else ''}")
 
             callbacks = TrainCallbacks(on_start=on_start, on_step=on_step, on_validation=on_validation,
-                                       note=lambda m: progress.console.print(m))
+                                       note=note)
             result = run_training(settings, callbacks)
         best = f", best validation {result.best_psnr:.2f} dB" if result.best_psnr is not None else ""
         if main:

@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from animesr.data.degrade import Degradation
-from animesr.data.prepare import check_dataset
+from animesr.data.prepare import check_dataset, content_id
 from animesr.errors import DatasetError
 
 
@@ -34,6 +34,7 @@ class PairedPatches(Dataset):
                  degradation: Degradation | None = None, sharpen: float = 0.0) -> None:
         attrs = check_dataset(path, scale)
         self.path, self.scale, self.patch, self.seed = path, scale, patch, seed
+        self.content_id = content_id(attrs)
         self.min_detail = min_detail
         self.degradation = degradation if degradation and not degradation.preset.is_clean else None
         self.sharpen = sharpen

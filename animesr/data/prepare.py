@@ -223,8 +223,7 @@ def _write_attributes(h5: h5py.File, settings: PrepareSettings, sources: list[di
 def check_dataset(path: Path, scale: int) -> dict:
     """Open `path` read-only and check, once, that it is ours, of a known version, laid out as
     `prepare` writes it and with `scale`; return its attributes. Each problem is one DatasetError."""
-    if not path.is_file():
-        raise DatasetError(f"{path}: no such dataset file")
+    _require_a_file(path)
     try:
         with h5py.File(path, "r") as h5:
             attrs = dict(h5.attrs)
@@ -236,6 +235,36 @@ def check_dataset(path: Path, scale: int) -> dict:
     except OSError as error:
         raise DatasetError(f"{path} is not an HDF5 file ({_hdf5_reason(error)})") from None
     return attrs
+
+
+def _require_a_file(path: Path) -> None:
+    if path.is_dir():
+        raise DatasetError(f"{path} is a folder, not an HDF5 file from `animesr prepare`")
+    if not path.exists():
+        raise DatasetError(f"{path}: no such dataset file")
+    if not path.is_file():
+        raise DatasetError(f"{path} is not a regular file, not an HDF5 file from `animesr prepare`")
+
+
+# What decides the samples a run draws; a file's name and creation time do not.
+SAMPLE_ATTRIBUTES = ("format_version", "crop", "stride", "resize_method", "sources", "samples")
+
+
+def content_id(attrs: dict) -> str:
+    """A short fingerprint of a checked dataset's samples, from its attributes: a moved, renamed or
+    re-prepared copy of the same images with the same recipe has the same id, other images another."""
+    recipe = {name: _plain(attrs.get(name)) for name in SAMPLE_ATTRIBUTES}
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    return value
 
 
 def _integer(path: Path, attrs: dict, name: str) -> int:

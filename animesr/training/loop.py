@@ -139,17 +139,38 @@ class _Run:
         elif state.get("adversary"):
             self.notes.append("--gan-weight 0: this run's discriminator is dropped (the stage ends here)")
 
-    def start_segment(self) -> None:
+    def start_segment(self, data_id: str) -> None:
         s = self.settings
         previous = self.segments[-1] if self.segments else None
-        self.segments.append({
-            "from_step": self.step, "iters": s.iters, "batch_size": s.batch_size, "patch": s.patch,
+        segment = {
+            "from_step": self.step, "iters": s.iters, "data": s.data.name, "data_id": data_id,
+            "batch_size": s.batch_size, "patch": s.patch,
             "min_detail": s.min_detail, "lr": s.lr, "ema_decay": s.ema_decay, "processes": self.processes.world,
             "degrade": s.degrade, "clean_share": s.clean_share, "sharpen_target": s.sharpen_target,
             "gan_weight": s.gan_weight, "gan_lr": s.gan_lr if s.gan_weight else None,
-        })
-        changed = [f"{key} {previous[key]} → {value}" for key, value in self.segments[-1].items()
-                   if previous and key not in ("from_step", "iters") and key in previous and previous[key] != value]
+        }
+        if previous:
+            self._compare_data(previous, segment)
+            self._note_changed_settings(previous, segment)
+        self.segments.append(segment)
+
+    def _compare_data(self, previous: dict[str, Any], segment: dict[str, Any]) -> None:
+        """Other samples end an exact resume: refused unless --new-data says it is meant. The same
+        samples under another name (a moved file) are the same data. Segments written before data
+        was recorded cannot be compared."""
+        if previous.get("data_id") in (None, segment["data_id"]):
+            return
+        before = f"{previous.get('data')} (id {previous['data_id']})"
+        now = f"{segment['data']} (id {segment['data_id']})"
+        if not self.settings.new_data:
+            raise TrainingError(f"{self.settings.out} was trained on {before}; {now} holds other samples: "
+                                "pass --new-data to continue this run on it")
+        self.notes.append(f"resumed on other data than step {previous['from_step']}'s: {before} → {now}")
+
+    def _note_changed_settings(self, previous: dict[str, Any], segment: dict[str, Any]) -> None:
+        unnoted = ("from_step", "iters", "data", "data_id")  # iters may grow; the data has its own check
+        changed = [f"{key} {previous[key]} → {value}" for key, value in segment.items()
+                   if key not in unnoted and key in previous and previous[key] != value]
         if changed:
             self.notes.append(f"resumed with other settings than step {previous['from_step']}'s: {', '.join(changed)}")
 
@@ -201,8 +222,9 @@ def train(settings: TrainSettings, callbacks: TrainCallbacks = TrainCallbacks())
             distributed.stop_processes(processes)
 
 
-def _prepare_run(settings: TrainSettings, processes: distributed.Processes) -> _Run:
-    has_state = (settings.out / STATE_NAME).is_file()
+def _prepare_run(settings: TrainSettings, processes: distributed.Processes, data_id: str) -> _Run:
+    _require_run_files_are_files(settings.out)
+    has_state = (settings.out / STATE_NAME).exists()
     if settings.resume and not has_state:
         raise TrainingError(f"{settings.out} has no training state to resume ({STATE_NAME} missing)")
     if has_state and not settings.resume:
@@ -213,8 +235,16 @@ def _prepare_run(settings: TrainSettings, processes: distributed.Processes) -> _
         run.best_psnr = _best_on_disk(settings.out, run.best_psnr, run.notes)
     elif settings.init:
         run.initialise_from(settings.init)
-    run.start_segment()
+    run.start_segment(data_id)
     return run
+
+
+def _require_run_files_are_files(out: Path) -> None:
+    """A folder where the run writes a file would stop it at its first save, after steps were spent."""
+    for name in (STATE_NAME, "last.safetensors", "best.safetensors", LOG_NAME, "plot.png"):
+        path = out / name
+        if path.exists() and not path.is_file():
+            raise OutputError(f"{path} is not a file: remove it or choose another --out")
 
 
 def _best_on_disk(out: Path, recorded: float | None, notes: list[str]) -> float | None:
@@ -268,7 +298,7 @@ def _train(settings: TrainSettings, callbacks: TrainCallbacks, processes: distri
     if settings.val_dir:
         validation_images = load_hr_images([settings.val_dir], settings.val_crop)
         check_image_sizes(validation_images, settings.scale)
-    run = _prepare_run(settings, processes)
+    run = _prepare_run(settings, processes, dataset.content_id)
     _make_run_folder(settings.out)
     for message in run.notes:
         callbacks.note(message)
@@ -380,6 +410,7 @@ def check_settings(s: TrainSettings, processes: int = 1) -> None:
         (not 0 <= s.gan_weight <= 1, "--gan-weight must be between 0 (off) and 1"),
         (not 0 < s.gan_lr < math.inf, "--gan-lr must be positive"),
         (s.resume and s.init is not None, "--init starts a new run and --resume continues one: give one of them"),
+        (s.new_data and not s.resume, "--new-data continues a run on other data: it needs --resume"),
     ]
     for failed, message in problems:
         if failed:
@@ -465,6 +496,7 @@ def _provenance(run: _Run, settings: TrainSettings) -> dict[str, Any]:
     return {
         "step": run.step,
         "data": settings.data.name,
+        "data_id": run.segments[-1]["data_id"],
         "iters": settings.iters,
         "batch_size": settings.batch_size,
         "patch": settings.patch,

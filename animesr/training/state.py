@@ -51,8 +51,10 @@ def write_state(path: Path, state: dict[str, Any]) -> None:
 
 def load_state(run_dir: Path) -> dict[str, Any]:
     path = run_dir / STATE_NAME
-    if not path.is_file():
+    if not path.exists():
         raise TrainingError(f"{run_dir} has no training state to resume ({STATE_NAME} missing)")
+    if not path.is_file():
+        raise TrainingError(f"{path} is not a file: {run_dir} has no training state to resume")
     try:
         with torch.serialization.safe_globals(_numpy_array_globals()):
             state = torch.load(path, map_location="cpu", weights_only=True)
