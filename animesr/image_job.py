@@ -19,7 +19,7 @@ import numpy as np
 from animesr.atomic import check_writable_folder
 from animesr.callbacks import JobCallbacks, ignore
 from animesr.config import ImageJob
-from animesr.errors import AnimeSRError, ImageTooLargeError, InputError, OutputError
+from animesr.errors import AnimeSRError, ImageTooLargeError, InputError, OutputError, output_replaces_input
 from animesr.imaging import WRITE_FORMATS, list_images, read_image, write_image
 
 if TYPE_CHECKING:
@@ -101,7 +101,7 @@ def plan_images(job: ImageJob, prepare: bool = True) -> list[ImageTask]:
             raise InputError(f"{claimed[key]} and {source} would both be written to {target}; "
                              "use separate runs or --suffix")
         if key == _path_key(source) or target.exists() and target.resolve() == source.resolve():
-            raise OutputError(f"{source}: the output would replace the input; use --suffix or another -o")
+            raise output_replaces_input(source, advice="use --suffix or another -o")
         claimed[key] = source
         tasks.append(ImageTask(source, target, fmt))
     # an input that is another input's output (a_x2.png beside a.png, -o the same folder):
@@ -172,7 +172,7 @@ def upscale_images(
 
 def _upscale_one(task: ImageTask, job: ImageJob, upscaler: Upscaler, callbacks: ImageCallbacks) -> None:
     if task.target.exists() and task.target.resolve() == task.source.resolve():
-        raise OutputError(f"{task.source}: the output would replace the input; use --suffix or another -o")
+        raise output_replaces_input(task.source, advice="use --suffix or another -o")
     try:
         image = read_image(task.source, max_pixels=job.max_pixels)
     except ImageTooLargeError as error:

@@ -14,7 +14,7 @@ import numpy as np
 
 from animesr.callbacks import JobCallbacks, Message
 from animesr.config import PreviewJob
-from animesr.errors import InputError, OutputError
+from animesr.errors import InputError, OutputError, output_replaces_input
 from animesr.imaging import IMAGE_SUFFIXES, WRITE_FORMATS, bicubic_resize, read_image, to_rgb8, write_image
 
 MARGIN = 16  # source pixels of context around a crop, so the network sees what borders it
@@ -64,7 +64,7 @@ def _check_output(job: PreviewJob) -> None:
     if job.output.suffix.lower().lstrip(".").replace("jpeg", "jpg") not in WRITE_FORMATS:
         raise OutputError(f"cannot write a {job.output.suffix or 'suffix-less'} sheet: name it .png, .jpg or .webp")
     if job.output.exists() and job.input.exists() and job.output.resolve() == job.input.resolve():
-        raise OutputError(f"{job.output}: the sheet would replace the input; name another -o")
+        raise output_replaces_input(job.input)
     if job.output.exists() and not job.overwrite:
         raise OutputError(f"{job.output} exists: add --overwrite to replace it")
     if not job.output.parent.is_dir():

@@ -279,6 +279,13 @@ def test_shipped_model_is_used_without_model(tree: Path, tmp_path: Path) -> None
     assert files(tmp_path / "out") == ["a.png", "b.jpg"]
 
 
+def test_an_output_onto_its_input_says_so_as_every_command_does(tmp_path: Path, tiny_x2: Path) -> None:
+    write_image(tmp_path / "a.png", smooth_image(6, 6))
+    result = run(tmp_path / "a.png", "-o", tmp_path, "-s", "2", "-m", tiny_x2, "--overwrite")
+    assert result.exit_code == 3
+    assert f"error: {tmp_path / 'a.png'}: the output would replace the input; use --suffix or another -o" in result.flat
+
+
 def test_two_inputs_writing_the_same_output(tmp_path: Path, tiny_x2: Path) -> None:
     for folder in ("one", "two"):
         (tmp_path / folder).mkdir()

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from animesr.checkpoint import load_checkpoint
 from animesr.config import InferenceSettings, VideoJob
-from animesr.errors import InputError
+from animesr.errors import InputError, OutputError
 from animesr.video import commands
 from animesr.video.batch import plan_videos
 from animesr.video.distributed import ChunkTask, ChunkWorker, VideoSpec, seek_decode_args
@@ -96,12 +96,27 @@ def test_an_output_ending_in_a_separator_is_a_folder_even_when_missing(series: P
 def test_plans_that_would_lose_an_output_are_refused_before_any_work(series: Path, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="would both be written"):
         plan_videos([series / "ep01.mkv", series / "extras" / "op.mkv", series / "extras"], tmp_path, False, "mkv")
-    with pytest.raises(InputError, match="would overwrite the input"):
+    with pytest.raises(OutputError, match="ep01.mkv: the output would replace the input; use another -o"):
         plan_videos([series / "ep01.mkv"], series, False, "mkv")
     with pytest.raises(InputError, match="no videos found.*--recursive"):
         plan_videos([tmp_path], tmp_path / "out", False, "mkv")
     bad = cli(str(series), "-o", str(tmp_path / "o"), "-s", "2", "--container", "avi")
     assert bad.exit_code == InputError.exit_code and handled(bad) and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("output", ["folder", "folder/", "file"])
+def test_an_output_onto_its_input_is_the_same_output_error_in_every_mode(series: Path, tmp_path: Path,
+                                                                         output: str) -> None:
+    """A folder output gave 2 ("would overwrite the input"), a file output 3 ("OUTPUT is the input
+    file"), upscale-image 3: one class (OutputError, 3) and one wording, before any work."""
+    source = series / "ep01.mkv"
+    target = {"folder": str(series), "folder/": f"{series}{os.sep}", "file": str(source)}[output]
+    before = source.read_bytes()
+    result = cli(str(source), "-o", target, "-s", "2", "-m", str(tiny_model_file(tmp_path)), "--overwrite")
+    flat = " ".join(result.output.split())
+    assert result.exit_code == OutputError.exit_code and handled(result), result.output
+    assert f"error: {source}: the output would replace the input; use another -o" in flat
+    assert len(result.output.strip().splitlines()) == 1 and source.read_bytes() == before
 
 
 def test_workers_ray_without_ray_says_how_to_install_it_before_any_work(series: Path, tmp_path: Path,

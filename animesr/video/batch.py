@@ -11,7 +11,7 @@ from pathlib import Path
 
 from animesr.callbacks import JobCallbacks, ignore
 from animesr.config import VideoJob
-from animesr.errors import AnimeSRError, InputError, OutputError
+from animesr.errors import AnimeSRError, InputError, OutputError, output_replaces_input
 from animesr.image_job import prepare_output_dir
 from animesr.inputs import folder_inside, list_inputs
 from animesr.video.workdir import WORK_SUFFIXES
@@ -62,7 +62,7 @@ def plan_videos(inputs: list[Path], output_dir: Path, recursive: bool, container
             raise InputError(f"{claimed[key]} and {source} would both be written to {target}: "
                              "use separate runs or output folders")
         if key in sources:
-            raise InputError(f"{target} would overwrite the input {source}: choose another output folder")
+            raise output_replaces_input(source)
         claimed[key] = source
         tasks.append(VideoTask(source, target))
     if output_dir.exists() and not output_dir.is_dir():
