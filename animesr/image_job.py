@@ -3,7 +3,8 @@
 No typer or rich here: the CLI (or any caller) follows progress through `ImageCallbacks`.
 A file that cannot be read, upscaled or written is recorded as failed and the job goes
 on; only problems that make the whole job impossible (no inputs, an output folder that
-cannot be written, two inputs that would write the same output) raise up front.
+cannot be written, two inputs that would write the same output) raise up front, and a
+model that gives NaN or infinite values stops the job at the first image it spoils.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import numpy as np
 from animesr.atomic import check_writable_folder
 from animesr.callbacks import JobCallbacks, ignore
 from animesr.config import ImageJob
-from animesr.errors import AnimeSRError, ImageTooLargeError, InputError, OutputError, output_replaces_input
+from animesr.errors import (AnimeSRError, ImageTooLargeError, InputError, ModelOutputError, OutputError,
+                            output_replaces_input)
 from animesr.imaging import WRITE_FORMATS, list_images, read_image, write_image
 
 if TYPE_CHECKING:
@@ -155,6 +157,8 @@ def upscale_images(
         callbacks.on_image(index, task)
         try:
             _upscale_one(task, job, upscaler, callbacks)
+        except ModelOutputError:
+            raise  # the model's fault, not the file's: every other image would fail the same way
         except AnimeSRError as error:
             message = str(error)
         except Exception as error:  # noqa: BLE001 - one bad file must not stop the others

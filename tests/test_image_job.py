@@ -12,7 +12,7 @@ from PIL import Image
 
 from animesr import Upscaler
 from animesr.config import ImageJob, InferenceSettings
-from animesr.errors import InputError, OutputError
+from animesr.errors import InputError, ModelOutputError, OutputError
 from animesr.image_job import ImageCallbacks, output_format, plan_images, upscale_images
 from animesr.imaging import read_image, write_image
 from conftest import smooth_image, tiny_loaded
@@ -100,28 +100,46 @@ def _never_fits(upscaler: Upscaler) -> Upscaler:
     return upscaler
 
 
-def _overflowing() -> Upscaler:
-    loaded = tiny_loaded(2)
-    with torch.no_grad():
-        loaded.model.tail.weight.fill_(3e38)  # finite weights, NaN/inf output
-    return Upscaler(loaded, InferenceSettings(device="cpu"))
+def _overflowing_after(images: int) -> Upscaler:
+    """Good pictures for the first `images` images, then infinite values, as a model that overflows."""
+    upscaler = Upscaler(tiny_loaded(2), InferenceSettings(device="cpu"))
+    forward, calls = upscaler._forward, iter(range(10**6))
+
+    def forward_then_overflow(x, tile, on_tile):
+        y = forward(x, tile, on_tile)
+        return y if next(calls) < images else y * float("inf")
+
+    upscaler._forward = forward_then_overflow
+    return upscaler
 
 
-@pytest.mark.parametrize(("make", "message"), [
-    (lambda: _never_fits(Upscaler(tiny_loaded(2), InferenceSettings(device="cpu", tile=64))), "out of memory"),
-    (_overflowing, "NaN or infinite"),
-])
-def test_an_image_that_cannot_be_upscaled_leaves_no_output(tmp_path: Path, make, message: str) -> None:
+def test_an_image_that_cannot_be_upscaled_leaves_no_output(tmp_path: Path) -> None:
     src = tmp_path / "in"
     src.mkdir()
     write_image(src / "a.png", smooth_image(40, 40))
     write_image(src / "b.png", smooth_image(8, 8, channels=1, seed=1))
     out = tmp_path / "out"
     job = _job([src], out)
-    summary = upscale_images(job, make())
+    upscaler = _never_fits(Upscaler(tiny_loaded(2), InferenceSettings(device="cpu", tile=64)))
+    summary = upscale_images(job, upscaler)
     assert summary.counts() == {"done": 0, "skipped": 0, "failed": 2}
-    assert all(source.name in text and message in text for source, text in summary.failed)
+    assert all(source.name in text and "out of memory" in text for source, text in summary.failed)
     assert list(out.iterdir()) == []  # no picture, no half-written or temporary file
+
+
+def test_a_model_that_gives_nan_or_inf_stops_the_job_and_keeps_what_was_done(tmp_path: Path) -> None:
+    """Each image used to fail on its own (exit 1) with a message that never named the model."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a.png", "b.png", "c.png"):
+        write_image(src / name, smooth_image(8, 8))
+    out = tmp_path / "out"
+    images: list[str] = []
+    callbacks = ImageCallbacks(on_image=lambda i, task: images.append(task.source.name))
+    with pytest.raises(ModelOutputError, match="^the model tiny gave NaN or infinite values"):
+        upscale_images(_job([src], out), _overflowing_after(1), callbacks)
+    assert images == ["a.png", "b.png"]  # c.png was never started
+    assert sorted(p.name for p in out.iterdir()) == ["a.png"]  # the earlier output is kept, no partial file
 
 
 def test_images_over_the_pixel_limit_fail_alone(tmp_path: Path) -> None:

@@ -17,9 +17,9 @@ from typer.testing import CliRunner
 
 from animesr.checkpoint import load_checkpoint
 from animesr.config import InferenceSettings, VideoJob
-from animesr.errors import InputError, OutputError
+from animesr.errors import InputError, ModelOutputError, OutputError
 from animesr.video import commands
-from animesr.video.batch import plan_videos
+from animesr.video.batch import VideoTask, plan_videos, upscale_videos
 from animesr.video.distributed import ChunkTask, ChunkWorker, VideoSpec, seek_decode_args
 from animesr.video.ffmpeg import FrameReader
 from animesr.video.pipeline import scan_timeline
@@ -102,6 +102,46 @@ def test_plans_that_would_lose_an_output_are_refused_before_any_work(series: Pat
         plan_videos([tmp_path], tmp_path / "out", False, "mkv")
     bad = cli(str(series), "-o", str(tmp_path / "o"), "-s", "2", "--container", "avi")
     assert bad.exit_code == InputError.exit_code and handled(bad) and not (tmp_path / "o").exists()
+
+
+def test_a_model_that_gives_nan_or_inf_stops_the_batch(tmp_path: Path) -> None:
+    """A fault of the model failed every video in turn (exit 1); a fault of one video still does not
+    stop the batch."""
+    tasks = [VideoTask(tmp_path / f"{name}.mkv", tmp_path / "out" / f"{name}.mkv") for name in "abcd"]
+    faults = {"a": InputError("a.mkv: cannot decode"), "c": ModelOutputError("the model m gave NaN")}
+    started: list[str] = []
+
+    def run_one(job: VideoJob) -> str:
+        started.append(job.input.stem)
+        if job.input.stem in faults:
+            raise faults[job.input.stem]
+        job.output.write_bytes(b"video")
+        return "result"
+
+    template = VideoJob(input=tmp_path / "x.mkv", output=tmp_path / "out" / "x.mkv", scale=2)
+    with pytest.raises(ModelOutputError, match="the model m gave NaN"):
+        upscale_videos(template, tmp_path / "out", tasks, run_one)
+    assert started == ["a", "b", "c"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["b.mkv"]
+
+
+def test_a_folder_job_whose_model_overflows_is_one_line_and_exit_9(series: Path, tmp_path: Path) -> None:
+    import torch
+
+    from animesr.checkpoint import save_checkpoint
+    from conftest import tiny_model
+
+    model = tiny_model(2)
+    with torch.no_grad():
+        model.tail.weight.fill_(3e38)  # finite weights, NaN/inf output
+    save_checkpoint(tmp_path / "huge.safetensors", model, value_range=1.0)
+    out = tmp_path / "out"
+    result = cli(str(series), "-o", str(out), "-s", "2", "-m", str(tmp_path / "huge.safetensors"),
+                 "--chunk-frames", "8")
+    flat = " ".join(result.output.split())
+    assert result.exit_code == ModelOutputError.exit_code and handled(result), result.output
+    assert "error: the model huge.safetensors gave NaN or infinite values" in flat
+    assert "[2/" not in result.output and "failed" not in result.output
 
 
 @pytest.mark.parametrize("output", ["folder", "folder/", "file"])

@@ -1,6 +1,7 @@
 """Many videos in one command: files and folders in, one output folder out, every video with the
 same settings, each resumable and verified on its own. A video that fails is reported and the
-rest go on; an existing output is skipped unless --overwrite. No typer or rich here."""
+rest go on, except when the model gives NaN or infinite values: that stops the batch. An existing
+output is skipped unless --overwrite. No typer or rich here."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from animesr.callbacks import JobCallbacks, ignore
 from animesr.config import VideoJob
-from animesr.errors import AnimeSRError, InputError, OutputError, output_replaces_input
+from animesr.errors import AnimeSRError, InputError, ModelOutputError, OutputError, output_replaces_input
 from animesr.image_job import prepare_output_dir
 from animesr.inputs import folder_inside, list_inputs
 from animesr.video.workdir import WORK_SUFFIXES
@@ -98,6 +99,8 @@ def upscale_videos(template: VideoJob, output_dir: Path, tasks: list[VideoTask],
         try:
             task.target.parent.mkdir(parents=True, exist_ok=True)
             result = run_one(replace(template, input=task.source, output=task.target))
+        except ModelOutputError:
+            raise  # the model's fault, not the video's: every other video would fail the same way
         except AnimeSRError as error:
             message = f"{task.source}: {error}"
             summary.failed.append((task.source, message))
