@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 FORMATS = ("same",) + WRITE_FORMATS
 NAME_MAX = 255  # bytes in a file name on the usual file systems
 # input suffix -> (format to write, suffix to keep) for --format same
-_SAME_FORMAT = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg", ".webp": "webp"}
+_SAME_FORMAT = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg", ".jpe": "jpg", ".jfif": "jpg", ".webp": "webp"}
 
 
 @dataclass(frozen=True)

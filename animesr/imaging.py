@@ -23,7 +23,15 @@ from animesr.config import DEFAULT_MAX_PIXELS
 from animesr.errors import ImageTooLargeError, InputError, OutputError
 from animesr.inputs import folder_inside, list_inputs
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+# The suffixes of the files read_image decodes (OpenCV, else Pillow) into 8- or 16-bit pixels: what a folder
+# walk takes, and all it takes. Left out, as read_image refuses them: float pictures (.pfm .hdr .exr), and
+# what needs a program outside Python (.eps .ps: Ghostscript). tests/test_imaging.py holds the two to each other.
+IMAGE_SUFFIXES = frozenset({
+    ".png", ".apng", ".jpg", ".jpeg", ".jpe", ".jfif", ".webp", ".avif", ".avifs", ".gif", ".bmp", ".dib",
+    ".tif", ".tiff", ".jp2", ".j2k", ".j2c", ".jpc", ".jpf", ".jpx", ".tga", ".icb", ".vda", ".vst", ".qoi",
+    ".pbm", ".pgm", ".ppm", ".pnm", ".pcx", ".sgi", ".rgb", ".rgba", ".bw", ".ras", ".sr", ".ico", ".icns",
+    ".dds", ".blp", ".im", ".msp", ".xbm",
+})
 WRITE_FORMATS = ("png", "jpg", "webp")
 
 # A damaged file is reported once, by us; OpenCV's own decoder chatter on stderr is noise.

@@ -56,8 +56,11 @@ def make_preview(job: PreviewJob, callbacks: JobCallbacks = JobCallbacks()) -> P
 # ---- inputs ---------------------------------------------------------------------------------
 
 
+_MOVING_SUFFIXES = (".gif", ".apng", ".avifs")  # animations, previewed as videos are
+
+
 def is_image(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES and path.suffix.lower() != ".gif"  # GIFs move
+    return path.suffix.lower() in IMAGE_SUFFIXES and path.suffix.lower() not in _MOVING_SUFFIXES
 
 
 def _check_output(job: PreviewJob) -> None:

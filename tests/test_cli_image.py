@@ -121,6 +121,17 @@ def test_a_corrupt_file_is_reported_and_the_rest_go_on(tree: Path, tiny_x2: Path
     assert files(out) == ["a.png", "b.jpg"]
 
 
+def test_a_folder_takes_every_picture_a_named_file_would_take(tmp_path: Path, tiny_x2: Path) -> None:
+    """`.jfif` and `.jpe` files were upscaled when named, and left out of a folder in silence."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("A.JPG", "b.jfif", "c.jpe"):
+        Image.fromarray(smooth_image(8, 8)).save(folder / name, format="JPEG")
+    result = run(folder, "-o", tmp_path / "out", "-s", "2", "-m", tiny_x2)
+    assert result.exit_code == 0, result.output
+    assert "3 image(s)" in result.flat and files(tmp_path / "out") == ["A.JPG", "b.jfif", "c.jpe"]
+
+
 def test_recursive_into_an_output_folder_inside_the_input(tree: Path, tiny_x2: Path) -> None:
     out = tree / "upscaled"
     first = run(tree, "-r", "-o", out, "-s", "2", "-m", tiny_x2, "--suffix", "_x2", "--format", "png")

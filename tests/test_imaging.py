@@ -14,7 +14,7 @@ from PIL import Image
 from animesr import atomic
 from animesr import imaging
 from animesr.errors import ImageTooLargeError, InputError, OutputError
-from animesr.imaging import encode_image, list_images, read_image, write_image
+from animesr.imaging import IMAGE_SUFFIXES, encode_image, list_images, read_image, write_image
 from conftest import smooth_image
 
 
@@ -281,6 +281,61 @@ def test_list_images(tmp_path: Path) -> None:
     assert [rel.as_posix() for _, rel in deep] == ["a.JPG", "b.png", "sub/c.webp", "sub/deeper/d.bmp"]
     single = list_images([tmp_path / "sub" / "c.webp"], recursive=False)
     assert single == [(tmp_path / "sub" / "c.webp", Path("c.webp"))]
+
+
+_NEEDS_GHOSTSCRIPT = {".eps", ".ps"}  # read only where Ghostscript is installed: never taken from a folder
+
+
+def _write_sample(path: Path) -> bool:
+    """A small picture in the format its suffix names, by Pillow or else OpenCV; False when neither writes it."""
+    Image.init()
+    fmt = Image.registered_extensions().get(path.suffix)
+    if fmt in Image.SAVE:
+        picture = Image.fromarray(smooth_image(16, 16))
+        for mode in ("F",) if path.suffix == ".pfm" else ("RGB", "L", "1"):  # .pfm: Pillow writes floats as PFM
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DeprecationWarning)  # Pillow 12 deprecates IM
+                    picture.convert(mode).save(path, format=fmt)
+                return True
+            except (OSError, ValueError, KeyError):  # this mode is not one the format holds
+                path.unlink(missing_ok=True)
+        return False
+    try:
+        return bool(cv2.imwrite(str(path), smooth_image(16, 16)))
+    except cv2.error:  # no OpenCV encoder for the suffix
+        return False
+
+
+def _reads(path: Path) -> bool:
+    try:
+        read_image(path)
+    except InputError:
+        return False
+    return True
+
+
+def test_a_folder_walk_takes_every_suffix_the_reader_reads_and_no_other(tmp_path: Path) -> None:
+    """`.jfif` and `.avif` pictures were upscaled when named, and left out of a folder in silence."""
+    Image.init()
+    pillow_writes = {suffix for suffix, fmt in Image.registered_extensions().items()
+                     if fmt in Image.SAVE and fmt in Image.OPEN}
+    candidates = (pillow_writes | IMAGE_SUFFIXES | {".hdr", ".pfm", ".exr"}) - _NEEDS_GHOSTSCRIPT
+    written = {suffix for suffix in candidates if _write_sample(tmp_path / f"x{suffix}")}
+    assert {".jfif", ".jpe", ".jp2", ".tga", ".qoi", ".sr", ".hdr", ".pfm"} <= written
+    assert {suffix for suffix in written if _reads(tmp_path / f"x{suffix}")} == IMAGE_SUFFIXES & written
+    assert {path.suffix for path, _ in list_images([tmp_path], recursive=False)} == IMAGE_SUFFIXES & written
+    assert not IMAGE_SUFFIXES & _NEEDS_GHOSTSCRIPT
+
+
+def test_jfif_and_avif_pictures_in_a_folder_are_taken(tmp_path: Path) -> None:
+    for name in ("A.JPG", "b.jfif", "c.avif"):
+        if not _write_sample(tmp_path / name.lower()):
+            pytest.skip(f"neither Pillow nor OpenCV writes {Path(name).suffix} here")
+    (tmp_path / "a.jpg").rename(tmp_path / "A.JPG")
+    found = [rel.as_posix() for _, rel in list_images([tmp_path], recursive=False)]
+    assert found == ["A.JPG", "b.jfif", "c.avif"]
+    assert all(read_image(tmp_path / name).shape == (16, 16, 3) for name in found)
 
 
 def test_list_images_skips_the_output_folder_inside_an_input_folder(tmp_path: Path) -> None:
