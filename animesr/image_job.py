@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from animesr.atomic import check_writable_folder
+from animesr.atomic import check_writable_folder, removed_if_left_empty
 from animesr.callbacks import JobCallbacks, ignore
 from animesr.config import ImageJob
 from animesr.errors import (AnimeSRError, ImageTooLargeError, InputError, ModelOutputError, OutputError,
@@ -84,8 +84,9 @@ def plan_images(job: ImageJob, prepare: bool = True) -> list[ImageTask]:
     """Expand the inputs, name every output, and (with `prepare`) create the output folder
     and make sure it is writable; without `prepare` nothing is created.
 
-    Raises InputError (missing input, folder without images, two inputs → one output)
-    and OutputError (output folder is a file or cannot be created or written).
+    Raises InputError (missing input, folder without images, two inputs → one output, a lone
+    image that cannot be read) and OutputError (output folder is a file or cannot be created
+    or written).
     """
     if not job.inputs:
         raise InputError("no input given")
@@ -111,11 +112,31 @@ def plan_images(job: ImageJob, prepare: bool = True) -> list[ImageTask]:
     tasks = [task for task in tasks if claimed.get(_path_key(task.source), task.source) == task.source]
     if job.output_dir.exists() and not job.output_dir.is_dir():
         raise OutputError(f"output folder {job.output_dir} is an existing file")
+    _check_lone_image(job, tasks)
     if prepare:
         prepare_output_dir(job.output_dir)
     else:
         check_writable_folder(job.output_dir)
     return tasks
+
+
+def _check_lone_image(job: ImageJob, tasks: list[ImageTask]) -> None:
+    """One image named on its own is read before any work: when it cannot be, that is the job's
+    error, not one failed file of a folder job."""
+    lone = len(job.inputs) == 1 and job.inputs[0].is_file()
+    if lone and tasks and not _is_skipped(tasks[0], job):
+        _read_source(tasks[0], job)
+
+
+def _is_skipped(task: ImageTask, job: ImageJob) -> bool:
+    return task.target.exists() and not job.overwrite
+
+
+def _read_source(task: ImageTask, job: ImageJob) -> np.ndarray:
+    try:
+        return read_image(task.source, max_pixels=job.max_pixels)
+    except ImageTooLargeError as error:
+        raise ImageTooLargeError(f"{error}; --max-pixels raises it") from None
 
 
 def _path_key(path: Path) -> Path:
@@ -144,13 +165,18 @@ def upscale_images(
     if upscaler.scale != job.scale:
         raise InputError(f"the model is x{upscaler.scale}, but the job asks for x{job.scale}")
     if tasks is None:
-        tasks = plan_images(job)
-    else:
+        tasks = plan_images(job, prepare=False)
+    with removed_if_left_empty([job.output_dir, *(task.target.parent for task in tasks)]):
         prepare_output_dir(job.output_dir)
+        return _upscale_tasks(job, upscaler, callbacks, tasks)
+
+
+def _upscale_tasks(job: ImageJob, upscaler: Upscaler, callbacks: ImageCallbacks,
+                   tasks: list[ImageTask]) -> ImageSummary:
     summary = ImageSummary()
     callbacks.on_start(len(tasks))
     for index, task in enumerate(tasks):
-        if task.target.exists() and not job.overwrite:
+        if _is_skipped(task, job):
             summary.skipped.append(task.target)
             callbacks.on_skipped(index, task)
             continue
@@ -177,10 +203,7 @@ def upscale_images(
 def _upscale_one(task: ImageTask, job: ImageJob, upscaler: Upscaler, callbacks: ImageCallbacks) -> None:
     if task.target.exists() and task.target.resolve() == task.source.resolve():
         raise output_replaces_input(task.source, advice="use --suffix or another -o")
-    try:
-        image = read_image(task.source, max_pixels=job.max_pixels)
-    except ImageTooLargeError as error:
-        raise ImageTooLargeError(f"{error}; --max-pixels raises it") from None
+    image = _read_source(task, job)
     result = upscaler.upscale(image, on_tile=callbacks.on_tile, notice=callbacks.warn)
     try:
         task.target.parent.mkdir(parents=True, exist_ok=True)

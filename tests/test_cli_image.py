@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from animesr import Upscaler, __version__, load_checkpoint, save_checkpoint
 from animesr.cli import _register, app
 from animesr.config import InferenceSettings
-from animesr.errors import ModelOutputError
+from animesr.errors import InputError, ModelOutputError
 from animesr.imaging import read_image, write_image
 from animesr.pretrained import MODELS_ENV
 from conftest import handled, smooth_image, tiny_model
@@ -132,6 +132,53 @@ def test_a_folder_takes_every_picture_a_named_file_would_take(tmp_path: Path, ti
     assert "3 image(s)" in result.flat and files(tmp_path / "out") == ["A.JPG", "b.jfif", "c.jpe"]
 
 
+@pytest.mark.parametrize("content", [b"hello\n", b"", b"\x89PNG\r\n\x1a\n garbage"], ids=["text", "empty", "broken"])
+def test_a_lone_image_that_cannot_be_read_is_one_line_before_the_model_loads(tmp_path: Path, tiny_x2: Path,
+                                                                              content: bytes) -> None:
+    """It was handled as a folder job: the model loaded, a progress bar, "failed 1", exit 1, and an
+    empty output folder left behind."""
+    bad = tmp_path / "notimage.png"
+    bad.write_bytes(content)
+    out = tmp_path / "out"
+    result = run(bad, "-o", out, "-s", "2", "-m", tiny_x2)
+    assert result.exit_code == InputError.exit_code
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"error: {bad}: "), result.output
+    assert not out.exists()
+
+
+def test_a_lone_image_over_the_pixel_limit_is_one_line_too(tmp_path: Path, tiny_x2: Path) -> None:
+    write_image(tmp_path / "a.png", smooth_image(12, 16))
+    result = run(tmp_path / "a.png", "-o", tmp_path / "out", "-s", "2", "-m", tiny_x2, "--max-pixels", "100")
+    assert result.exit_code == InputError.exit_code
+    assert result.output.strip() == (f"error: {tmp_path / 'a.png'}: 16×12 is 192 pixels, over the limit of 100; "
+                                     "--max-pixels raises it")
+    assert not (tmp_path / "out").exists()
+
+
+def test_several_named_images_with_a_bad_one_report_it_and_go_on(tmp_path: Path, tiny_x2: Path) -> None:
+    write_image(tmp_path / "good.png", smooth_image(6, 6))
+    (tmp_path / "bad.png").write_text("hello")
+    out = tmp_path / "out"
+    result = run(tmp_path / "bad.png", tmp_path / "good.png", "-o", out, "-s", "2", "-m", tiny_x2)
+    assert result.exit_code == 1
+    assert "done 1, skipped 0, failed 1" in result.flat and "bad.png" in result.flat.split("failed:")[-1]
+    assert files(out) == ["good.png"]
+
+
+def test_a_job_that_writes_nothing_leaves_no_folder_it_created(tmp_path: Path, tiny_x2: Path) -> None:
+    for name in ("a.png", "b.png"):
+        (tmp_path / name).write_text("hello")
+    new = tmp_path / "new" / "out"
+    result = run(tmp_path / "a.png", tmp_path / "b.png", "-o", new, "-s", "2", "-m", tiny_x2)
+    assert result.exit_code == 1 and "done 0, skipped 0, failed 2" in result.flat
+    assert not (tmp_path / "new").exists()
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    assert run(tmp_path / "a.png", tmp_path / "b.png", "-o", existing, "-s", "2", "-m", tiny_x2).exit_code == 1
+    assert existing.is_dir()  # not ours to remove
+
+
 def test_recursive_into_an_output_folder_inside_the_input(tree: Path, tiny_x2: Path) -> None:
     out = tree / "upscaled"
     first = run(tree, "-r", "-o", out, "-s", "2", "-m", tiny_x2, "--suffix", "_x2", "--format", "png")
@@ -178,7 +225,7 @@ def test_a_model_whose_output_overflows(tree: Path, tmp_path: Path) -> None:
     assert result.exit_code == ModelOutputError.exit_code, result.output
     assert "error: the model huge.safetensors gave NaN or infinite values" in result.flat
     assert "warning" not in result.output and "done" not in result.output
-    assert files(tmp_path / "out") == []  # never a black picture
+    assert not (tmp_path / "out").exists()  # never a black picture, nor an empty folder
 
 
 def test_tiles_give_the_same_result(tree: Path, tiny_x2: Path, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from animesr import Upscaler
+from animesr.atomic import removed_if_left_empty
 from animesr.config import ImageJob, InferenceSettings
 from animesr.errors import InputError, ModelOutputError, OutputError
 from animesr.image_job import ImageCallbacks, output_format, plan_images, upscale_images
@@ -65,6 +66,29 @@ def test_plan_without_prepare_creates_nothing(tmp_path: Path) -> None:
     tasks = plan_images(_job([tmp_path / "a.tif"], tmp_path / "out"), prepare=False)
     assert [(t.target.name, t.fmt) for t in tasks] == [("a.png", "png")]
     assert not (tmp_path / "out").exists()
+
+
+def test_a_lone_image_is_read_when_planned_and_others_when_upscaled(tmp_path: Path) -> None:
+    (tmp_path / "bad.png").write_text("hello")
+    write_image(tmp_path / "good.png", smooth_image(4, 4))
+    with pytest.raises(InputError, match="bad.png: not an image"):
+        plan_images(_job([tmp_path / "bad.png"], tmp_path / "out"), prepare=False)
+    assert len(plan_images(_job([tmp_path / "bad.png", tmp_path / "good.png"], tmp_path / "out"), prepare=False)) == 2
+    assert len(plan_images(_job([tmp_path], tmp_path / "out"), prepare=False)) == 2  # a folder of one is a folder
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "bad.png").write_bytes(b"")  # an existing output: skipped, so never read
+    assert len(plan_images(_job([tmp_path / "bad.png"], tmp_path / "out"), prepare=False)) == 1
+
+
+def test_folders_that_a_job_created_and_left_empty_are_removed(tmp_path: Path) -> None:
+    (tmp_path / "kept").mkdir()
+    with removed_if_left_empty([tmp_path / "a" / "b" / "c", tmp_path / "a" / "d", tmp_path / "kept"]):
+        (tmp_path / "a" / "b" / "c").mkdir(parents=True)
+        (tmp_path / "a" / "d").mkdir()
+        (tmp_path / "a" / "d" / "x.png").write_bytes(b"")
+        (tmp_path / "a" / "e").mkdir()  # not the job's: left alone
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == [
+        "a", "a/d", "a/d/x.png", "a/e", "kept"]
 
 
 def test_output_format() -> None:
@@ -124,7 +148,7 @@ def test_an_image_that_cannot_be_upscaled_leaves_no_output(tmp_path: Path) -> No
     summary = upscale_images(job, upscaler)
     assert summary.counts() == {"done": 0, "skipped": 0, "failed": 2}
     assert all(source.name in text and "out of memory" in text for source, text in summary.failed)
-    assert list(out.iterdir()) == []  # no picture, no half-written or temporary file
+    assert not out.exists()  # no picture, no half-written or temporary file, no empty folder
 
 
 def test_a_model_that_gives_nan_or_inf_stops_the_job_and_keeps_what_was_done(tmp_path: Path) -> None:

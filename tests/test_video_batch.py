@@ -125,6 +125,19 @@ def test_a_model_that_gives_nan_or_inf_stops_the_batch(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["b.mkv"]
 
 
+def test_a_batch_that_writes_nothing_leaves_no_folder_it_created(tmp_path: Path) -> None:
+    out = tmp_path / "new" / "out"
+    tasks = [VideoTask(tmp_path / "a.mkv", out / "a.mkv"), VideoTask(tmp_path / "b.mkv", out / "sub" / "b.mkv")]
+
+    def run_one(job: VideoJob) -> None:
+        raise InputError(f"{job.input.name}: cannot decode")
+
+    template = VideoJob(input=tmp_path / "x.mkv", output=out / "x.mkv", scale=2)
+    summary = upscale_videos(template, out, tasks, run_one)
+    assert summary.line() == "done 0, skipped 0, failed 2"
+    assert not (tmp_path / "new").exists()
+
+
 def test_a_folder_job_whose_model_overflows_is_one_line_and_exit_9(series: Path, tmp_path: Path) -> None:
     import torch
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from animesr.atomic import removed_if_left_empty
 from animesr.callbacks import JobCallbacks, ignore
 from animesr.config import VideoJob
 from animesr.errors import AnimeSRError, InputError, ModelOutputError, OutputError, output_replaces_input
@@ -88,7 +89,13 @@ def upscale_videos(template: VideoJob, output_dir: Path, tasks: list[VideoTask],
                    ) -> BatchSummary:
     """Run `run_one` (upscale_video with its callbacks and engine) on each task's job: `template`
     with the task's input and output. Ctrl-C stops the whole batch (each video resumes later)."""
-    prepare_output_dir(output_dir)
+    with removed_if_left_empty([output_dir, *(task.target.parent for task in tasks)]):
+        prepare_output_dir(output_dir)
+        return _upscale_tasks(template, tasks, run_one, callbacks)
+
+
+def _upscale_tasks(template: VideoJob, tasks: list[VideoTask], run_one: Callable[[VideoJob], object],
+                   callbacks: BatchCallbacks) -> BatchSummary:
     summary = BatchSummary()
     for number, task in enumerate(tasks, 1):
         if task.target.exists() and not template.overwrite:
