@@ -22,7 +22,7 @@ from animesr.callbacks import JobCallbacks, ignore
 from animesr.config import ImageJob
 from animesr.errors import (AnimeSRError, ImageTooLargeError, InputError, ModelOutputError, OutputError,
                             output_replaces_input)
-from animesr.imaging import WRITE_FORMATS, list_images, read_image, write_image
+from animesr.imaging import WRITE_FORMATS, keeps_profile, list_images, read_image_and_profile, write_image
 
 if TYPE_CHECKING:
     from animesr.inference.upscaler import Upscaler
@@ -132,9 +132,10 @@ def _is_skipped(task: ImageTask, job: ImageJob) -> bool:
     return task.target.exists() and not job.overwrite
 
 
-def _read_source(task: ImageTask, job: ImageJob) -> np.ndarray:
+def _read_source(task: ImageTask, job: ImageJob) -> tuple[np.ndarray, bytes | None]:
+    """The picture and its ICC colour profile."""
     try:
-        return read_image(task.source, max_pixels=job.max_pixels)
+        return read_image_and_profile(task.source, max_pixels=job.max_pixels)
     except ImageTooLargeError as error:
         raise ImageTooLargeError(f"{error}; --max-pixels raises it") from None
 
@@ -203,20 +204,23 @@ def _upscale_tasks(job: ImageJob, upscaler: Upscaler, callbacks: ImageCallbacks,
 def _upscale_one(task: ImageTask, job: ImageJob, upscaler: Upscaler, callbacks: ImageCallbacks) -> None:
     if task.target.exists() and task.target.resolve() == task.source.resolve():
         raise output_replaces_input(task.source, advice="use --suffix or another -o")
-    image = _read_source(task, job)
+    image, profile = _read_source(task, job)
     result = upscaler.upscale(image, on_tile=callbacks.on_tile, notice=callbacks.warn)
     try:
         task.target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise OutputError(f"cannot create folder {task.target.parent}: {error.strerror or error}") from None
-    for loss in format_losses(image, task.fmt):
+    for loss in format_losses(image, task.fmt, profile):
         callbacks.warn(f"{task.source}: {loss}")
-    write_image(task.target, result, task.fmt)
+    write_image(task.target, result, task.fmt, icc_profile=profile)
 
 
-def format_losses(image: np.ndarray, fmt: str) -> list[str]:
+def format_losses(image: np.ndarray, fmt: str, icc_profile: bytes | None = None) -> list[str]:
     """What the output format cannot hold of the picture (the README says it; the run says it too)."""
     losses = []
+    if icc_profile and not keeps_profile(image, fmt, icc_profile):
+        losses.append(f"{fmt.upper()} stores grey as RGB: the grey ICC colour profile is left out "
+                      "(png or jpg keep it)")
     if fmt == "jpg" and image.ndim == 3 and image.shape[2] in (2, 4):
         losses.append("JPEG has no transparency: the picture is put on white (png or webp keep it)")
     if fmt in ("jpg", "webp") and image.dtype == np.uint16:

@@ -179,6 +179,33 @@ def test_a_job_that_writes_nothing_leaves_no_folder_it_created(tmp_path: Path, t
     assert existing.is_dir()  # not ours to remove
 
 
+@pytest.mark.parametrize("fmt", ["same", "png", "webp"])
+def test_the_colour_profile_of_a_picture_is_kept(tmp_path: Path, tiny_x2: Path, fmt: str) -> None:
+    """A Display P3 or Adobe RGB picture came out without its profile: shown as sRGB, its colours shifted."""
+    from PIL import ImageCms
+
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.fromarray(smooth_image(8, 10)).save(tmp_path / "p3.jpg", icc_profile=profile)
+    result = run(tmp_path / "p3.jpg", "-o", tmp_path / "out", "-s", "2", "-m", tiny_x2, "--format", fmt)
+    assert result.exit_code == 0, result.output
+    [written] = (tmp_path / "out").iterdir()
+    with Image.open(written) as out:
+        assert out.size == (20, 16) and out.info.get("icc_profile") == profile
+
+
+def test_a_grey_profile_webp_cannot_hold_is_said(tmp_path: Path, tiny_x2: Path) -> None:
+    from PIL import ImageCms
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    grey = srgb[:16] + b"GRAY" + srgb[20:]
+    Image.fromarray(smooth_image(8, 8, channels=1)[..., 0]).save(tmp_path / "g.png", icc_profile=grey)
+    result = run(tmp_path / "g.png", "-o", tmp_path / "out", "-s", "2", "-m", tiny_x2, "--format", "webp")
+    assert result.exit_code == 0, result.output
+    assert "g.png: WEBP stores grey as RGB: the grey ICC colour profile is left out" in result.flat
+    with Image.open(tmp_path / "out" / "g.webp") as out:
+        assert "icc_profile" not in out.info
+
+
 def test_recursive_into_an_output_folder_inside_the_input(tree: Path, tiny_x2: Path) -> None:
     out = tree / "upscaled"
     first = run(tree, "-r", "-o", out, "-s", "2", "-m", tiny_x2, "--suffix", "_x2", "--format", "png")
