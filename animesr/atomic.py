@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 
@@ -76,3 +76,24 @@ def check_writable_folder(folder: Path) -> None:
             probe.unlink(missing_ok=True)
         except OSError:
             pass
+
+
+@contextmanager
+def removed_if_left_empty(folders: Iterable[Path]) -> Iterator[None]:
+    """Of `folders` and their parents, those that do not exist yet are removed after the block when it
+    created them and left them empty: a job that wrote nothing leaves no folder behind."""
+    missing = {folder for path in folders for folder in _missing_folders(path.absolute())}
+    try:
+        yield
+    finally:
+        for folder in sorted(missing, key=lambda path: len(path.parts), reverse=True):  # deepest first
+            with suppress(OSError):  # it holds files (or was not created): kept
+                folder.rmdir()
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing

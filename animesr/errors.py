@@ -28,6 +28,11 @@ class OutputError(AnimeSRError):
     exit_code = 3
 
 
+def output_replaces_input(source: object, advice: str = "use another -o") -> OutputError:
+    """The one error, and wording, of every command whose output would be written over its input."""
+    return OutputError(f"{source}: the output would replace the input; {advice}")
+
+
 class CheckpointError(AnimeSRError):
     """A model file that is missing, not a checkpoint, of another architecture or scale."""
 

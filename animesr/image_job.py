@@ -3,7 +3,8 @@
 No typer or rich here: the CLI (or any caller) follows progress through `ImageCallbacks`.
 A file that cannot be read, upscaled or written is recorded as failed and the job goes
 on; only problems that make the whole job impossible (no inputs, an output folder that
-cannot be written, two inputs that would write the same output) raise up front.
+cannot be written, two inputs that would write the same output) raise up front, and a
+model that gives NaN or infinite values stops the job at the first image it spoils.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from animesr.atomic import check_writable_folder
+from animesr.atomic import check_writable_folder, removed_if_left_empty
 from animesr.callbacks import JobCallbacks, ignore
 from animesr.config import ImageJob
-from animesr.errors import AnimeSRError, ImageTooLargeError, InputError, OutputError
-from animesr.imaging import WRITE_FORMATS, list_images, read_image, write_image
+from animesr.errors import (AnimeSRError, ImageTooLargeError, InputError, ModelOutputError, OutputError,
+                            output_replaces_input)
+from animesr.imaging import WRITE_FORMATS, keeps_profile, list_images, read_image_and_profile, write_image
 
 if TYPE_CHECKING:
     from animesr.inference.upscaler import Upscaler
@@ -28,7 +30,7 @@ if TYPE_CHECKING:
 FORMATS = ("same",) + WRITE_FORMATS
 NAME_MAX = 255  # bytes in a file name on the usual file systems
 # input suffix -> (format to write, suffix to keep) for --format same
-_SAME_FORMAT = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg", ".webp": "webp"}
+_SAME_FORMAT = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg", ".jpe": "jpg", ".jfif": "jpg", ".webp": "webp"}
 
 
 @dataclass(frozen=True)
@@ -82,8 +84,9 @@ def plan_images(job: ImageJob, prepare: bool = True) -> list[ImageTask]:
     """Expand the inputs, name every output, and (with `prepare`) create the output folder
     and make sure it is writable; without `prepare` nothing is created.
 
-    Raises InputError (missing input, folder without images, two inputs → one output)
-    and OutputError (output folder is a file or cannot be created or written).
+    Raises InputError (missing input, folder without images, two inputs → one output, a lone
+    image that cannot be read) and OutputError (output folder is a file or cannot be created
+    or written).
     """
     if not job.inputs:
         raise InputError("no input given")
@@ -101,7 +104,7 @@ def plan_images(job: ImageJob, prepare: bool = True) -> list[ImageTask]:
             raise InputError(f"{claimed[key]} and {source} would both be written to {target}; "
                              "use separate runs or --suffix")
         if key == _path_key(source) or target.exists() and target.resolve() == source.resolve():
-            raise OutputError(f"{source}: the output would replace the input; use --suffix or another -o")
+            raise output_replaces_input(source, advice="use --suffix or another -o")
         claimed[key] = source
         tasks.append(ImageTask(source, target, fmt))
     # an input that is another input's output (a_x2.png beside a.png, -o the same folder):
@@ -109,11 +112,32 @@ def plan_images(job: ImageJob, prepare: bool = True) -> list[ImageTask]:
     tasks = [task for task in tasks if claimed.get(_path_key(task.source), task.source) == task.source]
     if job.output_dir.exists() and not job.output_dir.is_dir():
         raise OutputError(f"output folder {job.output_dir} is an existing file")
+    _check_lone_image(job, tasks)
     if prepare:
         prepare_output_dir(job.output_dir)
     else:
         check_writable_folder(job.output_dir)
     return tasks
+
+
+def _check_lone_image(job: ImageJob, tasks: list[ImageTask]) -> None:
+    """One image named on its own is read before any work: when it cannot be, that is the job's
+    error, not one failed file of a folder job."""
+    lone = len(job.inputs) == 1 and job.inputs[0].is_file()
+    if lone and tasks and not _is_skipped(tasks[0], job):
+        _read_source(tasks[0], job)
+
+
+def _is_skipped(task: ImageTask, job: ImageJob) -> bool:
+    return task.target.exists() and not job.overwrite
+
+
+def _read_source(task: ImageTask, job: ImageJob) -> tuple[np.ndarray, bytes | None]:
+    """The picture and its ICC colour profile."""
+    try:
+        return read_image_and_profile(task.source, max_pixels=job.max_pixels)
+    except ImageTooLargeError as error:
+        raise ImageTooLargeError(f"{error}; --max-pixels raises it") from None
 
 
 def _path_key(path: Path) -> Path:
@@ -142,19 +166,26 @@ def upscale_images(
     if upscaler.scale != job.scale:
         raise InputError(f"the model is x{upscaler.scale}, but the job asks for x{job.scale}")
     if tasks is None:
-        tasks = plan_images(job)
-    else:
+        tasks = plan_images(job, prepare=False)
+    with removed_if_left_empty([job.output_dir, *(task.target.parent for task in tasks)]):
         prepare_output_dir(job.output_dir)
+        return _upscale_tasks(job, upscaler, callbacks, tasks)
+
+
+def _upscale_tasks(job: ImageJob, upscaler: Upscaler, callbacks: ImageCallbacks,
+                   tasks: list[ImageTask]) -> ImageSummary:
     summary = ImageSummary()
     callbacks.on_start(len(tasks))
     for index, task in enumerate(tasks):
-        if task.target.exists() and not job.overwrite:
+        if _is_skipped(task, job):
             summary.skipped.append(task.target)
             callbacks.on_skipped(index, task)
             continue
         callbacks.on_image(index, task)
         try:
             _upscale_one(task, job, upscaler, callbacks)
+        except ModelOutputError:
+            raise  # the model's fault, not the file's: every other image would fail the same way
         except AnimeSRError as error:
             message = str(error)
         except Exception as error:  # noqa: BLE001 - one bad file must not stop the others
@@ -172,24 +203,24 @@ def upscale_images(
 
 def _upscale_one(task: ImageTask, job: ImageJob, upscaler: Upscaler, callbacks: ImageCallbacks) -> None:
     if task.target.exists() and task.target.resolve() == task.source.resolve():
-        raise OutputError(f"{task.source}: the output would replace the input; use --suffix or another -o")
-    try:
-        image = read_image(task.source, max_pixels=job.max_pixels)
-    except ImageTooLargeError as error:
-        raise ImageTooLargeError(f"{error}; --max-pixels raises it") from None
+        raise output_replaces_input(task.source, advice="use --suffix or another -o")
+    image, profile = _read_source(task, job)
     result = upscaler.upscale(image, on_tile=callbacks.on_tile, notice=callbacks.warn)
     try:
         task.target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise OutputError(f"cannot create folder {task.target.parent}: {error.strerror or error}") from None
-    for loss in format_losses(image, task.fmt):
+    for loss in format_losses(image, task.fmt, profile):
         callbacks.warn(f"{task.source}: {loss}")
-    write_image(task.target, result, task.fmt)
+    write_image(task.target, result, task.fmt, icc_profile=profile)
 
 
-def format_losses(image: np.ndarray, fmt: str) -> list[str]:
+def format_losses(image: np.ndarray, fmt: str, icc_profile: bytes | None = None) -> list[str]:
     """What the output format cannot hold of the picture (the README says it; the run says it too)."""
     losses = []
+    if icc_profile and not keeps_profile(image, fmt, icc_profile):
+        losses.append(f"{fmt.upper()} stores grey as RGB: the grey ICC colour profile is left out "
+                      "(png or jpg keep it)")
     if fmt == "jpg" and image.ndim == 3 and image.shape[2] in (2, 4):
         losses.append("JPEG has no transparency: the picture is put on white (png or webp keep it)")
     if fmt in ("jpg", "webp") and image.dtype == np.uint16:

@@ -18,12 +18,22 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from animesr import icc
 from animesr.atomic import replaced_on_success
 from animesr.config import DEFAULT_MAX_PIXELS
 from animesr.errors import ImageTooLargeError, InputError, OutputError
 from animesr.inputs import folder_inside, list_inputs
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+# The suffixes of the files read_image decodes (OpenCV, else Pillow) into 8- or 16-bit pixels: what a
+# folder walk takes, and all it takes. Left out, as read_image refuses them: float pictures (.pfm .hdr
+# .exr), and what needs a program outside Python (.eps .ps: Ghostscript). tests/test_imaging.py holds
+# the list and the reader to each other.
+IMAGE_SUFFIXES = frozenset({
+    ".png", ".apng", ".jpg", ".jpeg", ".jpe", ".jfif", ".webp", ".avif", ".avifs", ".gif", ".bmp", ".dib",
+    ".tif", ".tiff", ".jp2", ".j2k", ".j2c", ".jpc", ".jpf", ".jpx", ".tga", ".icb", ".vda", ".vst", ".qoi",
+    ".pbm", ".pgm", ".ppm", ".pnm", ".pcx", ".sgi", ".rgb", ".rgba", ".bw", ".ras", ".sr", ".ico", ".icns",
+    ".dds", ".blp", ".im", ".msp", ".xbm",
+})
 WRITE_FORMATS = ("png", "jpg", "webp")
 
 # A damaged file is reported once, by us; OpenCV's own decoder chatter on stderr is noise.
@@ -47,9 +57,24 @@ class _Header:
 
 def read_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     path = Path(path)
+    return decode_image(_file_bytes(path), path, max_pixels)
+
+
+def read_image_and_profile(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS
+                           ) -> tuple[np.ndarray, bytes | None]:
+    """read_image, and the ICC colour profile the file embeds when it describes the decoded pixels
+    (grey or RGB; not, say, the CMYK profile of a CMYK JPEG decoded to RGB); else None."""
+    path = Path(path)
+    data = _file_bytes(path)
+    image = decode_image(data, path, max_pixels)
+    profile = icc.read_profile(data)
+    return image, profile if profile and icc.describes(profile, grey=image.shape[2] in (1, 2)) else None
+
+
+def _file_bytes(path: Path) -> bytes:
     if not path.is_file():
         raise InputError(f"{path}: no such file")
-    return decode_image(path.read_bytes(), path, max_pixels)
+    return path.read_bytes()
 
 
 def decode_image(data: bytes, path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -201,13 +226,30 @@ def check_image(image: np.ndarray) -> None:
         raise InputError(f"an empty image ({image.shape[1]}×{image.shape[0]})")
 
 
-def encode_image(image: np.ndarray, fmt: str, quality: int = 95) -> bytes:
+def encode_image(image: np.ndarray, fmt: str, quality: int = 95, icc_profile: bytes | None = None) -> bytes:
+    """The file content of `image` in `fmt`, with `icc_profile` in it when the profile is one for the
+    pixels as stored (see keeps_profile)."""
     check_image(image)
     fmt = fmt.lower().lstrip(".")
     if fmt == "jpeg":
         fmt = "jpg"
     if fmt not in WRITE_FORMATS:
         raise OutputError(f"cannot write format {fmt!r}; choose one of {', '.join(WRITE_FORMATS)}")
+    payload = _encode(image, fmt, quality)
+    if icc_profile and keeps_profile(image, fmt, icc_profile):
+        height, width, channels = image.shape
+        alpha = channels in (2, 4)
+        payload = icc.embedded(payload, fmt, icc_profile, width=width, height=height, alpha=alpha)
+    return payload
+
+
+def keeps_profile(image: np.ndarray, fmt: str, icc_profile: bytes) -> bool:
+    """Whether `fmt` stores `image` in the colour space (grey or RGB) that `icc_profile` is for: WebP
+    stores grey as RGB, which a grey profile does not describe."""
+    return icc.describes(icc_profile, grey=image.shape[2] in (1, 2) and fmt != "webp")
+
+
+def _encode(image: np.ndarray, fmt: str, quality: int) -> bytes:
     if fmt in ("jpg", "webp"):
         image = to_uint8(image)
     if fmt == "jpg":  # JPEG has no alpha: show it as viewers do, on white
@@ -252,10 +294,12 @@ def _to_bgr_layout(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image[..., [2, 1, 0, 3]])
 
 
-def write_image(path: str | Path, image: np.ndarray, fmt: str | None = None) -> None:
-    """Encode fully in memory, write to a temporary name beside `path`, then rename."""
+def write_image(path: str | Path, image: np.ndarray, fmt: str | None = None,
+                icc_profile: bytes | None = None) -> None:
+    """Encode fully in memory (with `icc_profile`, as encode_image), write to a temporary name beside
+    `path`, then rename."""
     path = Path(path)
-    payload = encode_image(image, fmt or path.suffix)
+    payload = encode_image(image, fmt or path.suffix, icc_profile=icc_profile)
     write_bytes_atomically(path, payload)
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from animesr.atomic import no_folder_for
 from animesr.callbacks import JobCallbacks, Message
 from animesr.config import PreviewJob
-from animesr.errors import InputError, OutputError
+from animesr.errors import InputError, OutputError, output_replaces_input
 from animesr.imaging import IMAGE_SUFFIXES, WRITE_FORMATS, bicubic_resize, read_image, to_rgb8, write_image
 
 MARGIN = 16  # source pixels of context around a crop, so the network sees what borders it
@@ -57,15 +57,18 @@ def make_preview(job: PreviewJob, callbacks: JobCallbacks = JobCallbacks()) -> P
 # ---- inputs ---------------------------------------------------------------------------------
 
 
+_MOVING_SUFFIXES = (".gif", ".apng", ".avifs")  # animations, previewed as videos are
+
+
 def is_image(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES and path.suffix.lower() != ".gif"  # GIFs move
+    return path.suffix.lower() in IMAGE_SUFFIXES and path.suffix.lower() not in _MOVING_SUFFIXES
 
 
 def _check_output(job: PreviewJob) -> None:
     if job.output.suffix.lower().lstrip(".").replace("jpeg", "jpg") not in WRITE_FORMATS:
         raise OutputError(f"cannot write a {job.output.suffix or 'suffix-less'} sheet: name it .png, .jpg or .webp")
     if job.output.exists() and job.input.exists() and job.output.resolve() == job.input.resolve():
-        raise OutputError(f"{job.output}: the sheet would replace the input; name another -o")
+        raise output_replaces_input(job.input)
     if job.output.exists() and not job.overwrite:
         raise OutputError(f"{job.output} exists: add --overwrite to replace it")
     if (missing := no_folder_for(job.output)) is not None:

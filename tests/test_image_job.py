@@ -11,8 +11,9 @@ import torch
 from PIL import Image
 
 from animesr import Upscaler
+from animesr.atomic import removed_if_left_empty
 from animesr.config import ImageJob, InferenceSettings
-from animesr.errors import InputError, OutputError
+from animesr.errors import InputError, ModelOutputError, OutputError
 from animesr.image_job import ImageCallbacks, output_format, plan_images, upscale_images
 from animesr.imaging import read_image, write_image
 from conftest import smooth_image, tiny_loaded
@@ -67,6 +68,29 @@ def test_plan_without_prepare_creates_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+def test_a_lone_image_is_read_when_planned_and_others_when_upscaled(tmp_path: Path) -> None:
+    (tmp_path / "bad.png").write_text("hello")
+    write_image(tmp_path / "good.png", smooth_image(4, 4))
+    with pytest.raises(InputError, match="bad.png: not an image"):
+        plan_images(_job([tmp_path / "bad.png"], tmp_path / "out"), prepare=False)
+    assert len(plan_images(_job([tmp_path / "bad.png", tmp_path / "good.png"], tmp_path / "out"), prepare=False)) == 2
+    assert len(plan_images(_job([tmp_path], tmp_path / "out"), prepare=False)) == 2  # a folder of one is a folder
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "bad.png").write_bytes(b"")  # an existing output: skipped, so never read
+    assert len(plan_images(_job([tmp_path / "bad.png"], tmp_path / "out"), prepare=False)) == 1
+
+
+def test_folders_that_a_job_created_and_left_empty_are_removed(tmp_path: Path) -> None:
+    (tmp_path / "kept").mkdir()
+    with removed_if_left_empty([tmp_path / "a" / "b" / "c", tmp_path / "a" / "d", tmp_path / "kept"]):
+        (tmp_path / "a" / "b" / "c").mkdir(parents=True)
+        (tmp_path / "a" / "d").mkdir()
+        (tmp_path / "a" / "d" / "x.png").write_bytes(b"")
+        (tmp_path / "a" / "e").mkdir()  # not the job's: left alone
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == [
+        "a", "a/d", "a/d/x.png", "a/e", "kept"]
+
+
 def test_output_format() -> None:
     assert output_format(Path("x.JPEG"), "same") == ("jpg", ".JPEG")
     assert output_format(Path("x.gif"), "same") == ("png", ".png")
@@ -100,28 +124,46 @@ def _never_fits(upscaler: Upscaler) -> Upscaler:
     return upscaler
 
 
-def _overflowing() -> Upscaler:
-    loaded = tiny_loaded(2)
-    with torch.no_grad():
-        loaded.model.tail.weight.fill_(3e38)  # finite weights, NaN/inf output
-    return Upscaler(loaded, InferenceSettings(device="cpu"))
+def _overflowing_after(images: int) -> Upscaler:
+    """Good pictures for the first `images` images, then infinite values, as a model that overflows."""
+    upscaler = Upscaler(tiny_loaded(2), InferenceSettings(device="cpu"))
+    forward, calls = upscaler._forward, iter(range(10**6))
+
+    def forward_then_overflow(x, tile, on_tile):
+        y = forward(x, tile, on_tile)
+        return y if next(calls) < images else y * float("inf")
+
+    upscaler._forward = forward_then_overflow
+    return upscaler
 
 
-@pytest.mark.parametrize(("make", "message"), [
-    (lambda: _never_fits(Upscaler(tiny_loaded(2), InferenceSettings(device="cpu", tile=64))), "out of memory"),
-    (_overflowing, "NaN or infinite"),
-])
-def test_an_image_that_cannot_be_upscaled_leaves_no_output(tmp_path: Path, make, message: str) -> None:
+def test_an_image_that_cannot_be_upscaled_leaves_no_output(tmp_path: Path) -> None:
     src = tmp_path / "in"
     src.mkdir()
     write_image(src / "a.png", smooth_image(40, 40))
     write_image(src / "b.png", smooth_image(8, 8, channels=1, seed=1))
     out = tmp_path / "out"
     job = _job([src], out)
-    summary = upscale_images(job, make())
+    upscaler = _never_fits(Upscaler(tiny_loaded(2), InferenceSettings(device="cpu", tile=64)))
+    summary = upscale_images(job, upscaler)
     assert summary.counts() == {"done": 0, "skipped": 0, "failed": 2}
-    assert all(source.name in text and message in text for source, text in summary.failed)
-    assert list(out.iterdir()) == []  # no picture, no half-written or temporary file
+    assert all(source.name in text and "out of memory" in text for source, text in summary.failed)
+    assert not out.exists()  # no picture, no half-written or temporary file, no empty folder
+
+
+def test_a_model_that_gives_nan_or_inf_stops_the_job_and_keeps_what_was_done(tmp_path: Path) -> None:
+    """Each image used to fail on its own (exit 1) with a message that never named the model."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a.png", "b.png", "c.png"):
+        write_image(src / name, smooth_image(8, 8))
+    out = tmp_path / "out"
+    images: list[str] = []
+    callbacks = ImageCallbacks(on_image=lambda i, task: images.append(task.source.name))
+    with pytest.raises(ModelOutputError, match="^the model tiny gave NaN or infinite values"):
+        upscale_images(_job([src], out), _overflowing_after(1), callbacks)
+    assert images == ["a.png", "b.png"]  # c.png was never started
+    assert sorted(p.name for p in out.iterdir()) == ["a.png"]  # the earlier output is kept, no partial file
 
 
 def test_images_over_the_pixel_limit_fail_alone(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from pathlib import Path
@@ -14,7 +15,8 @@ from PIL import Image
 from animesr import atomic
 from animesr import imaging
 from animesr.errors import ImageTooLargeError, InputError, OutputError
-from animesr.imaging import encode_image, list_images, read_image, write_image
+from animesr.imaging import (IMAGE_SUFFIXES, decode_image, encode_image, list_images, read_image,
+                             read_image_and_profile, write_image)
 from conftest import smooth_image
 
 
@@ -156,6 +158,45 @@ def test_cmyk_jpeg_is_converted_to_rgb(tmp_path: Path) -> None:
     assert np.abs(back.astype(int) - rgb.astype(int)).mean() < 6
 
 
+def _profile(colour_space: bytes = b"RGB ") -> bytes:
+    """Pillow's sRGB profile, its header's colour space changed when asked (Pillow makes no grey one)."""
+    from PIL import ImageCms
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    return srgb[:16] + colour_space + srgb[20:]
+
+
+def _profile_in(payload: bytes) -> bytes | None:
+    with Image.open(io.BytesIO(payload)) as img:
+        img.load()
+        return img.info.get("icc_profile")
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpg", "webp"])
+@pytest.mark.parametrize(("channels", "dtype"), [(3, np.uint8), (4, np.uint8), (3, np.uint16), (1, np.uint8),
+                                                 (2, np.uint16)])
+def test_an_icc_profile_is_embedded_and_the_pixels_stay_the_same(fmt: str, channels: int, dtype) -> None:
+    image = smooth_image(9, 13, channels=channels, dtype=dtype)
+    grey = channels in (1, 2)
+    profile = _profile(b"GRAY" if grey else b"RGB ")
+    plain, tagged = encode_image(image, fmt), encode_image(image, fmt, icc_profile=profile)
+    kept = not (grey and fmt == "webp")  # WebP stores grey as RGB, which a grey profile does not describe
+    assert _profile_in(tagged) == (profile if kept else None) and _profile_in(plain) is None
+    np.testing.assert_array_equal(decode_image(tagged, Path("x")), decode_image(plain, Path("x")))
+
+
+def test_the_icc_profile_of_a_picture_is_read_when_it_describes_its_pixels(tmp_path: Path) -> None:
+    Image.fromarray(smooth_image(8, 8)).save(tmp_path / "p3.jpg", icc_profile=_profile())
+    Image.fromarray(smooth_image(8, 8)).save(tmp_path / "plain.png")
+    Image.fromarray(smooth_image(8, 8)).convert("CMYK").save(tmp_path / "cmyk.jpg", icc_profile=_profile(b"CMYK"))
+    Image.fromarray(smooth_image(8, 8, channels=1)[..., 0]).save(tmp_path / "grey.png", icc_profile=_profile(b"GRAY"))
+    assert read_image_and_profile(tmp_path / "p3.jpg")[1] == _profile()
+    assert read_image_and_profile(tmp_path / "plain.png")[1] is None
+    image, profile = read_image_and_profile(tmp_path / "cmyk.jpg")
+    assert image.shape[2] == 3 and profile is None  # decoded to RGB: the CMYK profile would misdescribe it
+    assert read_image_and_profile(tmp_path / "grey.png")[1] == _profile(b"GRAY")
+
+
 def test_gif_reads(tmp_path: Path) -> None:
     Image.fromarray(smooth_image(10, 10)).convert("P").save(tmp_path / "a.gif")
     assert read_image(tmp_path / "a.gif").shape[:2] == (10, 10)
@@ -262,7 +303,7 @@ def test_write_into_a_missing_folder_is_an_output_error(tmp_path: Path) -> None:
 
 def test_write_does_not_expose_partial_files(tmp_path: Path, monkeypatch) -> None:
     # the payload is encoded fully before anything touches the disk: an encode failure writes nothing
-    def broken_encode(image, fmt, quality=95):
+    def broken_encode(image, fmt, quality=95, icc_profile=None):
         raise OutputError("encode failed")
 
     monkeypatch.setattr(imaging, "encode_image", broken_encode)
@@ -281,6 +322,61 @@ def test_list_images(tmp_path: Path) -> None:
     assert [rel.as_posix() for _, rel in deep] == ["a.JPG", "b.png", "sub/c.webp", "sub/deeper/d.bmp"]
     single = list_images([tmp_path / "sub" / "c.webp"], recursive=False)
     assert single == [(tmp_path / "sub" / "c.webp", Path("c.webp"))]
+
+
+_NEEDS_GHOSTSCRIPT = {".eps", ".ps"}  # read only where Ghostscript is installed: never taken from a folder
+
+
+def _write_sample(path: Path) -> bool:
+    """A small picture in the format its suffix names, by Pillow or else OpenCV; False when neither writes it."""
+    Image.init()
+    fmt = Image.registered_extensions().get(path.suffix)
+    if fmt in Image.SAVE:
+        picture = Image.fromarray(smooth_image(16, 16))
+        for mode in ("F",) if path.suffix == ".pfm" else ("RGB", "L", "1"):  # .pfm: Pillow writes floats as PFM
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DeprecationWarning)  # Pillow 12 deprecates IM
+                    picture.convert(mode).save(path, format=fmt)
+                return True
+            except (OSError, ValueError, KeyError):  # this mode is not one the format holds
+                path.unlink(missing_ok=True)
+        return False
+    try:
+        return bool(cv2.imwrite(str(path), smooth_image(16, 16)))
+    except cv2.error:  # no OpenCV encoder for the suffix
+        return False
+
+
+def _reads(path: Path) -> bool:
+    try:
+        read_image(path)
+    except InputError:
+        return False
+    return True
+
+
+def test_a_folder_walk_takes_every_suffix_the_reader_reads_and_no_other(tmp_path: Path) -> None:
+    """`.jfif` and `.avif` pictures were upscaled when named, and left out of a folder in silence."""
+    Image.init()
+    pillow_writes = {suffix for suffix, fmt in Image.registered_extensions().items()
+                     if fmt in Image.SAVE and fmt in Image.OPEN}
+    candidates = (pillow_writes | IMAGE_SUFFIXES | {".hdr", ".pfm", ".exr"}) - _NEEDS_GHOSTSCRIPT
+    written = {suffix for suffix in candidates if _write_sample(tmp_path / f"x{suffix}")}
+    assert {".jfif", ".jpe", ".jp2", ".tga", ".qoi", ".sr", ".hdr", ".pfm"} <= written
+    assert {suffix for suffix in written if _reads(tmp_path / f"x{suffix}")} == IMAGE_SUFFIXES & written
+    assert {path.suffix for path, _ in list_images([tmp_path], recursive=False)} == IMAGE_SUFFIXES & written
+    assert not IMAGE_SUFFIXES & _NEEDS_GHOSTSCRIPT
+
+
+def test_jfif_and_avif_pictures_in_a_folder_are_taken(tmp_path: Path) -> None:
+    for name in ("A.JPG", "b.jfif", "c.avif"):
+        if not _write_sample(tmp_path / name.lower()):
+            pytest.skip(f"neither Pillow nor OpenCV writes {Path(name).suffix} here")
+    (tmp_path / "a.jpg").rename(tmp_path / "A.JPG")
+    found = [rel.as_posix() for _, rel in list_images([tmp_path], recursive=False)]
+    assert found == ["A.JPG", "b.jfif", "c.avif"]
+    assert all(read_image(tmp_path / name).shape == (16, 16, 3) for name in found)
 
 
 def test_list_images_skips_the_output_folder_inside_an_input_folder(tmp_path: Path) -> None:

@@ -141,7 +141,8 @@ def test_cli_preview_and_its_errors(picture: Path, tmp_path: Path) -> None:
     original = picture.read_bytes()
     for args, code, words in (
         (["-o", str(out)], OutputError.exit_code, "--overwrite"),
-        (["-o", str(picture), "--overwrite"], OutputError.exit_code, "would replace the input"),
+        (["-o", str(picture), "--overwrite"], OutputError.exit_code,
+         f"{picture}: the output would replace the input; use another -o"),
         (["-o", str(tmp_path / "sheet.gif")], OutputError.exit_code, ".png"),
         (["-o", str(tmp_path / "x.png"), "--at", "3"], InputError.exit_code, "for videos"),
         (["-o", str(tmp_path / "x.png"), "--scale", "5"], InputError.exit_code, "--scale"),

@@ -95,9 +95,9 @@ def _overflowing(scale: int = 2):
 def test_non_finite_output_is_an_error_never_pixels() -> None:
     upscaler = Upscaler(_overflowing(), CPU)
     for image in (smooth_image(8, 8), smooth_image(8, 8, channels=1, dtype=np.uint16)):
-        with pytest.raises(ModelOutputError, match="NaN or infinite"):
+        with pytest.raises(ModelOutputError, match="the model tiny gave NaN or infinite"):
             upscaler.upscale(image)
-    with pytest.raises(ModelOutputError, match="NaN or infinite"):
+    with pytest.raises(ModelOutputError, match="the model tiny gave NaN or infinite"):
         upscaler.upscale_frames(np.stack([smooth_image(8, 8)] * 2))
 
 

@@ -17,9 +17,9 @@ from typer.testing import CliRunner
 
 from animesr.checkpoint import load_checkpoint
 from animesr.config import InferenceSettings, VideoJob
-from animesr.errors import InputError
+from animesr.errors import InputError, ModelOutputError, OutputError
 from animesr.video import commands
-from animesr.video.batch import plan_videos
+from animesr.video.batch import VideoTask, plan_videos, upscale_videos
 from animesr.video.distributed import ChunkTask, ChunkWorker, VideoSpec, seek_decode_args
 from animesr.video.ffmpeg import FrameReader
 from animesr.video.pipeline import scan_timeline
@@ -106,12 +106,80 @@ def test_an_output_ending_in_a_separator_is_a_folder_even_when_missing(series: P
 def test_plans_that_would_lose_an_output_are_refused_before_any_work(series: Path, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="would both be written"):
         plan_videos([series / "ep01.mkv", series / "extras" / "op.mkv", series / "extras"], tmp_path, False, "mkv")
-    with pytest.raises(InputError, match="would overwrite the input"):
+    with pytest.raises(OutputError, match="ep01.mkv: the output would replace the input; use another -o"):
         plan_videos([series / "ep01.mkv"], series, False, "mkv")
     with pytest.raises(InputError, match="no videos found.*--recursive"):
         plan_videos([tmp_path], tmp_path / "out", False, "mkv")
     bad = cli(str(series), "-o", str(tmp_path / "o"), "-s", "2", "--container", "avi")
     assert bad.exit_code == InputError.exit_code and handled(bad) and not (tmp_path / "o").exists()
+
+
+def test_a_model_that_gives_nan_or_inf_stops_the_batch(tmp_path: Path) -> None:
+    """A fault of the model failed every video in turn (exit 1); a fault of one video still does not
+    stop the batch."""
+    tasks = [VideoTask(tmp_path / f"{name}.mkv", tmp_path / "out" / f"{name}.mkv") for name in "abcd"]
+    faults = {"a": InputError("a.mkv: cannot decode"), "c": ModelOutputError("the model m gave NaN")}
+    started: list[str] = []
+
+    def run_one(job: VideoJob) -> str:
+        started.append(job.input.stem)
+        if job.input.stem in faults:
+            raise faults[job.input.stem]
+        job.output.write_bytes(b"video")
+        return "result"
+
+    template = VideoJob(input=tmp_path / "x.mkv", output=tmp_path / "out" / "x.mkv", scale=2)
+    with pytest.raises(ModelOutputError, match="the model m gave NaN"):
+        upscale_videos(template, tmp_path / "out", tasks, run_one)
+    assert started == ["a", "b", "c"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["b.mkv"]
+
+
+def test_a_batch_that_writes_nothing_leaves_no_folder_it_created(tmp_path: Path) -> None:
+    out = tmp_path / "new" / "out"
+    tasks = [VideoTask(tmp_path / "a.mkv", out / "a.mkv"), VideoTask(tmp_path / "b.mkv", out / "sub" / "b.mkv")]
+
+    def run_one(job: VideoJob) -> None:
+        raise InputError(f"{job.input.name}: cannot decode")
+
+    template = VideoJob(input=tmp_path / "x.mkv", output=out / "x.mkv", scale=2)
+    summary = upscale_videos(template, out, tasks, run_one)
+    assert summary.line() == "done 0, skipped 0, failed 2"
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_folder_job_whose_model_overflows_is_one_line_and_exit_9(series: Path, tmp_path: Path) -> None:
+    import torch
+
+    from animesr.checkpoint import save_checkpoint
+    from conftest import tiny_model
+
+    model = tiny_model(2)
+    with torch.no_grad():
+        model.tail.weight.fill_(3e38)  # finite weights, NaN/inf output
+    save_checkpoint(tmp_path / "huge.safetensors", model, value_range=1.0)
+    out = tmp_path / "out"
+    result = cli(str(series), "-o", str(out), "-s", "2", "-m", str(tmp_path / "huge.safetensors"),
+                 "--chunk-frames", "8")
+    flat = " ".join(result.output.split())
+    assert result.exit_code == ModelOutputError.exit_code and handled(result), result.output
+    assert "error: the model huge.safetensors gave NaN or infinite values" in flat
+    assert "[2/" not in result.output and "failed" not in result.output
+
+
+@pytest.mark.parametrize("output", ["folder", "folder/", "file"])
+def test_an_output_onto_its_input_is_the_same_output_error_in_every_mode(series: Path, tmp_path: Path,
+                                                                         output: str) -> None:
+    """A folder output gave 2 ("would overwrite the input"), a file output 3 ("OUTPUT is the input
+    file"), upscale-image 3: one class (OutputError, 3) and one wording, before any work."""
+    source = series / "ep01.mkv"
+    target = {"folder": str(series), "folder/": f"{series}{os.sep}", "file": str(source)}[output]
+    before = source.read_bytes()
+    result = cli(str(source), "-o", target, "-s", "2", "-m", str(tiny_model_file(tmp_path)), "--overwrite")
+    flat = " ".join(result.output.split())
+    assert result.exit_code == OutputError.exit_code and handled(result), result.output
+    assert f"error: {source}: the output would replace the input; use another -o" in flat
+    assert len(result.output.strip().splitlines()) == 1 and source.read_bytes() == before
 
 
 def test_workers_ray_without_ray_says_how_to_install_it_before_any_work(series: Path, tmp_path: Path,

@@ -157,8 +157,8 @@ def _upscale_folder(template: VideoJob, inputs: list[Path], output: Path, recurs
     from animesr.video.streams import container_for
 
     guarded(lambda: container_for(Path(f"x.{container}")))
-    guarded(lambda: _check_job_wide(template, container, local=engine is None))
     tasks = guarded(lambda: plan_videos(inputs, output, recursive, container))
+    guarded(lambda: _check_job_wide(template, container, local=engine is None))
     note(f"{len(tasks)} video(s) → {output}")
 
     def on_video(number: int, total: int, task) -> None:

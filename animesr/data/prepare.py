@@ -24,7 +24,8 @@ import numpy as np
 from animesr import __version__, stopping
 from animesr.atomic import no_folder_for, replaced_on_success
 from animesr.config import PrepareSettings
-from animesr.errors import AnimeSRError, DatasetError, InputError, OutputError, UsageError
+from animesr.errors import (AnimeSRError, DatasetError, InputError, OutputError, UsageError,
+                            output_replaces_input)
 from animesr.imaging import IMAGE_SUFFIXES, decode_image, downscale, list_images, to_rgb8
 
 FORMAT_NAME = "animesr-sr-pairs"
@@ -58,7 +59,7 @@ def prepare_dataset(settings: PrepareSettings, on_image: ImageCallback | None = 
     check_settings(settings)
     files = [path for path, _ in list_images(list(settings.sources), recursive=True)]
     if any(path.resolve() == settings.output.resolve() for path in files):
-        raise OutputError(f"{settings.output} is one of the input images")
+        raise output_replaces_input(settings.output)
     if settings.output.exists() and not settings.overwrite:
         raise OutputError(f"{settings.output} exists; pass --overwrite to replace it")
     with stopping.stop_at_safe_points():

@@ -79,6 +79,7 @@ class Upscaler:
         maximum = float(np.iinfo(image.dtype).max)
         batch = torch.from_numpy(np.require(colour, requirements=["C", "W"]))[None]
         out = self.run_pixels(batch, maximum, on_tile, notice)[0].cpu().numpy()  # float32, writable
+        self._require_finite(bool(np.isfinite(out).all()))
         out = _to_dtype(out, image.dtype)
         if gray:
             out = _to_dtype(colour_mean(out), image.dtype)
@@ -94,7 +95,7 @@ class Upscaler:
             raise InputError(f"frames must be a non-empty N×H×W×3 uint8 array, not {shape}")
         with torch.inference_mode():
             out = self.run_pixels(self._to_device(frames), 255.0, None, notice)
-            _require_finite(bool(torch.isfinite(out).all()))
+            self._require_finite(bool(torch.isfinite(out).all()))
             return out.round_().clamp_(0, 255).to(torch.uint8).cpu().numpy()  # the one sync per batch
 
     def _to_device(self, frames: np.ndarray) -> torch.Tensor:
@@ -193,6 +194,12 @@ class Upscaler:
             return None
         return max(self.settings.min_tile, int(fit**0.5) // 8 * 8)
 
+    def _require_finite(self, finite: bool) -> None:
+        # NaN and inf would become black or arbitrary pixels: a damaged model must not look like a picture
+        if not finite:
+            raise ModelOutputError(f"the model {self._loaded.label} gave NaN or infinite values (weights out "
+                                   "of range, or an overflow at half precision); nothing was written")
+
     def _upscale_alpha(self, alpha: np.ndarray) -> np.ndarray:
         h, w = alpha.shape[:2]
         resized = cv2.resize(alpha[..., 0], (w * self.scale, h * self.scale), interpolation=cv2.INTER_CUBIC)
@@ -204,19 +211,8 @@ def colour_mean(rgb: np.ndarray) -> np.ndarray:
 
 
 def _to_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Float pixels -> integers, rounding and clipping in place (large outputs: no float copies)."""
-    _require_finite(bool(np.isfinite(values).all()))
+    """Finite float pixels -> integers, rounding and clipping in place (large outputs: no float copies)."""
     maximum = np.iinfo(dtype).max
     np.rint(values, out=values)
     np.clip(values, 0, maximum, out=values)
     return values.astype(dtype)
-
-
-def _require_finite(finite: bool) -> None:
-    # NaN and inf would become black or arbitrary pixels: a damaged model must not look like a picture
-    if not finite:
-        raise ModelOutputError("the network gave NaN or infinite values (weights out of range, or an overflow "
-                               "at half precision); nothing was written")
-
-
-

@@ -1,6 +1,7 @@
 """Many videos in one command: files and folders in, one output folder out, every video with the
 same settings, each resumable and verified on its own. A video that fails is reported and the
-rest go on; an existing output is skipped unless --overwrite. No typer or rich here."""
+rest go on, except when the model gives NaN or infinite values: that stops the batch. An existing
+output is skipped unless --overwrite. No typer or rich here."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from animesr.atomic import removed_if_left_empty
 from animesr.callbacks import JobCallbacks, ignore
 from animesr.config import VideoJob
-from animesr.errors import AnimeSRError, InputError, OutputError
+from animesr.errors import AnimeSRError, InputError, ModelOutputError, OutputError, output_replaces_input
 from animesr.image_job import prepare_output_dir
 from animesr.inputs import folder_inside, list_inputs
 from animesr.video.workdir import WORK_SUFFIXES
@@ -62,7 +64,7 @@ def plan_videos(inputs: list[Path], output_dir: Path, recursive: bool, container
             raise InputError(f"{claimed[key]} and {source} would both be written to {target}: "
                              "use separate runs or output folders")
         if key in sources:
-            raise InputError(f"{target} would overwrite the input {source}: choose another output folder")
+            raise output_replaces_input(source)
         claimed[key] = source
         tasks.append(VideoTask(source, target))
     if output_dir.exists() and not output_dir.is_dir():
@@ -87,7 +89,13 @@ def upscale_videos(template: VideoJob, output_dir: Path, tasks: list[VideoTask],
                    ) -> BatchSummary:
     """Run `run_one` (upscale_video with its callbacks and engine) on each task's job: `template`
     with the task's input and output. Ctrl-C stops the whole batch (each video resumes later)."""
-    prepare_output_dir(output_dir)
+    with removed_if_left_empty([output_dir, *(task.target.parent for task in tasks)]):
+        prepare_output_dir(output_dir)
+        return _upscale_tasks(template, tasks, run_one, callbacks)
+
+
+def _upscale_tasks(template: VideoJob, tasks: list[VideoTask], run_one: Callable[[VideoJob], object],
+                   callbacks: BatchCallbacks) -> BatchSummary:
     summary = BatchSummary()
     for number, task in enumerate(tasks, 1):
         if task.target.exists() and not template.overwrite:
@@ -98,6 +106,8 @@ def upscale_videos(template: VideoJob, output_dir: Path, tasks: list[VideoTask],
         try:
             task.target.parent.mkdir(parents=True, exist_ok=True)
             result = run_one(replace(template, input=task.source, output=task.target))
+        except ModelOutputError:
+            raise  # the model's fault, not the video's: every other video would fail the same way
         except AnimeSRError as error:
             message = f"{task.source}: {error}"
             summary.failed.append((task.source, message))

@@ -20,7 +20,8 @@ from animesr.atomic import no_folder_for
 from animesr.callbacks import JobCallbacks, Message, ignore
 from animesr.checkpoint import LoadedModel
 from animesr.config import VideoJob
-from animesr.errors import FFmpegError, FFmpegKilled, InputError, OutputError, VerificationError
+from animesr.errors import (FFmpegError, FFmpegKilled, InputError, OutputError, VerificationError,
+                            output_replaces_input)
 from animesr.inference.upscaler import Upscaler
 from animesr.pretrained import resolve_model
 from animesr.video import commands
@@ -185,7 +186,7 @@ def _check_paths(job: VideoJob) -> str:
     check_output_name(job.output)
     container = container_for(job.output)
     if job.output.resolve() == job.input.resolve():
-        raise OutputError("OUTPUT is the input file: choose another name")
+        raise output_replaces_input(job.input)
     if job.output.exists() and not job.overwrite:
         raise OutputError(f"{job.output} exists: add --overwrite to replace it")
     if (missing := no_folder_for(job.output)) is not None:
