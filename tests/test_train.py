@@ -541,6 +541,20 @@ def test_what_is_wrong_with_the_inputs_is_said_before_the_training_bar(
         result.output
 
 
+@pytest.mark.parametrize("left", ["last.safetensors", "best.safetensors", "metrics.jsonl"])
+def test_a_new_run_never_replaces_an_earlier_runs_files_left_without_state(dataset: Path, tmp_path: Path,
+                                                                           left: str) -> None:
+    """A folder with an earlier run's checkpoints but no state.pt was trained over, without a word."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / left).write_bytes(b"an earlier run's file")
+    result = _train_cli(dataset, out)
+    assert result.exit_code == 8 and handled(result), (result.output, result.exception)
+    assert _error_lines(result.output) == [f"error: {out} holds {left} of an earlier run without its state.pt: a new "
+                                           "run would replace it; choose another --out or move it away"]
+    assert (out / left).read_bytes() == b"an earlier run's file"
+
+
 def test_a_resume_says_what_changed_and_what_it_cannot_use(dataset: Path, tmp_path: Path) -> None:
     """Changed settings, a dropped discriminator and a damaged best.safetensors were all silent (the
     last one blocked the resume with an error that did not name the run)."""

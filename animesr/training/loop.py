@@ -229,6 +229,11 @@ def _prepare_run(settings: TrainSettings, processes: distributed.Processes, data
         raise TrainingError(f"{settings.out} has no training state to resume ({STATE_NAME} missing)")
     if has_state and not settings.resume:
         raise TrainingError(f"{settings.out} already holds a run: pass --resume to continue it, or another --out")
+    left = next((name for name in ("last.safetensors", "best.safetensors", LOG_NAME) if (settings.out / name).exists()),
+                None)
+    if left is not None and not has_state:
+        raise TrainingError(f"{settings.out} holds {left} of an earlier run without its {STATE_NAME}: a new run "
+                            "would replace it; choose another --out or move it away")
     run = _Run(settings, processes)
     if settings.resume:
         run.restore(load_state(settings.out))
