@@ -11,18 +11,24 @@ import subprocess
 import sys
 import textwrap
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from animesr.checkpoint import load_checkpoint, save_checkpoint
-from animesr.errors import InputError, OutputError, VerificationError
+from animesr.config import EncodeSettings
+from animesr.errors import InputError, OutputError, UsageError, VerificationError
+from animesr.video import streams
 from animesr.video.pipeline import VideoCallbacks
+from animesr.video.preflight import check_streams_go_in
+from animesr.video.probe import StreamInfo, probe
+from animesr.video.streams import StreamAction, plan_streams
 from animesr.video.workdir import lock_path, work_folder_path
 from conftest import dies_with_pytest, handled
 from test_video_pipeline import (Recorder, clips, decoded_frames_digest, ffmpeg, leftovers,  # noqa: F401 (fixtures)
-                                 lavfi_testsrc, make_clip, run, sine, tiny_model_file)
+                                 lavfi_testsrc, make_clip, rich_mkv, run, sine, tiny_model_file)
 
 _MIB = 1 << 20
 
@@ -301,6 +307,68 @@ def test_an_output_folder_that_is_a_file_and_an_fps_that_leaves_no_frame_say_so(
     assert result.exit_code == 2 and handled(result), result.output
     assert error_lines(result.output) == ["error: fifty.mkv has no decodable video frames in the --start/--duration "
                                           "range at --fps 1/10"], result.output
+
+
+def _audio_clip(ffmpeg: str, clips: Path, codec: str) -> Path:
+    """Ten frames and half a second of a sine in `codec`, in Matroska."""
+    encoder = {"opus": "libopus"}.get(codec, codec)
+    return make_clip(ffmpeg, clips / f"audio-{codec}.mkv", *lavfi_testsrc("25", 0.4), *sine(440, 48000, 0.5),
+                     "-c:v", "libx264", "-c:a", encoder, "-strict", "-2")
+
+
+def test_truehd_into_mp4_is_converted_before_any_frame_not_refused_after_all_of_them(ffmpeg: str, clips: Path,
+                                                                                     tmp_path: Path) -> None:
+    """MP4 takes TrueHD only as an experiment: the mux failed (exit 6) after every frame was upscaled."""
+    out = tmp_path / "truehd.mp4"
+    result = cli(str(_audio_clip(ffmpeg, clips, "truehd")), "-o", str(out), "-s", "2", "-m",
+                 str(tiny_model_file(tmp_path)), "--device", "cpu")
+    assert result.exit_code == 0 and handled(result), result.output
+    assert "warning: stream #1 audio truehd converted: mp4 cannot hold truehd audio: converted to AAC" in result.output
+    assert [s.codec for s in probe(out).streams if s.kind == "audio"] == ["aac"]
+
+
+@pytest.mark.parametrize("codec", ["truehd", "flac", "opus"])
+def test_audio_that_mov_refuses_is_converted(ffmpeg: str, clips: Path, tmp_path: Path, codec: str) -> None:
+    """MOV had MP4's audio list, but its muxer takes TrueHD, FLAC and Opus "only in MP4"."""
+    recorder = Recorder()
+    out = tmp_path / f"{codec}.mov"
+    result = run(_audio_clip(ffmpeg, clips, codec), out, recorder, encode=EncodeSettings(preset="ultrafast"))
+    assert result.verification.ok, result.verification.lines()
+    assert f"stream #1 audio {codec} converted: mov cannot hold {codec} audio: converted to AAC" in recorder.warnings
+    assert [s.codec for s in probe(out).streams if s.kind == "audio"] == ["aac"]
+
+
+def test_a_copy_the_muxer_refuses_is_found_by_a_trial_before_any_frame(ffmpeg: str, clips: Path, tmp_path: Path,
+                                                                       monkeypatch) -> None:
+    """Should the table promise a codec the muxer refuses, a tenth of a second copied into the
+    container first turns the refusal into a conversion, in the muxer's own words."""
+    mp4 = streams._LIMITS["mp4"]
+    monkeypatch.setitem(streams._LIMITS, "mp4", replace(mp4, audio=mp4.audio | {"truehd"}))
+    recorder = Recorder()
+    result = run(_audio_clip(ffmpeg, clips, "truehd"), tmp_path / "trial.mp4", recorder,
+                 encode=EncodeSettings(preset="ultrafast"))
+    assert result.verification.ok, result.verification.lines()
+    assert recorder.warnings == ["stream #1 audio truehd converted: mp4 cannot hold truehd audio (truehd in MP4 "
+                                 "support is experimental, add '-strict -2' if you want to use it.): converted to AAC"]
+    assert [a.codec for a in result.streams] == ["aac"]
+
+
+def test_a_copied_stream_the_muxer_refuses_and_that_cannot_be_converted_is_one_line(rich_mkv: Path) -> None:
+    subtitles = StreamAction(StreamInfo(3, "subtitle", "subrip"), "copy")
+    with pytest.raises(UsageError) as refused:
+        check_streams_go_in(rich_mkv, (StreamAction(StreamInfo(1, "audio", "flac"), "copy"), subtitles), "mp4")
+    assert str(refused.value) == ("stream #3 subtitle subrip cannot go in mp4 (Could not find tag for codec subrip, "
+                                  "codec not currently supported in container): use an .mkv output")
+
+
+def test_streams_the_muxer_takes_cost_one_short_trial_and_stay_copied(rich_mkv: Path, monkeypatch) -> None:
+    from animesr.video import preflight
+
+    real, trials = preflight.run_tool, []
+    monkeypatch.setattr(preflight, "run_tool", lambda args: trials.append(args) or real(args))
+    actions = plan_streams(probe(rich_mkv).streams, "matroska")
+    assert check_streams_go_in(rich_mkv, actions, "matroska") == actions
+    assert len(trials) == 1 and trials[0][trials[0].index("-t") + 1] == "0.1"
 
 
 def test_the_advice_names_the_option_at_fault_or_another_codec() -> None:

@@ -20,7 +20,8 @@ from animesr.video.ffmpeg import _encodable_video, parse_listing, video_encoders
 from animesr.video.held import HeldFrameDetector, block_difference
 from animesr.video.pipeline import even_padding
 from animesr.video.probe import StreamInfo, VideoInfo, _from_banner, _from_ffprobe
-from animesr.video.streams import check_video_codec, container_for, plan_streams, stream_args
+from animesr.video.streams import (AUDIO_LEAD_IN_FILTER, check_video_codec, container_for, plan_streams,
+                                   stream_args)
 from animesr.video.timeline import Timeline, parse_framecrc
 from animesr.video.verify import Verification, find_truncation
 from animesr.video.workdir import lock_path, output_lock
@@ -244,7 +245,7 @@ def test_stream_plans_per_container() -> None:
     assert [a.codec for a in plan_streams(streams, "mp4")] == ["aac", "copy", "mov_text", None, None]
     assert [a.codec for a in plan_streams(streams, "webm")] == ["libopus", "libopus", "webvtt", None, None]
     mp4 = plan_streams(streams, "mp4")
-    args = stream_args(mp4, 2.5)
+    args = stream_args(mp4, 2.5, cut=True)
     assert [a for a in args if a.startswith(("1:", "-c:"))] + [args[args.index("-c:3") + 1]] == [
         "1:1", "-c:1", "1:2", "-c:2", "1:3", "-c:3", "mov_text"]
     assert args[args.index("-c:1") + 1] == "aac" and args[args.index("-c:2") + 1] == "copy"
@@ -253,6 +254,26 @@ def test_stream_plans_per_container() -> None:
     assert "2.500000/TB" in args[args.index("-bsf:3") + 1]
     assert args[args.index("-disposition:2") + 1] == "0"
     assert "hdmv_pgs_subtitle" in mp4[3].reason
+
+
+def test_mov_and_mp4_convert_the_audio_their_muxers_refuse() -> None:
+    """MOV refuses Opus, FLAC and TrueHD ("only supported in MP4"); MP4 takes TrueHD only as an
+    experiment: both failed when muxing, after every frame was upscaled."""
+    codecs = ("opus", "flac", "truehd", "ac3", "alac")
+    streams = tuple(StreamInfo(n, "audio", codec) for n, codec in enumerate(codecs, 1))
+    assert [a.codec for a in plan_streams(streams, "mov")] == ["aac", "aac", "aac", "copy", "copy"]
+    assert [a.codec for a in plan_streams(streams, "mp4")] == ["copy", "copy", "aac", "copy", "copy"]
+    assert plan_streams(streams, "mov")[1].reason == "mov cannot hold flac audio: converted to AAC"
+
+
+def test_copied_audio_keeps_the_packet_that_reaches_the_window() -> None:
+    """Uncut, every codec keeps its first packet, which ends at 0 when it is an encoder's priming;
+    cut at --start, only codecs whose delay the container discards keep the packet across the cut."""
+    actions = plan_streams((StreamInfo(1, "audio", "aac"), StreamInfo(2, "audio", "mp3")), "matroska")
+    uncut, cut = stream_args(actions, 2.0, cut=False), stream_args(actions, 2.0, cut=True)
+    assert uncut[uncut.index("-bsf:1") + 1] == uncut[uncut.index("-bsf:2") + 1] == AUDIO_LEAD_IN_FILTER
+    assert cut[cut.index("-bsf:1") + 1] == AUDIO_LEAD_IN_FILTER and cut[cut.index("-copypriorss:2") + 1] == "0"
+    assert "lt(pts+duration" in AUDIO_LEAD_IN_FILTER and "lte(" not in AUDIO_LEAD_IN_FILTER
 
 
 def test_containers_and_codecs() -> None:

@@ -14,14 +14,15 @@ from test_video_pipeline import (Recorder, clips, decoded_frames_digest, ffmpeg,
                                  leftovers, make_clip, run, sine)
 
 from animesr.config import EncodeSettings, VideoJob
-from animesr.errors import InputError
+from animesr.errors import InputError, VerificationError
+from animesr.video import streams
 from animesr.video.extents import Extent, chapter_extents, stream_extents
 from animesr.video.ffmpeg import video_encoders
 from animesr.video.pipeline import VideoCallbacks, upscale_video
 from animesr.video.preflight import check_encoder_opens
 from animesr.video.probe import probe
 from animesr.video.timeline import Timeline
-from animesr.video.verify import Verification
+from animesr.video.verify import AudioLength, Verification
 
 CODECS = {"mkv": "libx264", "mp4": "libx264", "webm": "libvpx-vp9"}
 
@@ -105,6 +106,28 @@ def test_a_stream_past_the_video_by_more_than_a_frame_or_its_packet_fails_verifi
     assert not audio_until(0.5).ok and "OUTSIDE" in audio_until(0.5).lines()[-1]
 
 
+def test_a_first_audio_packet_ending_where_the_video_starts_is_inside_the_window() -> None:
+    """A cut on a packet boundary keeps the packet that ends there, for the encoder delay to discard."""
+    def audio_from(start: float) -> Verification:
+        return Verification(frames_in=5, frames_out=5, seconds_in=0.5, seconds_out=0.5, frame_seconds=0.1,
+                            streams_expected=("video", "audio"), streams_out=("video h264", "audio aac"),
+                            window=(0.044, 0.544), extents=(Extent("#1 audio", start, 0.512, 0.128),))
+
+    assert audio_from(-0.128).ok
+    assert not audio_from(-0.3).ok
+
+
+def test_copied_audio_short_of_the_sources_by_a_packet_fails_verification() -> None:
+    def audio(written_seconds: float) -> Verification:
+        return Verification(frames_in=48, frames_out=48, seconds_in=2.0, seconds_out=2.0, frame_seconds=0.042,
+                            streams_expected=("video", "audio"), streams_out=("video h264", "audio aac"),
+                            window=(0.0, 2.0), audio=(AudioLength("#1 audio", 2.0, written_seconds, 0.0131),))
+
+    assert audio(1.999).ok and audio(1.999).lines()[-1] == "audio: #1 audio 2.000 s in, 1.999 s out (ok)"
+    short = audio(1.977)
+    assert not short.ok and short.lines()[-1] == "audio: #1 audio 2.000 s in, 1.977 s out SHORT (MISMATCH)"
+
+
 @pytest.fixture(scope="module")
 def low_rate_aac(ffmpeg: str, clips: Path) -> Path:
     """10 fps and AAC at 8 kHz in MP4: 128 ms audio packets, and a 1024-sample encoder delay."""
@@ -136,6 +159,73 @@ def test_a_trimmed_aac_track_plays_from_the_first_frame_to_the_last_within_one_p
     packet = 1024 / 8000
     assert -0.002 <= audio.start < video.start + packet, (video, audio)
     assert video.end - packet < audio.end < video.end + packet, (video, audio)
+
+
+def test_a_cut_on_a_packet_boundary_keeps_the_packet_that_ends_there(ffmpeg: str, low_rate_aac: Path,
+                                                                     tmp_path: Path) -> None:
+    """--start 0.256: an 8 kHz AAC packet ends exactly at the cut. Dropped, the encoder delay was
+    discarded from the window's first packet instead (Matroska: sound from 0.128 s)."""
+    out = tmp_path / "boundary.mkv"
+    result = run(low_rate_aac, out, start=0.256, duration=0.5, encode=EncodeSettings(preset="ultrafast"))
+    assert result.verification.ok, result.verification.lines()
+    video, audio = _played(ffmpeg, out)
+    assert audio.start == pytest.approx(0.0, abs=0.002), (video, audio)
+
+
+def _short_audio_clip(ffmpeg: str, clips: Path, codec: str, container: str) -> Path:
+    """A second at 10 fps, and 0.8 s of a sine at 44.1 kHz in `codec`: every sample is in the window."""
+    encoder = {"mp3": "libmp3lame"}.get(codec, codec)
+    return make_clip(ffmpeg, clips / f"short-{codec}.{container}", *lavfi_testsrc("10", 1.0), *sine(440, 44100, 0.8),
+                     "-c:v", "libx264", "-c:a", encoder)
+
+
+def _samples(ffmpeg: str, path: Path) -> np.ndarray:
+    raw = subprocess.run([ffmpeg, "-v", "error", "-i", str(path), "-map", "0:a:0", "-f", "s16le", "-"],
+                         capture_output=True, check=True).stdout
+    return np.frombuffer(raw, np.int16)
+
+
+@pytest.mark.parametrize(("codec", "source", "container"), [
+    ("aac", "mkv", "mkv"), ("aac", "mp4", "mkv"), ("aac", "mp4", "mp4"), ("mp3", "mkv", "mkv"), ("ac3", "mp4", "mp4")])
+def test_an_uncut_copied_track_decodes_to_the_sources_samples(ffmpeg: str, clips: Path, tmp_path: Path, codec: str,
+                                                             source: str, container: str) -> None:
+    """The first packet, an encoder's priming that ends at 0, is copied: without it Matroska lost
+    1024 AAC samples (the delay discarded from the first real packet), MP4 decoded the first
+    packet without the one before it, and MP3 and AC-3 lost their first packet everywhere."""
+    clip = _short_audio_clip(ffmpeg, clips, codec, source)
+    out = tmp_path / f"uncut.{container}"
+    result = run(clip, out, encode=EncodeSettings(preset="ultrafast"))
+    assert result.verification.ok, result.verification.lines()
+    expected, written = _samples(ffmpeg, clip), _samples(ffmpeg, out)
+    assert len(written) == len(expected)
+    assert np.array_equal(written, expected)
+    assert result.verification.audio, "the lengths were compared"
+
+
+def test_an_uncut_aac_track_from_matroska_into_mp4_is_the_sources_to_a_millisecond(ffmpeg: str, clips: Path,
+                                                                                  tmp_path: Path) -> None:
+    """Matroska times the priming in milliseconds (-23 ms, not -1024 samples) and the last packet
+    too: MP4's edit list, made from them, starts the sound 10 samples early and ends it without the
+    encoder's padding, which Matroska's decoder plays. `ffmpeg -c copy` does the same."""
+    clip = _short_audio_clip(ffmpeg, clips, "aac", "mkv")
+    out = tmp_path / "uncut.mp4"
+    result = run(clip, out, encode=EncodeSettings(preset="ultrafast"))
+    assert result.verification.ok, result.verification.lines()
+    expected, written = _samples(ffmpeg, clip), _samples(ffmpeg, out)
+    early = next((n for n in range(45) if np.array_equal(written[n:], expected[:len(written) - n])), None)
+    assert early is not None, "the same samples, at most a millisecond early"
+    assert 0 <= len(expected) - (len(written) - early) < 1024, "short of the source by its padding at most"
+
+
+def test_verification_catches_copied_audio_that_lost_its_first_packet(ffmpeg: str, clips: Path, tmp_path: Path,
+                                                                      monkeypatch) -> None:
+    """The lead-in filter that dropped the priming (`lte`) left a Matroska output a packet short."""
+    monkeypatch.setattr(streams, "AUDIO_LEAD_IN_FILTER", "noise=drop=lte(pts+duration\\,0)")
+    clip = _short_audio_clip(ffmpeg, clips, "aac", "mp4")
+    out = tmp_path / "short.mkv"
+    with pytest.raises(VerificationError, match=r"audio: #1 audio 0\.800 s in, 0\.777 s out SHORT"):
+        run(clip, out, encode=EncodeSettings(preset="ultrafast"))
+    assert not out.exists()
 
 
 def test_titles_flags_and_the_video_default_survive(long_gop: Path, tmp_path: Path) -> None:

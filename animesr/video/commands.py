@@ -122,6 +122,18 @@ def encoder_trial_args(info: VideoInfo | None, encode: EncodeSettings, *, width:
             path_arg(destination)]
 
 
+# enough for a muxer to write its header and a few packets of each stream
+STREAM_TRIAL_SECONDS = 0.1
+
+
+def stream_trial_args(source: Path, stream_indexes: list[int], container: str, destination: Path) -> list[str]:
+    """The first tenth of a second of each of these streams of `source`, copied into the job's
+    container (whose muxer refuses some codecs only when it writes its header)."""
+    maps = [arg for index in stream_indexes for arg in ("-map", f"0:{index}")]
+    return [*_QUIET, "-y", "-t", f"{STREAM_TRIAL_SECONDS}", "-i", path_arg(source), *maps, "-c", "copy",
+            *_CONTAINER_OPTIONS.get(container, []), "-f", container, path_arg(destination)]
+
+
 def quality_args(encode: EncodeSettings) -> list[str]:
     """--crf as each encoder's constant-quality mode (hardware encoders have their own names)."""
     mode = _quality_mode(encode.codec)
@@ -200,6 +212,12 @@ def mux_args(info: VideoInfo, job: VideoJob, *, concat_list: Path, video_offset:
     return [*_QUIET, "-y", *chunks, *input_args(job), "-map", "0:v:0", *stream_args,
             "-map_chapters", "1", "-map_metadata", "1", *_video_tags(info),
             "-c:v", "copy", "-t", f"{window_end:.6f}", *container_options, "-f", container, path_arg(destination)]
+
+
+def decoded_audio_args(inputs: list[str], stream_indexes: list[int]) -> list[str]:
+    """These audio streams of input 0 decoded: one framecrc line (time, samples) per decoded block."""
+    maps = [arg for index in stream_indexes for arg in ("-map", f"0:{index}")]
+    return [*_QUIET, *inputs, *maps, "-c:a", "pcm_s16le", "-f", "framecrc", "-"]
 
 
 def _video_tags(info: VideoInfo) -> list[str]:

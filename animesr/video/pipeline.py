@@ -27,7 +27,7 @@ from animesr.pretrained import resolve_model
 from animesr.video import commands
 from animesr.video.fields import settle_field_mode
 from animesr.video.ffmpeg import FrameReader, FrameWriter, ffmpeg_tool, run_ffmpeg, video_encoders
-from animesr.video.preflight import check_encode_options, check_encoder_opens
+from animesr.video.preflight import check_encode_options, check_encoder_opens, check_streams_go_in
 from animesr.video.probe import VideoInfo, probe
 from animesr.video.runner import ChunkPlan, ChunkRunner, FramesCallback
 from animesr.video.streams import (StreamAction, check_video_codec, container_for, metadata_losses, plan_streams,
@@ -112,7 +112,7 @@ def upscale_video(job: VideoJob, callbacks: VideoCallbacks = VideoCallbacks(),
 
 def _upscale_locked(job: VideoJob, callbacks: VideoCallbacks, info: VideoInfo, container: str,
                     began: float, make_engine: EngineFactory) -> VideoResult:
-    actions = plan_streams(info.streams, container)
+    actions = check_streams_go_in(job.input, plan_streams(info.streams, container), container)
     _warn_about_source(info, job, actions, callbacks.warn)
     job = replace(job, field_mode=settle_field_mode(info, job.field_mode, start=job.start, duration=job.duration,
                                                     note=callbacks.note, warn=callbacks.warn))
@@ -344,12 +344,13 @@ def _finish(info: VideoInfo, job: VideoJob, timeline: Timeline, work: WorkFolder
     concat_list = work.write_concat_list(durations)
     partial = partial_output_path(job.output)
     window_end = timeline.start_seconds() + timeline.seconds()
+    kept_streams = stream_args(actions, window_end, cut=bool(job.start))
     args = commands.mux_args(info, job, concat_list=concat_list, video_offset=timeline.start_seconds(),
-                             window_end=window_end, stream_args=stream_args(actions, window_end),
-                             container=container, destination=partial)
+                             window_end=window_end, stream_args=kept_streams, container=container,
+                             destination=partial)
     try:
         run_ffmpeg(args, f"write {partial.name}")
-        verification = verify_output(partial, timeline, actions, size)
+        verification = verify_output(partial, timeline, actions, job=job, size=size)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise

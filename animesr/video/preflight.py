@@ -1,7 +1,9 @@
 """Checks that run ffmpeg before any frame is upscaled: the encoding options on their own, then
 the encoder itself. An encoder that this ffmpeg lists can still fail to open (NVENC, QSV or AMF
 without the hardware or driver; a size or preset it does not take): it is opened on two frames
-of the output's size first. No torch."""
+of the output's size first. Likewise the source's streams the plan copies are copied into the
+output's container for a tenth of a second: its muxer refuses some only when it writes its header.
+No torch."""
 
 from __future__ import annotations
 
@@ -10,13 +12,14 @@ import tempfile
 from pathlib import Path
 
 from animesr.config import EncodeSettings
-from animesr.errors import UsageError
+from animesr.errors import FFmpegError, UsageError
 from animesr.video import commands
 from animesr.video.ffmpeg import encoder_pixel_formats, ffmpeg_exe, last_lines, run_tool, video_encoders
 from animesr.video.probe import VideoInfo
-from animesr.video.streams import check_codec_exists
+from animesr.video.streams import StreamAction, check_codec_exists, refused_audio
 
 _PREFIX = re.compile(r"^(\[[^\]]*\]\s*)+")
+_TRIAL_STREAM = re.compile(r" in stream #\d+")  # the trial's numbering, not the source's
 ALWAYS_WORKS = "libx264"
 # words in an encoder's complaint that name the option at fault
 _CULPRITS = (("preset", "--preset"), ("tune", "--preset"), ("pixel format", "--pix-fmt"), ("pix_fmt", "--pix-fmt"),
@@ -62,6 +65,49 @@ def check_encoder_opens(info: VideoInfo | None, encode: EncodeSettings, *, width
         complaint = encoder_complaint(result.stderr, encode.codec)
         raise UsageError(f"--codec {encode.codec} does not work here with {_other_options(encode)} "
                          f"({complaint}): {_advice(complaint, encode)}")
+
+
+def check_streams_go_in(source: Path, actions: tuple[StreamAction, ...], container: str) -> tuple[StreamAction, ...]:
+    """The plan with every copied stream the container's muxer refuses converted (audio) or refused
+    in one line (anything else): one short trial when it takes them all, one per stream when not."""
+    if _mux_refusal(source, _copied(actions), container) is None:
+        return actions
+    settled = tuple(_settle(action, source, container) if action.codec == "copy" else action for action in actions)
+    refusal = _mux_refusal(source, _copied(settled), container)
+    if refusal is not None:
+        raise UsageError(f"the streams of {source.name} cannot go in {container} together ({refusal}): "
+                         "use another output container")
+    return settled
+
+
+def _copied(actions: tuple[StreamAction, ...]) -> tuple[StreamAction, ...]:
+    return tuple(action for action in actions if action.codec == "copy")
+
+
+def _settle(action: StreamAction, source: Path, container: str) -> StreamAction:
+    refusal = _mux_refusal(source, (action,), container)
+    if refusal is None:
+        return action
+    if action.stream.kind == "audio":
+        return refused_audio(action.stream, container, refusal)
+    advice = "" if container == "matroska" else ": use an .mkv output"
+    raise UsageError(f"stream {action.stream.describe()} cannot go in {container} ({refusal}){advice}")
+
+
+def _mux_refusal(source: Path, copied: tuple[StreamAction, ...], container: str) -> str | None:
+    """The muxer's words when it refuses these streams copied from `source`; None when it takes them."""
+    if not copied:
+        return None
+    with tempfile.TemporaryDirectory(prefix="animesr-trial-") as folder:
+        args = commands.stream_trial_args(source, [a.stream.index for a in copied], container, Path(folder) / "trial")
+        result = run_tool([ffmpeg_exe(), *args])
+    if result.returncode == 0:
+        return None
+    refusal = _TRIAL_STREAM.sub("", _own_lines(result.stderr, container))
+    if not refusal:  # not the muxer: the trial itself failed
+        raise FFmpegError(f"ffmpeg failed to copy the streams of {source.name} into {container}: "
+                          f"{last_lines(result.stderr)}")
+    return refusal
 
 
 def _other_options(encode: EncodeSettings) -> str:

@@ -14,7 +14,10 @@ CONTAINERS = {".mkv": "matroska", ".mka": "matroska", ".mp4": "mp4", ".m4v": "mp
 DEFAULT_CONTAINER = "matroska"
 
 TEXT_SUBTITLES = frozenset({"subrip", "srt", "ass", "ssa", "webvtt", "mov_text", "text", "microdvd"})
-_MP4_AUDIO = frozenset({"aac", "mp3", "ac3", "eac3", "opus", "flac", "alac", "mp2", "dts", "truehd"})
+# what this ffmpeg's muxers take as they are (each stream-copied in, measured): MP4 takes TrueHD only
+# with -strict experimental; MOV ("only supported in MP4") takes no Opus, FLAC or TrueHD
+_MOV_AUDIO = frozenset({"aac", "mp3", "ac3", "eac3", "alac", "mp2", "dts"})
+_MP4_AUDIO = _MOV_AUDIO | {"opus", "flac"}
 _WEBM_AUDIO = frozenset({"opus", "vorbis"})
 _VIDEO_FAMILIES = {"matroska": None, "mp4": {"h264", "hevc", "av1", "vp9"}, "mov": {"h264", "hevc", "av1", "vp9"},
                    "webm": {"vp8", "vp9", "av1"}}
@@ -82,7 +85,7 @@ class _Limits:
 
 _LIMITS = {
     "mp4": _Limits("mp4", _MP4_AUDIO, "aac", "AAC", "mov_text", "mov_text"),
-    "mov": _Limits("mov", _MP4_AUDIO, "aac", "AAC", "mov_text", "mov_text", holds_pcm=True),
+    "mov": _Limits("mov", _MOV_AUDIO, "aac", "AAC", "mov_text", "mov_text", holds_pcm=True),
     "webm": _Limits("WebM", _WEBM_AUDIO, "libopus", "Opus", "webvtt", "WebVTT"),
 }
 
@@ -116,11 +119,23 @@ def _for_limited(stream: StreamInfo, limits: _Limits) -> StreamAction:
     return StreamAction(stream, None, f"{name} cannot hold {stream.codec} subtitles and they are pictures")
 
 
-def stream_args(actions: tuple[StreamAction, ...], window_end: float) -> list[str]:
-    """-map and -c for input 1 (the source); output stream 0 is the video. Every kept stream keeps
-    its title and flags, and is held to the video's window [0, window_end] seconds: audio packets
-    from before the start are dropped (see `audio_start_args`), subtitles are cut to the window (a cue begun before the
-    start shows from 0, one running past the end stops there)."""
+_MATROSKA_CONVERSION = ("Matroska", "flac", "FLAC")  # it holds nearly everything: lose nothing
+
+
+def refused_audio(stream: StreamInfo, container: str, refusal: str) -> StreamAction:
+    """An audio stream the container's muxer refused to take as it is, converted to its own codec."""
+    limits = _LIMITS.get(container)
+    name, encoder, label = ((limits.label, limits.audio_encoder, limits.audio_encoder_label) if limits
+                            else _MATROSKA_CONVERSION)
+    return StreamAction(stream, encoder, f"{name} cannot hold {stream.codec} audio ({refusal}): converted to {label}")
+
+
+def stream_args(actions: tuple[StreamAction, ...], window_end: float, *, cut: bool) -> list[str]:
+    """-map and -c for input 1 (the source, `cut` when read from --start); output stream 0 is the
+    video. Every kept stream keeps its title and flags, and is held to the video's window
+    [0, window_end] seconds: audio packets from before the start are dropped (see
+    `audio_start_args`), subtitles are cut to the window (a cue begun before the start shows from
+    0, one running past the end stops there)."""
     args: list[str] = []
     output_index = 1
     for action in actions:
@@ -129,7 +144,7 @@ def stream_args(actions: tuple[StreamAction, ...], window_end: float) -> list[st
         args += ["-map", f"1:{action.stream.index}", f"-c:{output_index}", action.codec,
                  *stream_tags(action.stream, output_index)]
         if action.stream.kind == "audio":
-            args += audio_start_args(action, output_index)
+            args += audio_start_args(action, output_index, cut)
         elif action.stream.kind == "subtitle":
             args += [f"-bsf:{output_index}", subtitle_window_filter(window_end)]
         output_index += 1
@@ -149,15 +164,18 @@ def stream_tags(stream: StreamInfo, output_index: int) -> list[str]:
 # player discards that much from the first packet. Copied from a cut, their first packet must be
 # the one across the cut, or a whole packet of the window's own sound is discarded instead.
 ENCODER_DELAY_CODECS = ("aac", "opus")
-# drop the packets that end before the window: the one across its start is kept
-AUDIO_LEAD_IN_FILTER = "noise=drop=lte(pts+duration\\,0)"
+# drop the packets that end before the window; keep the one across its start, and the one ending
+# exactly there: a whole file's first packet, the encoder's priming (pts -1024, duration 1024 for
+# AAC), which the delay discards. Without it the delay is discarded from the first real packet.
+AUDIO_LEAD_IN_FILTER = "noise=drop=lt(pts+duration\\,0)"
 
 
-def audio_start_args(action: StreamAction, output_index: int) -> list[str]:
-    """Where a copied audio stream starts: the packet across the window's start kept for codecs
-    with an encoder delay (which discards its part before the start), dropped for the others
-    (audio never plays before the first frame)."""
-    if action.codec == "copy" and action.stream.codec in ENCODER_DELAY_CODECS:
+def audio_start_args(action: StreamAction, output_index: int, cut: bool) -> list[str]:
+    """Where a copied audio stream starts. Uncut, at the packet that reaches 0: any codec may start
+    with a priming packet before it (MP3, AC-3, Vorbis...). Cut at --start, at the packet across the
+    cut for codecs with an encoder delay the container carries (it discards the part before the
+    cut), at the first packet after it for the others (audio never plays before the first frame)."""
+    if action.codec == "copy" and (not cut or action.stream.codec in ENCODER_DELAY_CODECS):
         return [f"-bsf:{output_index}", AUDIO_LEAD_IN_FILTER]
     return [f"-copypriorss:{output_index}", "0"]
 

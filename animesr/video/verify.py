@@ -1,15 +1,17 @@
 """Checks on a source (does all it declares decode?) and on a finished output (frames in =
-frames out, duration within one frame, streams)."""
+frames out, duration within one frame, streams, copied audio as long as the source's)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 from animesr.config import VideoJob
 from animesr.video import commands
 from animesr.video.extents import Extent, chapter_extents, stream_extents
-from animesr.video.ffmpeg import run_ffmpeg
+from animesr.video.ffmpeg import ffmpeg_exe, path_arg, run_ffmpeg, run_tool
 from animesr.video.probe import VideoInfo, probe
 from animesr.video.streams import StreamAction
 from animesr.video.timeline import Timeline, parse_framecrc
@@ -64,6 +66,26 @@ def find_truncation(info: VideoInfo, job: VideoJob, source: Timeline) -> Truncat
 
 
 @dataclass(frozen=True)
+class AudioLength:
+    """An uncut copied audio stream's decoded seconds up to the output's audio end (the video's end
+    at most), in the source and in the output: the same sound, but for the rounding of Matroska's
+    millisecond timestamps. A lost packet leaves the output short by a whole one."""
+
+    label: str
+    source_seconds: float
+    output_seconds: float
+    allowed_shortfall: float
+
+    @property
+    def ok(self) -> bool:
+        return self.source_seconds - self.output_seconds < self.allowed_shortfall
+
+    def describe(self) -> str:
+        short = "" if self.ok else " SHORT"
+        return f"{self.label} {self.source_seconds:.3f} s in, {self.output_seconds:.3f} s out{short}"
+
+
+@dataclass(frozen=True)
 class Verification:
     frames_in: int
     frames_out: int
@@ -77,13 +99,15 @@ class Verification:
     frames_decoded: int | None = None  # before inverse telecine, which keeps 4 frames of every 5
     size_expected: tuple[int, int] | None = None  # the source as shown, upscaled (and padded)
     size_out: tuple[int, int] | None = None  # the output as shown: its stream's size, turned by its rotation
+    audio: tuple[AudioLength, ...] = ()  # copied audio, when uncut and this ffmpeg can decode it
 
     def _outside(self, extent: Extent) -> bool:
         # within one frame of the video's ends, or one packet for audio (copied packets straddle
-        # them); subtitles and chapters are cut to them
+        # them, and the first may end where the window starts: the priming an encoder delay
+        # discards); subtitles and chapters are cut to them
         packet = extent.longest if " audio" in extent.label else 0.0
         slack = max(self.frame_seconds, packet) + _CONTAINER_ROUNDING_SECONDS
-        return extent.start < self.window[0] - slack or extent.end > self.window[1] + slack
+        return extent.start + packet < self.window[0] - slack or extent.end > self.window[1] + slack
 
     @property
     def extents_ok(self) -> bool:
@@ -109,8 +133,13 @@ class Verification:
         return self.size_expected is None or self.size_out == self.size_expected
 
     @property
+    def audio_ok(self) -> bool:
+        return all(length.ok for length in self.audio)
+
+    @property
     def ok(self) -> bool:
-        return self.frames_ok and self.size_ok and self.duration_ok and self.streams_ok and self.extents_ok
+        return (self.frames_ok and self.size_ok and self.duration_ok and self.streams_ok and self.extents_ok
+                and self.audio_ok)
 
     def _frames_in(self) -> str:
         if self.frames_decoded is None:
@@ -129,14 +158,17 @@ class Verification:
             f"extents: video {self.window[0]:.3f}–{self.window[1]:.3f} s"
             + "".join(f"; {e.label} {e.start:.3f}–{e.end:.3f} s{' OUTSIDE' if self._outside(e) else ''}"
                       for e in self.extents) + f" ({mark[self.extents_ok]})",
+            *([f"audio: {'; '.join(a.describe() for a in self.audio)} ({mark[self.audio_ok]})"] if self.audio else []),
         ]
 
 
-def verify_output(path: Path, source: Timeline, actions: tuple[StreamAction, ...],
+def verify_output(path: Path, source: Timeline, actions: tuple[StreamAction, ...], *, job: VideoJob,
                   size: tuple[int, int]) -> Verification:
     """`size`: the upscaled frames', which the output must show (upright, with no rotation left)."""
     written = parse_framecrc(run_ffmpeg(commands.packet_scan_args(path), f"read back {path.name}"))
     info = probe(path)
+    extents = (*stream_extents(path, tuple(s for s in info.streams if s.index != info.video_index)),
+               *chapter_extents(path))
     return Verification(
         frames_in=source.count,
         frames_decoded=source.decoded,
@@ -149,8 +181,8 @@ def verify_output(path: Path, source: Timeline, actions: tuple[StreamAction, ...
         streams_expected=("video", *(a.stream.kind for a in actions if a.kept)),
         streams_out=tuple(_describe(s.kind, s.codec, s.language) for s in info.streams),
         window=(written.start_seconds(), written.start_seconds() + written.seconds()),
-        extents=(*stream_extents(path, tuple(s for s in info.streams if s.index != info.video_index)),
-                 *chapter_extents(path)),
+        extents=extents,
+        audio=audio_lengths(path, job, actions, extents, window_end=source.start_seconds() + source.seconds()),
     )
 
 
@@ -160,3 +192,61 @@ def _size(size: tuple[int, int] | None) -> str:
 
 def _describe(kind: str, codec: str, language: str) -> str:
     return f"{kind} {codec}" + (f" ({language})" if language else "")
+
+
+def audio_lengths(path: Path, job: VideoJob, actions: tuple[StreamAction, ...], extents: tuple[Extent, ...], *,
+                  window_end: float) -> tuple[AudioLength, ...]:
+    """Each copied audio stream decoded in the source and in the output `path`. Not from a cut at
+    --start: where a cut packet's sound begins depends on the codec (an MP3 frame cut from the one
+    before it may not decode at all)."""
+    kept = [action for action in actions if action.kept]
+    copied = [(n, a) for n, a in enumerate(kept, start=1) if a.stream.kind == "audio" and a.codec == "copy"]
+    if job.start or not copied:
+        return ()
+    # the output on its own clock (the window's), the source as the mux read it
+    written = _decoded_blocks(["-copyts", "-i", path_arg(path)], [n for n, _ in copied])
+    read = _decoded_blocks(commands.input_args(job), [a.stream.index for _, a in copied])
+    if written is None or read is None:
+        return ()
+    longest = {extent.label: extent.longest for extent in extents}
+    lengths = []
+    for (output_index, _), output_blocks, source_blocks in zip(copied, written, read):
+        end = min(window_end, max((stop for _, stop in output_blocks), default=window_end))
+        allowed = longest.get(f"#{output_index} audio", 0.0) / 2 + _CONTAINER_ROUNDING_SECONDS
+        lengths.append(AudioLength(f"#{output_index} audio", seconds_within(source_blocks, end),
+                                   seconds_within(output_blocks, end), allowed))
+    return tuple(lengths)
+
+
+Blocks = list[tuple[float, float]]  # decoded blocks of samples: (start, end) seconds
+
+
+def _decoded_blocks(inputs: list[str], stream_indexes: list[int]) -> list[Blocks] | None:
+    """None where ffmpeg cannot decode them (a decoder it lacks): the lengths are not compared."""
+    result = run_tool([ffmpeg_exe(), *commands.decoded_audio_args(inputs, stream_indexes)])
+    if result.returncode != 0:
+        return None
+    blocks = parse_decoded_blocks(result.stdout)
+    return [blocks.get(n, []) for n in range(len(stream_indexes))]
+
+
+_TIME_BASE = re.compile(r"^#tb (\d+): (\d+)/(\d+)")
+
+
+def parse_decoded_blocks(text: str) -> dict[int, Blocks]:
+    time_bases: dict[int, Fraction] = {}
+    blocks: dict[int, Blocks] = {}
+    for line in text.splitlines():
+        if match := _TIME_BASE.match(line):
+            time_bases[int(match.group(1))] = Fraction(int(match.group(2)), int(match.group(3)))
+        elif line and not line.startswith("#"):
+            fields = [f.strip() for f in line.split(",")]
+            index, pts, duration = int(fields[0]), int(fields[2]), int(fields[3])
+            base = time_bases[index]
+            blocks.setdefault(index, []).append((float(pts * base), float((pts + duration) * base)))
+    return blocks
+
+
+def seconds_within(blocks: Blocks, end: float) -> float:
+    """Seconds of sound in [0, end)."""
+    return sum(max(min(stop, end) - max(start, 0.0), 0.0) for start, stop in blocks)
