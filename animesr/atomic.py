@@ -47,12 +47,14 @@ def _temporary_name(path: Path, suffix: str = "") -> Path:
     return path.with_name(name)
 
 
-def no_folder_for(path: Path) -> str | None:
-    """Why `path` cannot be made where it is named: its folder is missing or is a file; None if it is a folder."""
+def require_folder_for(path: Path) -> None:
+    """Raise OutputError unless the folder `path` is named in exists and is a folder."""
+    from animesr.errors import OutputError
+
     folder = path.parent
-    if folder.is_dir():
-        return None
-    return f"{folder} is a file, not a folder" if folder.exists() else f"folder {folder} does not exist"
+    if not folder.is_dir():
+        reason = f"{folder} is a file, not a folder" if folder.exists() else f"folder {folder} does not exist"
+        raise OutputError(f"cannot write {path}: {reason}")
 
 
 def check_writable_folder(folder: Path) -> None:

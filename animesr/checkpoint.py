@@ -21,7 +21,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
-from animesr.atomic import no_folder_for, replaced_on_success
+from animesr.atomic import replaced_on_success, require_folder_for
 from animesr.errors import CheckpointError, InputError, OutputError
 from animesr.model import A2N, A2NConfig, from_authors_state_dict, is_authors_state_dict
 from animesr.model.names import authors_scale_is_four
@@ -70,8 +70,7 @@ def save_checkpoint(
                          f"{' (pass loaded.model)' if isinstance(model, LoadedModel) else ''}")
     if path.is_dir():
         raise OutputError(f"cannot write {path}: it is a folder")
-    if (missing := no_folder_for(path)) is not None:
-        raise OutputError(f"cannot write {path}: {missing}")
+    require_folder_for(path)
     try:
         training_text = json.dumps(training or {}, sort_keys=True)
     except (TypeError, ValueError) as error:

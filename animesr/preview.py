@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from animesr.atomic import no_folder_for
+from animesr.atomic import require_folder_for
 from animesr.callbacks import JobCallbacks, Message
 from animesr.config import PreviewJob
 from animesr.errors import InputError, OutputError, output_replaces_input
@@ -71,8 +71,7 @@ def _check_output(job: PreviewJob) -> None:
         raise output_replaces_input(job.input)
     if job.output.exists() and not job.overwrite:
         raise OutputError(f"{job.output} exists: add --overwrite to replace it")
-    if (missing := no_folder_for(job.output)) is not None:
-        raise OutputError(missing)
+    require_folder_for(job.output)
     if not job.input.is_file():
         raise InputError(f"input not found: {job.input}")
     if is_image(job.input) and (job.at or job.field_mode != "progressive"):

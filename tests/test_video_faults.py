@@ -300,7 +300,8 @@ def test_an_output_folder_that_is_a_file_and_an_fps_that_leaves_no_frame_say_so(
     (tmp_path / "notes.txt").write_text("a file")
     result = cli(str(clip50), "-o", str(tmp_path / "notes.txt" / "x.mkv"), "-s", "2", "-m", model)
     assert result.exit_code == 3 and handled(result), result.output
-    assert error_lines(result.output) == [f"error: {tmp_path / 'notes.txt'} is a file, not a folder"]
+    notes = tmp_path / "notes.txt"
+    assert error_lines(result.output) == [f"error: cannot write {notes / 'x.mkv'}: {notes} is a file, not a folder"]
 
     result = cli(str(clip50), "-o", str(tmp_path / "slow.mkv"), "-s", "2", "-m", model, "--fps", "0.1",
                  "--start", "1.5")

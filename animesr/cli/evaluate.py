@@ -13,7 +13,7 @@ from rich.table import Table
 from animesr.cli import app
 from animesr.cli.common import (BackendOption, CompileOption, DeviceOption, PrecisionOption, ScaleOption,
                                  TtaOption, console, fail, guarded, note, progress_bar, warn)
-from animesr.atomic import check_writable_folder, no_folder_for
+from animesr.atomic import check_writable_folder, require_folder_for
 from animesr.config import InferenceSettings
 from animesr.errors import OutputError, UsageError
 from animesr.imaging import write_bytes_atomically
@@ -130,8 +130,7 @@ def _check_json_path(path: Path) -> None:
         raise UsageError(f"--json must name a .json file, not {path}")
     if path.is_dir():
         raise OutputError(f"cannot write {path}: it is a folder")
-    if (missing := no_folder_for(path)) is not None:
-        raise OutputError(f"cannot write {path}: {missing}")
+    require_folder_for(path)
     check_writable_folder(path.parent)
 
 

@@ -33,7 +33,7 @@ def export(
 
 
 def _check_options(*, model: Path, output: Path, scale: int | None, overwrite: bool) -> None:
-    from animesr.atomic import check_writable_folder, no_folder_for
+    from animesr.atomic import check_writable_folder, require_folder_for
     from animesr.model.a2n import SUPPORTED_SCALES
 
     if scale is not None and scale not in SUPPORTED_SCALES:
@@ -48,6 +48,5 @@ def _check_options(*, model: Path, output: Path, scale: int | None, overwrite: b
         raise OutputError(f"{output}: the output would replace the model")
     if output.exists() and not overwrite:
         raise OutputError(f"{output} exists: add --overwrite to replace it")
-    if (missing := no_folder_for(output)) is not None:
-        raise OutputError(f"cannot write {output}: {missing}")
+    require_folder_for(output)
     check_writable_folder(output.parent)

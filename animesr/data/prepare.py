@@ -22,7 +22,7 @@ import h5py
 import numpy as np
 
 from animesr import __version__, stopping
-from animesr.atomic import no_folder_for, replaced_on_success
+from animesr.atomic import replaced_on_success, require_folder_for
 from animesr.config import PrepareSettings
 from animesr.errors import (AnimeSRError, DatasetError, InputError, OutputError, UsageError,
                             output_replaces_input)
@@ -125,8 +125,7 @@ def check_settings(s: PrepareSettings) -> None:
         raise UsageError("--stride must be positive")
     if s.min_size is not None and s.min_size < s.crop:
         raise UsageError(f"--min-size must be at least --crop ({s.crop}): smaller images give no sample")
-    if (missing := no_folder_for(s.output)) is not None:
-        raise OutputError(f"cannot write {s.output}: {missing}")
+    require_folder_for(s.output)
     if s.output.is_dir():
         raise OutputError(f"cannot write {s.output}: it is a folder")
     if s.output.exists() and s.output.suffix.lower() in IMAGE_SUFFIXES:

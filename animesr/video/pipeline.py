@@ -16,7 +16,7 @@ from typing import Protocol
 
 import torch
 
-from animesr.atomic import no_folder_for
+from animesr.atomic import require_folder_for
 from animesr.callbacks import JobCallbacks, Message, ignore
 from animesr.checkpoint import LoadedModel
 from animesr.config import VideoJob
@@ -189,8 +189,7 @@ def _check_paths(job: VideoJob) -> str:
         raise output_replaces_input(job.input)
     if job.output.exists() and not job.overwrite:
         raise OutputError(f"{job.output} exists: add --overwrite to replace it")
-    if (missing := no_folder_for(job.output)) is not None:
-        raise OutputError(missing)
+    require_folder_for(job.output)
     return container
 
 
