@@ -227,11 +227,16 @@ def parse_time(text: str | None, option: str) -> float | None:
     if text is None:
         return None
     match = _TIME.fullmatch(text.strip())
-    minutes = float(match["minutes"] or 0) if match else 0.0
-    seconds = float(match["seconds"]) if match else 0.0
-    if match is None or (match["minutes"] is not None and seconds >= 60) or (match["hours"] is not None and minutes >= 60):
-        raise fail(f"{option} must be seconds or [HH:]MM:SS[.ms], not {text!r}", InputError.exit_code)
-    return float(match["hours"] or 0) * 3600 + minutes * 60 + seconds
+    if match is None:
+        raise _bad_time(text, option)
+    hours, minutes, seconds = (float(match[unit] or 0) for unit in ("hours", "minutes", "seconds"))
+    if (match["minutes"] is not None and seconds >= 60) or (match["hours"] is not None and minutes >= 60):
+        raise _bad_time(text, option)
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def _bad_time(text: str, option: str) -> typer.Exit:
+    return fail(f"{option} must be seconds or [HH:]MM:SS[.ms], not {text!r}", InputError.exit_code)
 
 
 def _build_job(*, input_path: Path, output: Path, scale: int, model: str | None, denoise: float | None,
