@@ -25,6 +25,8 @@ def main() -> None:
     options.add_argument("--mib", type=int, default=1024, help="size of the generated file")
     options.add_argument("--repeats", type=int, default=3, help="best of this many")
     args = options.parse_args()
+    if args.mib < 1 or args.repeats < 1:
+        options.error("--mib and --repeats must be at least 1")
     with tempfile.TemporaryDirectory(prefix="bench-hash-") as folder:
         path = Path(folder) / "source.bin"
         _write(path, args.mib)

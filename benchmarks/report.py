@@ -21,10 +21,10 @@ SHARED = Path(os.environ.get("ANIMESR_SHARED", Path(__file__).resolve().parents[
 
 def parser(doc: str, name: str) -> argparse.ArgumentParser:
     """A parser described by the script's docstring, with --json defaulting to results/{name}.json."""
-    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--json", type=Path, default=RESULTS / f"{name}.json",
-                        help="where to write the JSON report (default %(default)s)")
-    return parser
+    options = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    options.add_argument("--json", type=Path, default=RESULTS / f"{name}.json",
+                         help="where to write the JSON report (default %(default)s)")
+    return options
 
 
 def machine() -> dict:
@@ -41,18 +41,14 @@ def machine() -> dict:
 
 
 def write_report(path: Path, report: dict) -> None:
-    """Write `report` as indented JSON: to a temporary name in the same folder, renamed into place,
-    so the file is either the old report or the whole new one."""
+    """Write `report` as indented JSON, whole or not at all (animesr's own atomic write)."""
+    from animesr.atomic import replaced_on_success
+
     path = Path(path)
-    text = json.dumps(report, indent=2) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    text = json.dumps(report, indent=2) + "\n"  # before the temporary exists: a bad report leaves nothing
+    with replaced_on_success(path) as temporary:
         temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
 
 
 def _cpu_model() -> str | None:
