@@ -27,7 +27,7 @@ from animesr.imaging import write_image
 from animesr.inference.upscaler import Upscaler
 from animesr.training import loop
 from animesr.training.loop import TrainCallbacks, train
-from animesr.training.state import load_state
+from animesr.training.state import load_state, write_state
 from conftest import dies_with_pytest, handled, smooth_image
 
 _register()
@@ -614,6 +614,21 @@ def test_a_resume_on_other_samples_is_refused_unless_meant_and_each_segment_reco
     first_id = segments[0][2]
     assert segments == [(0, dataset.name, first_id), (2, "moved.h5", first_id), (3, other_dataset.name, segments[2][2])]
     assert segments[2][2] != first_id and training["data_id"] == segments[2][2]
+
+
+def test_a_run_from_before_data_ids_resumes_on_any_data_with_a_note(dataset: Path, other_dataset: Path,
+                                                                     tmp_path: Path) -> None:
+    """Its segments cannot be compared with --data: the resume went on without a word."""
+    run = tmp_path / "run"
+    train(tiny_settings(dataset, run, iters=2))
+    state = load_state(run)
+    assert state["segments"][0].pop("data_id") and state["segments"][0].pop("data")
+    write_state(run / "state.pt", state)
+    notices: list[str] = []
+    train(tiny_settings(other_dataset, run, iters=3, resume=True), TrainCallbacks(note=notices.append))
+    assert notices == [f"step 0's segment predates data ids: --data {other_dataset.name} cannot be compared with "
+                       "the data it was trained on"], notices
+    assert load_state(run)["step"] == 3
 
 
 def test_a_state_file_that_is_a_folder_is_named_so(dataset: Path, tmp_path: Path) -> None:

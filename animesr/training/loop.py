@@ -158,7 +158,11 @@ class _Run:
         """Other samples end an exact resume: refused unless --new-data says it is meant. The same
         samples under another name (a moved file) are the same data. Segments written before data
         was recorded cannot be compared."""
-        if previous.get("data_id") in (None, segment["data_id"]):
+        if previous.get("data_id") is None:
+            self.notes.append(f"step {previous['from_step']}'s segment predates data ids: --data "
+                              f"{segment['data']} cannot be compared with the data it was trained on")
+            return
+        if previous["data_id"] == segment["data_id"]:
             return
         before = f"{previous.get('data')} (id {previous['data_id']})"
         now = f"{segment['data']} (id {segment['data_id']})"
