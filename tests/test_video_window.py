@@ -228,6 +228,46 @@ def test_verification_catches_copied_audio_that_lost_its_first_packet(ffmpeg: st
     assert not out.exists()
 
 
+def _failing_decode(monkeypatch, of_output: bool) -> None:
+    """The decode of the output's copied audio (`-copyts`) or of the source's fails as ffmpeg 9 does
+    on an AAC track with many damaged packets (exit 69)."""
+    from animesr.video import verify
+
+    real = verify.run_tool
+
+    def run_tool(args: list[str]) -> subprocess.CompletedProcess:
+        if ("-copyts" in args) == of_output and "pcm_s16le" in args:
+            return subprocess.CompletedProcess(args, 69, "", "[aac @ 0x1] Prediction is not allowed in AAC-LC.\n"
+                                               "[aac @ 0x1] Too many bitstream errors\n")
+        return real(args)
+
+    monkeypatch.setattr(verify, "run_tool", run_tool)
+
+
+def test_copied_audio_that_does_not_decode_in_the_output_fails_verification(ffmpeg: str, clips: Path,
+                                                                            tmp_path: Path, monkeypatch) -> None:
+    """A non-zero exit skipped the length check silently: a damaged output track passed."""
+    _failing_decode(monkeypatch, of_output=True)
+    out = tmp_path / "damaged.mkv"
+    with pytest.raises(VerificationError, match=r"audio: the output's copied audio does not decode \(.*Too many "
+                                                r"bitstream errors\) \(MISMATCH\)"):
+        run(_short_audio_clip(ffmpeg, clips, "aac", "mp4"), out, encode=EncodeSettings(preset="ultrafast"))
+    assert not out.exists()
+
+
+def test_copied_audio_this_ffmpeg_cannot_decode_in_the_source_is_not_compared_and_says_so(
+        ffmpeg: str, clips: Path, tmp_path: Path, monkeypatch) -> None:
+    _failing_decode(monkeypatch, of_output=False)
+    recorder = Recorder()
+    result = run(_short_audio_clip(ffmpeg, clips, "aac", "mp4"), tmp_path / "unchecked.mkv", recorder,
+                 encode=EncodeSettings(preset="ultrafast"))
+    assert result.verification.ok and not result.verification.audio
+    assert result.verification.lines()[-1].startswith("audio: not compared, this ffmpeg cannot decode the source's (")
+    assert [w for w in recorder.warnings if "not checked" in w] == [
+        "the copied audio's length was not checked: this ffmpeg cannot decode the source's ([aac @ 0x1] Prediction "
+        "is not allowed in AAC-LC. | [aac @ 0x1] Too many bitstream errors)"]
+
+
 def test_titles_flags_and_the_video_default_survive(long_gop: Path, tmp_path: Path) -> None:
     source = probe(long_gop)
     assert source.streams[0].dispositions == ("default",) and source.streams[2].dispositions == ("comment",)

@@ -138,6 +138,9 @@ def _upscale_locked(job: VideoJob, callbacks: VideoCallbacks, info: VideoInfo, c
         engine.run(FrameWork(info, job, timeline, work, padding), callbacks.on_frames)
     callbacks.on_finishing()
     verification = _finish(info, job, timeline, work, actions, container, output_size(info, job, padding))
+    if verification.audio_unchecked:
+        callbacks.warn(f"the copied audio's length was not checked: this ffmpeg cannot decode the source's "
+                       f"({verification.audio_unchecked})")
     source_video = next(s for s in info.streams if s.index == info.video_index)
     for line in metadata_losses(source_video, actions, probe(job.output).streams, container):
         callbacks.warn(line)
