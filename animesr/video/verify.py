@@ -3,14 +3,12 @@ frames out, duration within one frame, streams, copied audio as long as the sour
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 from animesr.config import VideoJob
 from animesr.video import commands
-from animesr.video.extents import Extent, chapter_extents, stream_extents
+from animesr.video.extents import Extent, Span, chapter_extents, parse_packets, stream_extents
 from animesr.video.ffmpeg import ffmpeg_exe, last_lines, path_arg, run_ffmpeg, run_tool
 from animesr.video.probe import VideoInfo, probe
 from animesr.video.streams import StreamAction
@@ -242,7 +240,7 @@ def audio_lengths(path: Path, job: VideoJob, actions: tuple[StreamAction, ...], 
     return AudioCheck(tuple(lengths))
 
 
-Blocks = list[tuple[float, float]]  # decoded blocks of samples: (start, end) seconds
+Blocks = list[Span]  # decoded blocks of samples
 
 
 def _decoded_blocks(inputs: list[str], stream_indexes: list[int]) -> list[Blocks] | str:
@@ -250,25 +248,9 @@ def _decoded_blocks(inputs: list[str], stream_indexes: list[int]) -> list[Blocks
     result = run_tool([ffmpeg_exe(), *commands.decoded_audio_args(inputs, stream_indexes)])
     if result.returncode != 0:
         return last_lines(result.stderr, 3)
-    blocks = parse_decoded_blocks(result.stdout)
+    blocks = parse_packets(result.stdout)
     return [blocks.get(n, []) for n in range(len(stream_indexes))]
 
-
-_TIME_BASE = re.compile(r"^#tb (\d+): (\d+)/(\d+)")
-
-
-def parse_decoded_blocks(text: str) -> dict[int, Blocks]:
-    time_bases: dict[int, Fraction] = {}
-    blocks: dict[int, Blocks] = {}
-    for line in text.splitlines():
-        if match := _TIME_BASE.match(line):
-            time_bases[int(match.group(1))] = Fraction(int(match.group(2)), int(match.group(3)))
-        elif line and not line.startswith("#"):
-            fields = [f.strip() for f in line.split(",")]
-            index, pts, duration = int(fields[0]), int(fields[2]), int(fields[3])
-            base = time_bases[index]
-            blocks.setdefault(index, []).append((float(pts * base), float((pts + duration) * base)))
-    return blocks
 
 
 def seconds_within(blocks: Blocks, end: float) -> float:
