@@ -318,7 +318,7 @@ def test_an_encoder_that_cannot_open_fails_before_any_work(long_gop: Path, tmp_p
         pytest.skip("this ffmpeg has no h264_nvenc")
     try:
         check_encoder_opens(probe(long_gop), EncodeSettings(codec="h264_nvenc"), width=128, height=96,
-                            container="matroska")
+                            container="matroska", beside=None)
     except InputError:
         pass
     else:
