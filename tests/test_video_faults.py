@@ -290,7 +290,7 @@ def test_a_codec_the_container_refuses_fails_before_any_frame(clip50: Path, tmp_
     assert result.exit_code == 2 and handled(result), result.output
     lines = error_lines(result.output)
     assert len(lines) == 1 and lines[0].startswith("error: --codec rawvideo cannot go in mp4 (") and lines[0].endswith(
-        "): use an .mkv output or another --codec"), lines
+        "): use an MKV output (.mkv, or --container mkv for a folder) or another --codec"), lines
     assert not leftovers(out) and not out.exists() and not work_folder_path(out).exists()
 
 
@@ -359,7 +359,8 @@ def test_a_copied_stream_the_muxer_refuses_and_that_cannot_be_converted_is_one_l
         check_streams_go_in(rich_mkv, (StreamAction(StreamInfo(1, "audio", "flac"), "copy"), subtitles), "mp4",
                             beside=None)
     assert str(refused.value) == ("stream #3 subtitle subrip cannot go in mp4 (Could not find tag for codec subrip, "
-                                  "codec not currently supported in container): use an .mkv output")
+                                  "codec not currently supported in container): use an MKV output (.mkv, or "
+                                  "--container mkv for a folder)")
 
 
 def test_streams_the_muxer_takes_cost_one_short_trial_and_stay_copied(rich_mkv: Path, monkeypatch) -> None:

@@ -19,7 +19,7 @@ from animesr.errors import FFmpegError, UsageError
 from animesr.video import commands
 from animesr.video.ffmpeg import encoder_pixel_formats, ffmpeg_exe, last_lines, run_tool, video_encoders
 from animesr.video.probe import VideoInfo
-from animesr.video.streams import StreamAction, check_codec_exists, refused_audio
+from animesr.video.streams import MKV_OUTPUT, StreamAction, check_codec_exists, refused_audio
 
 _PREFIX = re.compile(r"^(\[[^\]]*\]\s*)+")
 _TRIAL_STREAM = re.compile(r" in stream #\d+")  # the trial's numbering, not the source's
@@ -65,7 +65,7 @@ def check_encoder_opens(info: VideoInfo | None, encode: EncodeSettings, *, width
         refusal = _own_lines(result.stderr, container)
         if refusal:
             raise UsageError(f"--codec {encode.codec} cannot go in {container} ({refusal}): "
-                             "use an .mkv output or another --codec")
+                             f"use {MKV_OUTPUT} or another --codec")
         complaint = encoder_complaint(result.stderr, encode.codec)
         raise UsageError(f"--codec {encode.codec} does not work here with {_other_options(encode)} "
                          f"({complaint}): {_advice(complaint, encode)}")
@@ -98,7 +98,7 @@ def _settle(action: StreamAction, source: Path, container: str, beside: Path | N
         return action
     if action.stream.kind == "audio":
         return refused_audio(action.stream, container, refusal)
-    advice = "" if container == "matroska" else ": use an .mkv output"
+    advice = "" if container == "matroska" else f": use {MKV_OUTPUT}"
     raise UsageError(f"stream {action.stream.describe()} cannot go in {container} ({refusal}){advice}")
 
 
