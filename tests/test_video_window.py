@@ -268,6 +268,23 @@ def test_copied_audio_this_ffmpeg_cannot_decode_in_the_source_is_not_compared_an
         "is not allowed in AAC-LC. | [aac @ 0x1] Too many bitstream errors)"]
 
 
+@pytest.mark.parametrize(("codec", "container"), [("aac", "mkv"), ("aac", "mp4"), ("mp2", "mkv")])
+def test_a_source_whose_video_starts_after_its_audio_is_whole_and_keeps_its_timing(
+        ffmpeg: str, clips: Path, tmp_path: Path, codec: str, container: str) -> None:
+    """Video from 0.3 s, audio from 0: refused as truncated (1.0 s of video against 1.3 s declared),
+    and with --accept-truncated the audio before the first frame failed the extents check."""
+    source = make_clip(ffmpeg, clips / f"late-video-{codec}.{container}", "-itsoffset", "0.3",
+                       *lavfi_testsrc("10", 1.0), *sine(440, 44100, 1.3), "-c:v", "libx264", "-c:a", codec)
+    out = tmp_path / f"late.{container}"
+    result = run(source, out, encode=EncodeSettings(preset="ultrafast"))
+    assert result.verification.ok and result.verification.audio, result.verification.lines()
+    assert result.frames == 10
+    video, audio = _played(ffmpeg, out)
+    expected_video, expected_audio = _played(ffmpeg, source)
+    assert video.start - audio.start == pytest.approx(expected_video.start - expected_audio.start, abs=0.002)
+    assert video.end == pytest.approx(expected_video.end, abs=0.002)
+
+
 def test_titles_flags_and_the_video_default_survive(long_gop: Path, tmp_path: Path) -> None:
     source = probe(long_gop)
     assert source.streams[0].dispositions == ("default",) and source.streams[2].dispositions == ("comment",)

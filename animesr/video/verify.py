@@ -54,7 +54,9 @@ def find_truncation(info: VideoInfo, job: VideoJob, source: Timeline) -> Truncat
     # frame counts compare only when no filter (--fps, deinterlacing, IVTC...) or trim changes them
     counted = (info.frame_count_from_container and not commands.timing_filters(info, job)
                and job.start is None and job.duration is None)
-    shortfall = declared - source.seconds()
+    # to the end of the last frame: a video that starts after the audio (or the container's start)
+    # is not short by its late start
+    shortfall = declared - (source.start_seconds() + source.seconds())
     if counted:
         shortfall = (info.frame_count - source.count) * frame
     if shortfall <= max(TRUNCATION_TOLERANCE_FRAMES * frame, TRUNCATION_TOLERANCE_SECONDS):
@@ -93,6 +95,9 @@ class Verification:
     streams_expected: tuple[str, ...]  # kinds, in output order
     streams_out: tuple[str, ...]  # "kind codec (language)" per output stream
     window: tuple[float, float] = (0.0, 0.0)  # the output video's first frame start, last frame end
+    # where the other streams may begin instead, when earlier: the file's start (0) for an uncut
+    # source, whose audio may lead its video as the source has it; None: the video's first frame
+    streams_from: float | None = None
     extents: tuple[Extent, ...] = ()  # every other stream's packets, and the chapters
     frames_decoded: int | None = None  # before inverse telecine, which keeps 4 frames of every 5
     size_expected: tuple[int, int] | None = None  # the source as shown, upscaled (and padded)
@@ -107,7 +112,8 @@ class Verification:
         # discards); subtitles and chapters are cut to them
         packet = extent.longest if " audio" in extent.label else 0.0
         slack = max(self.frame_seconds, packet) + _CONTAINER_ROUNDING_SECONDS
-        return extent.start + packet < self.window[0] - slack or extent.end > self.window[1] + slack
+        start = self.window[0] if self.streams_from is None else min(self.streams_from, self.window[0])
+        return extent.start + packet < start - slack or extent.end > self.window[1] + slack
 
     @property
     def extents_ok(self) -> bool:
@@ -189,6 +195,7 @@ def verify_output(path: Path, source: Timeline, actions: tuple[StreamAction, ...
         streams_expected=("video", *(a.stream.kind for a in actions if a.kept)),
         streams_out=tuple(_describe(s.kind, s.codec, s.language) for s in info.streams),
         window=(written.start_seconds(), written.start_seconds() + written.seconds()),
+        streams_from=None if job.start else 0.0,
         extents=extents,
         audio=audio.lengths,
         audio_undecodable=audio.output_failure,
