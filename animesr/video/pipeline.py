@@ -112,7 +112,8 @@ def upscale_video(job: VideoJob, callbacks: VideoCallbacks = VideoCallbacks(),
 
 def _upscale_locked(job: VideoJob, callbacks: VideoCallbacks, info: VideoInfo, container: str,
                     began: float, make_engine: EngineFactory) -> VideoResult:
-    actions = check_streams_go_in(job.input, plan_streams(info.streams, container), container, beside=job.output)
+    actions = check_streams_go_in(job.input, plan_streams(info.streams, container), container,
+                                  beside=job.output)
     _warn_about_source(info, job, actions, callbacks.warn)
     job = replace(job, field_mode=settle_field_mode(info, job.field_mode, start=job.start, duration=job.duration,
                                                     note=callbacks.note, warn=callbacks.warn))

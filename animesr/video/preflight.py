@@ -80,7 +80,8 @@ def check_streams_go_in(source: Path, actions: tuple[StreamAction, ...], contain
     tried = _tried(actions)
     if _mux_refusal(source, tried, container, beside) is None:
         return actions
-    settled = tuple(_settle(action, source, container, beside) if action in tried else action for action in actions)
+    settled = tuple(_settle(action, source, container, beside) if action in tried else action
+                    for action in actions)
     refusal = _mux_refusal(source, _tried(settled), container, beside)
     if refusal is not None:
         raise UsageError(f"the streams of {source.name} cannot go in {container} together ({refusal}): "
@@ -89,7 +90,7 @@ def check_streams_go_in(source: Path, actions: tuple[StreamAction, ...], contain
 
 
 def _tried(actions: tuple[StreamAction, ...]) -> tuple[StreamAction, ...]:
-    return tuple(action for action in actions if action.codec == "copy" and action.stream.kind != "attachment")
+    return tuple(a for a in actions if a.codec == "copy" and a.stream.kind != "attachment")
 
 
 def _settle(action: StreamAction, source: Path, container: str, beside: Path | None) -> StreamAction:
