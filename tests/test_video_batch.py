@@ -95,6 +95,16 @@ def test_container_with_one_output_file_is_refused_not_ignored(series: Path, tmp
     assert not list(tmp_path.iterdir())
 
 
+def test_a_codec_the_folders_container_refuses_names_the_container_option(series: Path, tmp_path: Path) -> None:
+    """The advice said "use an .mkv output", which a folder job cannot follow: its remedy is --container mkv."""
+    result = cli(str(series), "-o", str(tmp_path / "out"), "-s", "2", "-m", str(tiny_model_file(tmp_path)),
+                 "--container", "mp4", "--codec", "rawvideo")
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2 and handled(result) and len(lines) == 1, result.output
+    assert lines[0].startswith("error: --codec rawvideo cannot go in mp4 (") and lines[0].endswith(
+        "--container mkv for a folder) or another --codec"), lines
+
+
 def test_an_output_ending_in_a_separator_is_a_folder_even_when_missing(series: Path, tmp_path: Path) -> None:
     model = tiny_model_file(tmp_path)
     out = tmp_path / "new" / "folder"

@@ -290,7 +290,7 @@ def test_a_codec_the_container_refuses_fails_before_any_frame(clip50: Path, tmp_
     assert result.exit_code == 2 and handled(result), result.output
     lines = error_lines(result.output)
     assert len(lines) == 1 and lines[0].startswith("error: --codec rawvideo cannot go in mp4 (") and lines[0].endswith(
-        "): use an .mkv output or another --codec"), lines
+        "): use an MKV output (.mkv, or --container mkv for a folder) or another --codec"), lines
     assert not leftovers(out) and not out.exists() and not work_folder_path(out).exists()
 
 
@@ -357,9 +357,11 @@ def test_a_copy_the_muxer_refuses_is_found_by_a_trial_before_any_frame(ffmpeg: s
 def test_a_copied_stream_the_muxer_refuses_and_that_cannot_be_converted_is_one_line(rich_mkv: Path) -> None:
     subtitles = StreamAction(StreamInfo(3, "subtitle", "subrip"), "copy")
     with pytest.raises(UsageError) as refused:
-        check_streams_go_in(rich_mkv, (StreamAction(StreamInfo(1, "audio", "flac"), "copy"), subtitles), "mp4")
+        check_streams_go_in(rich_mkv, (StreamAction(StreamInfo(1, "audio", "flac"), "copy"), subtitles), "mp4",
+                            beside=None)
     assert str(refused.value) == ("stream #3 subtitle subrip cannot go in mp4 (Could not find tag for codec subrip, "
-                                  "codec not currently supported in container): use an .mkv output")
+                                  "codec not currently supported in container): use an MKV output (.mkv, or "
+                                  "--container mkv for a folder)")
 
 
 def test_streams_the_muxer_takes_cost_one_short_trial_and_stay_copied(rich_mkv: Path, monkeypatch) -> None:
@@ -368,8 +370,52 @@ def test_streams_the_muxer_takes_cost_one_short_trial_and_stay_copied(rich_mkv: 
     real, trials = preflight.run_tool, []
     monkeypatch.setattr(preflight, "run_tool", lambda args: trials.append(args) or real(args))
     actions = plan_streams(probe(rich_mkv).streams, "matroska")
-    assert check_streams_go_in(rich_mkv, actions, "matroska") == actions
+    assert check_streams_go_in(rich_mkv, actions, "matroska", beside=None) == actions
     assert len(trials) == 1 and trials[0][trials[0].index("-t") + 1] == "0.1"
+
+
+@pytest.fixture(scope="module")
+def with_fonts(ffmpeg: str, clips: Path) -> Path:
+    """A second at 10 fps, AAC, and three font attachments, in Matroska: a fansub file in small."""
+    fonts = []
+    for n in range(3):
+        font = clips / f"font{n}.ttf"
+        font.write_bytes(bytes(range(256)) * 8)
+        fonts += ["-attach", str(font), f"-metadata:s:t:{n}", "mimetype=application/x-truetype-font"]
+    return make_clip(ffmpeg, clips / "fonts.mkv", *lavfi_testsrc("10", 1.0), *sine(440, 44100, 1.0), *fonts,
+                     "-c:v", "libx264", "-c:a", "aac")
+
+
+@pytest.mark.parametrize("container", ["mkv", "mp4"])
+def test_mux_trials_leave_attachments_out_and_write_beside_the_output(with_fonts: Path, tmp_path: Path,
+                                                                      monkeypatch, container: str) -> None:
+    """A refused combined trial tried each copied stream on its own, every font of a fansub file
+    included, each written into $TMPDIR (a full /tmp read as a refusal)."""
+    from animesr.video import preflight
+
+    muxer = {"mkv": "matroska", "mp4": "mp4"}[container]
+    real, trials = preflight.run_tool, []
+
+    def run_tool(args: list[str]) -> subprocess.CompletedProcess:
+        trials.append(args)
+        if len(trials) == 1:  # the combined trial refused: each stream is tried on its own
+            return subprocess.CompletedProcess(args, 1, "", f"[{muxer} @ 0x1] a refusal\n")
+        return real(args)
+
+    monkeypatch.setattr(preflight, "run_tool", run_tool)
+    out = tmp_path / f"out.{container}"
+    result = run(with_fonts, out, encode=EncodeSettings(preset="ultrafast"))
+    assert result.verification.ok and result.verification.audio, result.verification.lines()
+    attachments = [s.index for s in probe(with_fonts).streams if s.kind == "attachment"]
+    assert len(attachments) == 3
+    copies = [args for args in trials if "copy" in args]
+    assert len(copies) == 3, "combined (refused), the audio alone, combined again"
+    assert all(f"0:{index}" not in args for args in copies for index in attachments)
+    assert {Path(args[-1]).parent for args in trials} == {tmp_path}
+    assert all(Path(args[-1]).name.startswith(f".out.{container}.trial-") for args in trials)
+    assert not [p for p in tmp_path.iterdir() if ".trial-" in p.name]
+    kept = [s.kind for s in probe(out).streams].count("attachment")
+    assert kept == (3 if container == "mkv" else 0)
 
 
 def test_the_advice_names_the_option_at_fault_or_another_codec() -> None:

@@ -228,6 +228,63 @@ def test_verification_catches_copied_audio_that_lost_its_first_packet(ffmpeg: st
     assert not out.exists()
 
 
+def _failing_decode(monkeypatch, of_output: bool) -> None:
+    """The decode of the output's copied audio (`-copyts`) or of the source's fails as ffmpeg 9 does
+    on an AAC track with many damaged packets (exit 69)."""
+    from animesr.video import verify
+
+    real = verify.run_tool
+
+    def run_tool(args: list[str]) -> subprocess.CompletedProcess:
+        if ("-copyts" in args) == of_output and "pcm_s16le" in args:
+            return subprocess.CompletedProcess(args, 69, "", "[aac @ 0x1] Prediction is not allowed in AAC-LC.\n"
+                                               "[aac @ 0x1] Too many bitstream errors\n")
+        return real(args)
+
+    monkeypatch.setattr(verify, "run_tool", run_tool)
+
+
+def test_copied_audio_that_does_not_decode_in_the_output_fails_verification(ffmpeg: str, clips: Path,
+                                                                            tmp_path: Path, monkeypatch) -> None:
+    """A non-zero exit skipped the length check silently: a damaged output track passed."""
+    _failing_decode(monkeypatch, of_output=True)
+    out = tmp_path / "damaged.mkv"
+    with pytest.raises(VerificationError, match=r"audio: the output's copied audio does not decode \(.*Too many "
+                                                r"bitstream errors\) \(MISMATCH\)"):
+        run(_short_audio_clip(ffmpeg, clips, "aac", "mp4"), out, encode=EncodeSettings(preset="ultrafast"))
+    assert not out.exists()
+
+
+def test_copied_audio_this_ffmpeg_cannot_decode_in_the_source_is_not_compared_and_says_so(
+        ffmpeg: str, clips: Path, tmp_path: Path, monkeypatch) -> None:
+    _failing_decode(monkeypatch, of_output=False)
+    recorder = Recorder()
+    result = run(_short_audio_clip(ffmpeg, clips, "aac", "mp4"), tmp_path / "unchecked.mkv", recorder,
+                 encode=EncodeSettings(preset="ultrafast"))
+    assert result.verification.ok and not result.verification.audio
+    assert result.verification.lines()[-1].startswith("audio: not compared, this ffmpeg cannot decode the source's (")
+    assert [w for w in recorder.warnings if "not checked" in w] == [
+        "the copied audio's length was not checked: this ffmpeg cannot decode the source's ([aac @ 0x1] Prediction "
+        "is not allowed in AAC-LC. | [aac @ 0x1] Too many bitstream errors)"]
+
+
+@pytest.mark.parametrize(("codec", "container"), [("aac", "mkv"), ("aac", "mp4"), ("mp2", "mkv")])
+def test_a_source_whose_video_starts_after_its_audio_is_whole_and_keeps_its_timing(
+        ffmpeg: str, clips: Path, tmp_path: Path, codec: str, container: str) -> None:
+    """Video from 0.3 s, audio from 0: refused as truncated (1.0 s of video against 1.3 s declared),
+    and with --accept-truncated the audio before the first frame failed the extents check."""
+    source = make_clip(ffmpeg, clips / f"late-video-{codec}.{container}", "-itsoffset", "0.3",
+                       *lavfi_testsrc("10", 1.0), *sine(440, 44100, 1.3), "-c:v", "libx264", "-c:a", codec)
+    out = tmp_path / f"late.{container}"
+    result = run(source, out, encode=EncodeSettings(preset="ultrafast"))
+    assert result.verification.ok and result.verification.audio, result.verification.lines()
+    assert result.frames == 10
+    video, audio = _played(ffmpeg, out)
+    expected_video, expected_audio = _played(ffmpeg, source)
+    assert video.start - audio.start == pytest.approx(expected_video.start - expected_audio.start, abs=0.002)
+    assert video.end == pytest.approx(expected_video.end, abs=0.002)
+
+
 def test_titles_flags_and_the_video_default_survive(long_gop: Path, tmp_path: Path) -> None:
     source = probe(long_gop)
     assert source.streams[0].dispositions == ("default",) and source.streams[2].dispositions == ("comment",)
@@ -278,7 +335,7 @@ def test_an_encoder_that_cannot_open_fails_before_any_work(long_gop: Path, tmp_p
         pytest.skip("this ffmpeg has no h264_nvenc")
     try:
         check_encoder_opens(probe(long_gop), EncodeSettings(codec="h264_nvenc"), width=128, height=96,
-                            container="matroska")
+                            container="matroska", beside=None)
     except InputError:
         pass
     else:

@@ -190,7 +190,9 @@ def _check_job_wide(template: VideoJob, container: str, *, local: bool) -> None:
     muxer = container_for(Path(f"x.{container}"))
     check_video_codec(muxer, template.encode.codec, video_encoders())
     check_encode_options(template.encode)
-    check_encoder_opens(None, template.encode, width=TRIAL_SIZE[0], height=TRIAL_SIZE[1], container=muxer)
+    # beside=None: the output folder may not exist yet
+    check_encoder_opens(None, template.encode, width=TRIAL_SIZE[0], height=TRIAL_SIZE[1], container=muxer,
+                        beside=None)
     loaded = resolve_model(template.model, template.scale, template.denoise)
     if local:
         Upscaler(loaded, template.inference)

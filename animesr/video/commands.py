@@ -129,8 +129,8 @@ STREAM_TRIAL_SECONDS = 0.1
 def stream_trial_args(source: Path, stream_indexes: list[int], container: str, destination: Path) -> list[str]:
     """The first tenth of a second of each of these streams of `source`, copied into the job's
     container (whose muxer refuses some codecs only when it writes its header)."""
-    maps = [arg for index in stream_indexes for arg in ("-map", f"0:{index}")]
-    return [*_QUIET, "-y", "-t", f"{STREAM_TRIAL_SECONDS}", "-i", path_arg(source), *maps, "-c", "copy",
+    return [*_QUIET, "-y", "-t", f"{STREAM_TRIAL_SECONDS}", "-i", path_arg(source), *map_args(stream_indexes),
+            "-c", "copy",
             *_CONTAINER_OPTIONS.get(container, []), "-f", container, path_arg(destination)]
 
 
@@ -216,8 +216,12 @@ def mux_args(info: VideoInfo, job: VideoJob, *, concat_list: Path, video_offset:
 
 def decoded_audio_args(inputs: list[str], stream_indexes: list[int]) -> list[str]:
     """These audio streams of input 0 decoded: one framecrc line (time, samples) per decoded block."""
-    maps = [arg for index in stream_indexes for arg in ("-map", f"0:{index}")]
-    return [*_QUIET, *inputs, *maps, "-c:a", "pcm_s16le", "-f", "framecrc", "-"]
+    return [*_QUIET, *inputs, *map_args(stream_indexes), "-c:a", "pcm_s16le", "-f", "framecrc", "-"]
+
+
+def map_args(stream_indexes: list[int]) -> list[str]:
+    """`-map 0:N` for each of these streams of input 0, in this order."""
+    return [arg for index in stream_indexes for arg in ("-map", f"0:{index}")]
 
 
 def _video_tags(info: VideoInfo) -> list[str]:

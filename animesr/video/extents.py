@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
+from animesr.video.commands import map_args
 from animesr.video.ffmpeg import ffmpeg_exe, path_arg, run_ffmpeg, run_tool
 from animesr.video.probe import StreamInfo
 
@@ -31,29 +32,44 @@ def stream_extents(path: Path, streams: tuple[StreamInfo, ...]) -> tuple[Extent,
     timed = [s for s in streams if s.kind in _TIMED_KINDS]
     if not timed:
         return ()
-    maps = [arg for s in timed for arg in ("-map", f"0:{s.index}")]
-    text = run_ffmpeg(["-hide_banner", "-nostdin", "-loglevel", "error", "-i", path_arg(path), *maps,
-                       "-c", "copy", "-f", "framecrc", "-"], f"read the packets of {path.name}")
+    text = run_ffmpeg(["-hide_banner", "-nostdin", "-loglevel", "error", "-i", path_arg(path),
+                       *map_args([s.index for s in timed]), "-c", "copy", "-f", "framecrc", "-"],
+                      f"read the packets of {path.name}")
     return parse_extents(text, [f"#{s.index} {s.kind}" for s in timed])
 
 
 def parse_extents(text: str, labels: list[str]) -> tuple[Extent, ...]:
+    return tuple(Extent(labels[index], min(start for start, _ in spans), max(end for _, end in spans),
+                        max(end - start for start, end in spans))
+                 for index, spans in sorted(parse_packets(text).items()))
+
+
+Span = tuple[float, float]  # (start, end) seconds
+
+
+def parse_packets(text: str) -> dict[int, list[Span]]:
+    """Each stream's packets (or decoded blocks) in a framecrc listing, in seconds, by output index;
+    an unknown (negative) duration as 0."""
+    time_bases, packets = read_framecrc(text)
+    spans: dict[int, list[Span]] = {}
+    for index, pts, duration in packets:
+        base, duration = time_bases[index], max(duration, 0)
+        spans.setdefault(index, []).append((float(pts * base), float((pts + duration) * base)))
+    return spans
+
+
+def read_framecrc(text: str) -> tuple[dict[int, Fraction], list[tuple[int, int, int]]]:
+    """framecrc lines `stream, dts, pts, duration, size, checksum` as (stream, pts, duration), in
+    each stream's time base (its `#tb N: a/b` line)."""
     time_bases: dict[int, Fraction] = {}
-    spans: dict[int, list[Fraction]] = {}  # output index -> [start, end, longest]
+    packets = []
     for line in text.splitlines():
         if match := _TIME_BASE.match(line):
             time_bases[int(match.group(1))] = Fraction(int(match.group(2)), int(match.group(3)))
         elif line and not line.startswith("#"):
             fields = [f.strip() for f in line.split(",")]
-            index, pts, duration = int(fields[0]), int(fields[2]), max(int(fields[3]), 0)
-            base = time_bases[index]
-            start, end, length = pts * base, (pts + duration) * base, duration * base
-            if index in spans:
-                span = spans[index]
-                spans[index] = [min(span[0], start), max(span[1], end), max(span[2], length)]
-            else:
-                spans[index] = [start, end, length]
-    return tuple(Extent(labels[i], float(s), float(e), float(n)) for i, (s, e, n) in sorted(spans.items()))
+            packets.append((int(fields[0]), int(fields[2]), int(fields[3])))
+    return time_bases, packets
 
 
 def chapter_extents(path: Path) -> tuple[Extent, ...]:

@@ -112,13 +112,14 @@ def upscale_video(job: VideoJob, callbacks: VideoCallbacks = VideoCallbacks(),
 
 def _upscale_locked(job: VideoJob, callbacks: VideoCallbacks, info: VideoInfo, container: str,
                     began: float, make_engine: EngineFactory) -> VideoResult:
-    actions = check_streams_go_in(job.input, plan_streams(info.streams, container), container)
+    actions = check_streams_go_in(job.input, plan_streams(info.streams, container), container,
+                                  beside=job.output)
     _warn_about_source(info, job, actions, callbacks.warn)
     job = replace(job, field_mode=settle_field_mode(info, job.field_mode, start=job.start, duration=job.duration,
                                                     note=callbacks.note, warn=callbacks.warn))
     padding = even_padding(info.width * job.scale, info.height * job.scale, job.encode.pix_fmt)
     width, height = output_size(info, job, padding)
-    check_encoder_opens(info, job.encode, width=width, height=height, container=container)
+    check_encoder_opens(info, job.encode, width=width, height=height, container=container, beside=job.output)
     loaded = resolve_model(job.model, job.scale, job.denoise)
     engine = make_engine(loaded, job)
     size = job.input.stat().st_size
@@ -138,6 +139,9 @@ def _upscale_locked(job: VideoJob, callbacks: VideoCallbacks, info: VideoInfo, c
         engine.run(FrameWork(info, job, timeline, work, padding), callbacks.on_frames)
     callbacks.on_finishing()
     verification = _finish(info, job, timeline, work, actions, container, output_size(info, job, padding))
+    if verification.audio_unchecked:
+        callbacks.warn(f"the copied audio's length was not checked: this ffmpeg cannot decode the source's "
+                       f"({verification.audio_unchecked})")
     source_video = next(s for s in info.streams if s.index == info.video_index)
     for line in metadata_losses(source_video, actions, probe(job.output).streams, container):
         callbacks.warn(line)

@@ -3,12 +3,15 @@ the encoder itself. An encoder that this ffmpeg lists can still fail to open (NV
 without the hardware or driver; a size or preset it does not take): it is opened on two frames
 of the output's size first. Likewise the source's streams the plan copies are copied into the
 output's container for a tenth of a second: its muxer refuses some only when it writes its header.
-No torch."""
+The trials write beside the output (a full /tmp would read as a refusal). No torch."""
 
 from __future__ import annotations
 
+import os
 import re
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from animesr.config import EncodeSettings
@@ -16,7 +19,7 @@ from animesr.errors import FFmpegError, UsageError
 from animesr.video import commands
 from animesr.video.ffmpeg import encoder_pixel_formats, ffmpeg_exe, last_lines, run_tool, video_encoders
 from animesr.video.probe import VideoInfo
-from animesr.video.streams import StreamAction, check_codec_exists, refused_audio
+from animesr.video.streams import MKV_OUTPUT, StreamAction, check_codec_exists, refused_audio
 
 _PREFIX = re.compile(r"^(\[[^\]]*\]\s*)+")
 _TRIAL_STREAM = re.compile(r" in stream #\d+")  # the trial's numbering, not the source's
@@ -51,55 +54,62 @@ TRIAL_SIZE = (640, 480)
 
 
 def check_encoder_opens(info: VideoInfo | None, encode: EncodeSettings, *, width: int, height: int,
-                        container: str) -> None:
-    """The encoder opens with the job's options and its stream goes into the container."""
-    with tempfile.TemporaryDirectory(prefix="animesr-trial-") as folder:
+                        container: str, beside: Path | None) -> None:
+    """The encoder opens with the job's options and its stream goes into the container (the trial
+    file beside the output `beside`; without it, in a temporary folder)."""
+    with trial_file(beside) as trial:
         args = commands.encoder_trial_args(info, encode, width=width, height=height, container=container,
-                                           destination=Path(folder) / "trial")
+                                           destination=trial)
         result = run_tool([ffmpeg_exe(), *args])
     if result.returncode != 0:
         refusal = _own_lines(result.stderr, container)
         if refusal:
             raise UsageError(f"--codec {encode.codec} cannot go in {container} ({refusal}): "
-                             "use an .mkv output or another --codec")
+                             f"use {MKV_OUTPUT} or another --codec")
         complaint = encoder_complaint(result.stderr, encode.codec)
         raise UsageError(f"--codec {encode.codec} does not work here with {_other_options(encode)} "
                          f"({complaint}): {_advice(complaint, encode)}")
 
 
-def check_streams_go_in(source: Path, actions: tuple[StreamAction, ...], container: str) -> tuple[StreamAction, ...]:
+def check_streams_go_in(source: Path, actions: tuple[StreamAction, ...], container: str, *,
+                        beside: Path | None) -> tuple[StreamAction, ...]:
     """The plan with every copied stream the container's muxer refuses converted (audio) or refused
-    in one line (anything else): one short trial when it takes them all, one per stream when not."""
-    if _mux_refusal(source, _copied(actions), container) is None:
+    in one line (anything else): one short trial when it takes them all, one per stream when not.
+    Attachments are not tried: Matroska's muxer takes them as they are, the other containers'
+    plans drop them (a fansub file carries dozens of fonts)."""
+    tried = _tried(actions)
+    if _mux_refusal(source, tried, container, beside) is None:
         return actions
-    settled = tuple(_settle(action, source, container) if action.codec == "copy" else action for action in actions)
-    refusal = _mux_refusal(source, _copied(settled), container)
+    settled = tuple(_settle(action, source, container, beside) if action in tried else action
+                    for action in actions)
+    refusal = _mux_refusal(source, _tried(settled), container, beside)
     if refusal is not None:
         raise UsageError(f"the streams of {source.name} cannot go in {container} together ({refusal}): "
                          "use another output container")
     return settled
 
 
-def _copied(actions: tuple[StreamAction, ...]) -> tuple[StreamAction, ...]:
-    return tuple(action for action in actions if action.codec == "copy")
+def _tried(actions: tuple[StreamAction, ...]) -> tuple[StreamAction, ...]:
+    return tuple(a for a in actions if a.codec == "copy" and a.stream.kind != "attachment")
 
 
-def _settle(action: StreamAction, source: Path, container: str) -> StreamAction:
-    refusal = _mux_refusal(source, (action,), container)
+def _settle(action: StreamAction, source: Path, container: str, beside: Path | None) -> StreamAction:
+    refusal = _mux_refusal(source, (action,), container, beside)
     if refusal is None:
         return action
     if action.stream.kind == "audio":
         return refused_audio(action.stream, container, refusal)
-    advice = "" if container == "matroska" else ": use an .mkv output"
+    advice = "" if container == "matroska" else f": use {MKV_OUTPUT}"
     raise UsageError(f"stream {action.stream.describe()} cannot go in {container} ({refusal}){advice}")
 
 
-def _mux_refusal(source: Path, copied: tuple[StreamAction, ...], container: str) -> str | None:
+def _mux_refusal(source: Path, copied: tuple[StreamAction, ...], container: str,
+                 beside: Path | None) -> str | None:
     """The muxer's words when it refuses these streams copied from `source`; None when it takes them."""
     if not copied:
         return None
-    with tempfile.TemporaryDirectory(prefix="animesr-trial-") as folder:
-        args = commands.stream_trial_args(source, [a.stream.index for a in copied], container, Path(folder) / "trial")
+    with trial_file(beside) as trial:
+        args = commands.stream_trial_args(source, [a.stream.index for a in copied], container, trial)
         result = run_tool([ffmpeg_exe(), *args])
     if result.returncode == 0:
         return None
@@ -108,6 +118,22 @@ def _mux_refusal(source: Path, copied: tuple[StreamAction, ...], container: str)
         raise FFmpegError(f"ffmpeg failed to copy the streams of {source.name} into {container}: "
                           f"{last_lines(result.stderr)}")
     return refusal
+
+
+@contextmanager
+def trial_file(beside: Path | None) -> Iterator[Path]:
+    """A hidden file in the folder of `beside` (the output), removed after; without `beside`, in a
+    temporary folder."""
+    if beside is None:
+        with tempfile.TemporaryDirectory(prefix="animesr-trial-") as folder:
+            yield Path(folder) / "trial"
+        return
+    handle, name = tempfile.mkstemp(prefix=f".{beside.name}.trial-", dir=beside.parent)
+    os.close(handle)
+    try:
+        yield Path(name)
+    finally:
+        Path(name).unlink(missing_ok=True)
 
 
 def _other_options(encode: EncodeSettings) -> str:

@@ -49,13 +49,17 @@ def check_codec_exists(codec: str, encoders: frozenset[str]) -> None:
         raise InputError(f"--codec {codec}: this ffmpeg has no such video encoder (`ffmpeg -encoders` lists them)")
 
 
+# the remedy for what only Matroska holds, for one output file and for a folder job
+MKV_OUTPUT = "an MKV output (.mkv, or --container mkv for a folder)"
+
+
 def check_video_codec(container: str, codec: str, encoders: frozenset[str]) -> None:
     check_codec_exists(codec, encoders)
     allowed = _VIDEO_FAMILIES.get(container)
     family = video_family(codec)
     if allowed is not None and family is not None and family not in allowed:
         raise InputError(f"--codec {codec} ({family}) cannot go in {container}: "
-                         f"use {' or '.join(sorted(allowed))}, or an .mkv output")
+                         f"use {' or '.join(sorted(allowed))}, or {MKV_OUTPUT}")
 
 
 def video_family(codec: str) -> str | None:

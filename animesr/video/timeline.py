@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from animesr.errors import FFmpegError
+from animesr.video.extents import read_framecrc
 
-_TIME_BASE = re.compile(r"^#tb 0: (\d+)/(\d+)")
 _DIMENSIONS = re.compile(r"^#dimensions 0: (\d+)x(\d+)")
 _MILLISECOND = Fraction(1, 1000)
 
@@ -84,23 +84,16 @@ def _search_tree(values: list[int], low: int, high: int) -> str:
 
 
 def parse_framecrc(text: str) -> Timeline:
-    """framecrc lines: `stream, dts, pts, duration, size, checksum`, after a `#tb 0: a/b` line."""
-    time_base = None
-    frames: list[tuple[int, int]] = []
-    for line in text.splitlines():
-        if match := _TIME_BASE.match(line):
-            time_base = Fraction(int(match.group(1)), int(match.group(2)))
-        elif line and not line.startswith("#"):
-            fields = [f.strip() for f in line.split(",")]
-            if fields[0] == "0":
-                frames.append((int(fields[2]), int(fields[3])))
+    """Stream 0's frames (or packets), in presentation order; stream 1 counts the decoded frames (IVTC)."""
+    time_bases, packets = read_framecrc(text)
+    frames = sorted((pts, duration) for stream, pts, duration in packets if stream == 0)
+    time_base = time_bases.get(0)
     if time_base is None:
         if not frames:
             return Timeline(Fraction(1, 1000), (), ())
         raise FFmpegError("ffmpeg's frame list has no time base")
-    frames.sort()
-    return Timeline(time_base, tuple(p for p, _ in frames), tuple(d for _, d in frames),
-                    decoded if (decoded := _count(text, "1")) else None)
+    decoded = sum(1 for stream, _, _ in packets if stream == 1)
+    return Timeline(time_base, tuple(p for p, _ in frames), tuple(d for _, d in frames), decoded or None)
 
 
 def decoded_size(text: str) -> tuple[int, int] | None:
@@ -108,6 +101,3 @@ def decoded_size(text: str) -> tuple[int, int] | None:
     match = next((m for m in map(_DIMENSIONS.match, text.splitlines()) if m), None)
     return (int(match.group(1)), int(match.group(2))) if match else None
 
-
-def _count(text: str, stream: str) -> int:
-    return sum(1 for line in text.splitlines() if line.split(",", 1)[0].strip() == stream)

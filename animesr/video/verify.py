@@ -3,15 +3,13 @@ frames out, duration within one frame, streams, copied audio as long as the sour
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 from animesr.config import VideoJob
 from animesr.video import commands
-from animesr.video.extents import Extent, chapter_extents, stream_extents
-from animesr.video.ffmpeg import ffmpeg_exe, path_arg, run_ffmpeg, run_tool
+from animesr.video.extents import Extent, Span, chapter_extents, parse_packets, stream_extents
+from animesr.video.ffmpeg import ffmpeg_exe, last_lines, path_arg, run_ffmpeg, run_tool
 from animesr.video.probe import VideoInfo, probe
 from animesr.video.streams import StreamAction
 from animesr.video.timeline import Timeline, parse_framecrc
@@ -56,7 +54,9 @@ def find_truncation(info: VideoInfo, job: VideoJob, source: Timeline) -> Truncat
     # frame counts compare only when no filter (--fps, deinterlacing, IVTC...) or trim changes them
     counted = (info.frame_count_from_container and not commands.timing_filters(info, job)
                and job.start is None and job.duration is None)
-    shortfall = declared - source.seconds()
+    # to the end of the last frame: a video that starts after the audio (or the container's start)
+    # is not short by its late start
+    shortfall = declared - (source.start_seconds() + source.seconds())
     if counted:
         shortfall = (info.frame_count - source.count) * frame
     if shortfall <= max(TRUNCATION_TOLERANCE_FRAMES * frame, TRUNCATION_TOLERANCE_SECONDS):
@@ -95,11 +95,16 @@ class Verification:
     streams_expected: tuple[str, ...]  # kinds, in output order
     streams_out: tuple[str, ...]  # "kind codec (language)" per output stream
     window: tuple[float, float] = (0.0, 0.0)  # the output video's first frame start, last frame end
+    # where the other streams may begin instead, when earlier: the file's start (0) for an uncut
+    # source, whose audio may lead its video as the source has it; None: the video's first frame
+    streams_from: float | None = None
     extents: tuple[Extent, ...] = ()  # every other stream's packets, and the chapters
     frames_decoded: int | None = None  # before inverse telecine, which keeps 4 frames of every 5
     size_expected: tuple[int, int] | None = None  # the source as shown, upscaled (and padded)
     size_out: tuple[int, int] | None = None  # the output as shown: its stream's size, turned by its rotation
     audio: tuple[AudioLength, ...] = ()  # copied audio, when uncut and this ffmpeg can decode it
+    audio_undecodable: str = ""  # ffmpeg's words when the source's copied audio decodes and the output's not
+    audio_unchecked: str = ""  # ffmpeg's words when it cannot decode the source's copied audio (no decoder)
 
     def _outside(self, extent: Extent) -> bool:
         # within one frame of the video's ends, or one packet for audio (copied packets straddle
@@ -107,7 +112,8 @@ class Verification:
         # discards); subtitles and chapters are cut to them
         packet = extent.longest if " audio" in extent.label else 0.0
         slack = max(self.frame_seconds, packet) + _CONTAINER_ROUNDING_SECONDS
-        return extent.start + packet < self.window[0] - slack or extent.end > self.window[1] + slack
+        start = self.window[0] if self.streams_from is None else min(self.streams_from, self.window[0])
+        return extent.start + packet < start - slack or extent.end > self.window[1] + slack
 
     @property
     def extents_ok(self) -> bool:
@@ -134,7 +140,7 @@ class Verification:
 
     @property
     def audio_ok(self) -> bool:
-        return all(length.ok for length in self.audio)
+        return not self.audio_undecodable and all(length.ok for length in self.audio)
 
     @property
     def ok(self) -> bool:
@@ -158,8 +164,15 @@ class Verification:
             f"extents: video {self.window[0]:.3f}–{self.window[1]:.3f} s"
             + "".join(f"; {e.label} {e.start:.3f}–{e.end:.3f} s{' OUTSIDE' if self._outside(e) else ''}"
                       for e in self.extents) + f" ({mark[self.extents_ok]})",
-            *([f"audio: {'; '.join(a.describe() for a in self.audio)} ({mark[self.audio_ok]})"] if self.audio else []),
+            *self._audio_lines(mark[self.audio_ok]),
         ]
+
+    def _audio_lines(self, mark: str) -> list[str]:
+        if self.audio_undecodable:
+            return [f"audio: the output's copied audio does not decode ({self.audio_undecodable}) ({mark})"]
+        if self.audio_unchecked:
+            return [f"audio: not compared, this ffmpeg cannot decode the source's ({self.audio_unchecked})"]
+        return [f"audio: {'; '.join(a.describe() for a in self.audio)} ({mark})"] if self.audio else []
 
 
 def verify_output(path: Path, source: Timeline, actions: tuple[StreamAction, ...], *, job: VideoJob,
@@ -169,6 +182,7 @@ def verify_output(path: Path, source: Timeline, actions: tuple[StreamAction, ...
     info = probe(path)
     extents = (*stream_extents(path, tuple(s for s in info.streams if s.index != info.video_index)),
                *chapter_extents(path))
+    audio = audio_lengths(path, job, actions, extents, window_end=source.start_seconds() + source.seconds())
     return Verification(
         frames_in=source.count,
         frames_decoded=source.decoded,
@@ -181,8 +195,11 @@ def verify_output(path: Path, source: Timeline, actions: tuple[StreamAction, ...
         streams_expected=("video", *(a.stream.kind for a in actions if a.kept)),
         streams_out=tuple(_describe(s.kind, s.codec, s.language) for s in info.streams),
         window=(written.start_seconds(), written.start_seconds() + written.seconds()),
+        streams_from=None if job.start else 0.0,
         extents=extents,
-        audio=audio_lengths(path, job, actions, extents, window_end=source.start_seconds() + source.seconds()),
+        audio=audio.lengths,
+        audio_undecodable=audio.output_failure,
+        audio_unchecked=audio.source_failure,
     )
 
 
@@ -194,20 +211,32 @@ def _describe(kind: str, codec: str, language: str) -> str:
     return f"{kind} {codec}" + (f" ({language})" if language else "")
 
 
+@dataclass(frozen=True)
+class AudioCheck:
+    """The copied audio compared, or ffmpeg's words on why not: the source's audio does not decode
+    here (a decoder this ffmpeg lacks: not compared), or the output's does not (a damaged track)."""
+
+    lengths: tuple[AudioLength, ...] = ()
+    source_failure: str = ""
+    output_failure: str = ""
+
+
 def audio_lengths(path: Path, job: VideoJob, actions: tuple[StreamAction, ...], extents: tuple[Extent, ...], *,
-                  window_end: float) -> tuple[AudioLength, ...]:
+                  window_end: float) -> AudioCheck:
     """Each copied audio stream decoded in the source and in the output `path`. Not from a cut at
     --start: where a cut packet's sound begins depends on the codec (an MP3 frame cut from the one
     before it may not decode at all)."""
     kept = [action for action in actions if action.kept]
     copied = [(n, a) for n, a in enumerate(kept, start=1) if a.stream.kind == "audio" and a.codec == "copy"]
     if job.start or not copied:
-        return ()
-    # the output on its own clock (the window's), the source as the mux read it
-    written = _decoded_blocks(["-copyts", "-i", path_arg(path)], [n for n, _ in copied])
+        return AudioCheck()
+    # the source as the mux read it, the output on its own clock (the window's)
     read = _decoded_blocks(commands.input_args(job), [a.stream.index for _, a in copied])
-    if written is None or read is None:
-        return ()
+    if isinstance(read, str):
+        return AudioCheck(source_failure=read)
+    written = _decoded_blocks(["-copyts", "-i", path_arg(path)], [n for n, _ in copied])
+    if isinstance(written, str):
+        return AudioCheck(output_failure=written)
     longest = {extent.label: extent.longest for extent in extents}
     lengths = []
     for (output_index, _), output_blocks, source_blocks in zip(copied, written, read):
@@ -215,36 +244,20 @@ def audio_lengths(path: Path, job: VideoJob, actions: tuple[StreamAction, ...], 
         allowed = longest.get(f"#{output_index} audio", 0.0) / 2 + _CONTAINER_ROUNDING_SECONDS
         lengths.append(AudioLength(f"#{output_index} audio", seconds_within(source_blocks, end),
                                    seconds_within(output_blocks, end), allowed))
-    return tuple(lengths)
+    return AudioCheck(tuple(lengths))
 
 
-Blocks = list[tuple[float, float]]  # decoded blocks of samples: (start, end) seconds
+Blocks = list[Span]  # decoded blocks of samples
 
 
-def _decoded_blocks(inputs: list[str], stream_indexes: list[int]) -> list[Blocks] | None:
-    """None where ffmpeg cannot decode them (a decoder it lacks): the lengths are not compared."""
+def _decoded_blocks(inputs: list[str], stream_indexes: list[int]) -> list[Blocks] | str:
+    """Each stream's blocks, or ffmpeg's last lines where it cannot decode them all."""
     result = run_tool([ffmpeg_exe(), *commands.decoded_audio_args(inputs, stream_indexes)])
     if result.returncode != 0:
-        return None
-    blocks = parse_decoded_blocks(result.stdout)
+        return last_lines(result.stderr, 3)
+    blocks = parse_packets(result.stdout)
     return [blocks.get(n, []) for n in range(len(stream_indexes))]
 
-
-_TIME_BASE = re.compile(r"^#tb (\d+): (\d+)/(\d+)")
-
-
-def parse_decoded_blocks(text: str) -> dict[int, Blocks]:
-    time_bases: dict[int, Fraction] = {}
-    blocks: dict[int, Blocks] = {}
-    for line in text.splitlines():
-        if match := _TIME_BASE.match(line):
-            time_bases[int(match.group(1))] = Fraction(int(match.group(2)), int(match.group(3)))
-        elif line and not line.startswith("#"):
-            fields = [f.strip() for f in line.split(",")]
-            index, pts, duration = int(fields[0]), int(fields[2]), int(fields[3])
-            base = time_bases[index]
-            blocks.setdefault(index, []).append((float(pts * base), float((pts + duration) * base)))
-    return blocks
 
 
 def seconds_within(blocks: Blocks, end: float) -> float:
