@@ -29,7 +29,7 @@ def preview(
     at: Annotated[list[str] | None, typer.Option(
         "--at", metavar="TIME", help="A time in the video to show (seconds or [HH:]MM:SS[.ms]; repeat for several); "
                      "default: the most detailed frames.")] = None,
-    frames: Annotated[int, typer.Option("--frames", help="How many frames to pick without --at.")] = 2,
+    frames: Annotated[int, typer.Option("--frames", help="How many frames to pick without --at (1 to 12).")] = 2,
     crop: Annotated[int, typer.Option("--crop", help="Side of each crop in source pixels (the most "
                                                      "detailed square of each frame).")] = DEFAULT_PREVIEW_CROP,
     field_mode: Annotated[str, typer.Option("--field-mode", help="As upscale-video: auto, ivtc, deinterlace or "
