@@ -184,8 +184,8 @@ def _upscale_tasks(job: ImageJob, upscaler: Upscaler, callbacks: ImageCallbacks,
         callbacks.on_image(index, task)
         try:
             _upscale_one(task, job, upscaler, callbacks)
-        except ModelOutputError:
-            raise  # the model's fault, not the file's: every other image would fail the same way
+        except ModelOutputError as error:  # the model's fault, not the file's: every other one would fail too
+            raise stopped_by_model(task.source, error, written=len(summary.done)) from None
         except AnimeSRError as error:
             message = str(error)
         except Exception as error:  # noqa: BLE001 - one bad file must not stop the others
@@ -199,6 +199,12 @@ def _upscale_tasks(job: ImageJob, upscaler: Upscaler, callbacks: ImageCallbacks,
         summary.failed.append((task.source, message))
         callbacks.on_failed(index, task, message)
     return summary
+
+
+def stopped_by_model(source: Path, error: ModelOutputError, written: int) -> ModelOutputError:
+    """The error that stops a job at `source`, saying what of the job is kept."""
+    kept = f"{written} output(s) written before it are kept" if written else "nothing was written"
+    return ModelOutputError(f"{source}: {error}; {kept}")
 
 
 def _upscale_one(task: ImageTask, job: ImageJob, upscaler: Upscaler, callbacks: ImageCallbacks) -> None:

@@ -160,10 +160,20 @@ def test_a_model_that_gives_nan_or_inf_stops_the_job_and_keeps_what_was_done(tmp
     out = tmp_path / "out"
     images: list[str] = []
     callbacks = ImageCallbacks(on_image=lambda i, task: images.append(task.source.name))
-    with pytest.raises(ModelOutputError, match="^the model tiny gave NaN or infinite values"):
+    with pytest.raises(ModelOutputError) as stopped:
         upscale_images(_job([src], out), _overflowing_after(1), callbacks)
+    # it said "nothing was written" and named no file, though a.png was written
+    assert str(stopped.value).startswith(f"{src / 'b.png'}: the model tiny gave NaN or infinite values")
+    assert str(stopped.value).endswith("; 1 output(s) written before it are kept")
     assert images == ["a.png", "b.png"]  # c.png was never started
     assert sorted(p.name for p in out.iterdir()) == ["a.png"]  # the earlier output is kept, no partial file
+
+
+def test_a_model_that_spoils_the_first_image_says_nothing_was_written(tmp_path: Path) -> None:
+    write_image(tmp_path / "a.png", smooth_image(8, 8))
+    with pytest.raises(ModelOutputError, match=r"a\.png: the model tiny gave NaN.*; nothing was written$"):
+        upscale_images(_job([tmp_path / "a.png"], tmp_path / "out"), _overflowing_after(0))
+    assert not (tmp_path / "out").exists()
 
 
 def test_images_over_the_pixel_limit_fail_alone(tmp_path: Path) -> None:
