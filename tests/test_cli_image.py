@@ -280,6 +280,19 @@ def test_a_folder_job_the_model_stops_halfway_says_what_it_kept(tmp_path: Path, 
     assert files(tmp_path / "out") == ["a.png"]
 
 
+def test_a_lone_image_whose_header_pillow_trips_on_still_upscales(tmp_path: Path, tiny_x2: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    write_image(tmp_path / "a.png", smooth_image(8, 8))
+
+    def tripping_open(*args, **kwargs):
+        raise KeyError("odd tag")
+
+    monkeypatch.setattr(Image, "open", tripping_open)
+    result = run(tmp_path / "a.png", "-o", tmp_path / "out", "-s", "2", "-m", tiny_x2)
+    assert result.exit_code == 0, result.output
+    assert read_image(tmp_path / "out" / "a.png").shape == (16, 16, 3)
+
+
 def test_tiles_give_the_same_result(tree: Path, tiny_x2: Path, tmp_path: Path) -> None:
     big = tmp_path / "big"
     big.mkdir()
