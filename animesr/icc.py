@@ -1,4 +1,4 @@
-"""ICC colour profiles: read from a picture file, embedded in the upscaled one.
+"""ICC colour profiles (read with a picture's header, in animesr.imaging), embedded in the upscaled one.
 
 Pixels are decoded as stored, never converted to sRGB, so the source's profile still describes
 the output; without it a Display P3 or Adobe RGB picture would show in sRGB's duller colours.
@@ -8,29 +8,14 @@ the pixels are the same with or without it.
 
 from __future__ import annotations
 
-import io
 import struct
-import warnings
 import zlib
-
-from PIL import Image
 
 GREY, RGB = b"GRAY", b"RGB "  # the colour spaces of the pixels animesr reads and writes
 
 _JPEG_MARKER = b"ICC_PROFILE\0"
 _JPEG_PART = 65535 - 2 - len(_JPEG_MARKER) - 2  # an APP2 segment's room: length, marker, part number, count
 _WEBP_ICC_FLAG, _WEBP_ALPHA_FLAG = 0x20, 0x10
-
-
-def read_profile(data: bytes) -> bytes | None:
-    """The ICC profile embedded in the picture file `data`, None when there is none."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the file's faults are reported by its decoding, not here
-        try:
-            with Image.open(io.BytesIO(data)) as img:
-                return img.info.get("icc_profile") or None
-        except (OSError, ValueError, SyntaxError, EOFError, struct.error):  # a header Pillow cannot parse
-            return None
 
 
 def colour_space(profile: bytes) -> bytes:
@@ -55,9 +40,13 @@ def embedded(payload: bytes, fmt: str, profile: bytes, *, width: int, height: in
 
 def _png_with(payload: bytes, profile: bytes) -> bytes:
     body = b"ICC profile\0\0" + zlib.compress(profile)  # name, NUL, compression method 0 (zlib)
-    chunk = struct.pack(">I", len(body)) + b"iCCP" + body + struct.pack(">I", zlib.crc32(b"iCCP" + body))
     after_header = 8 + 25  # the signature, then IHDR: always first, 13 bytes of data
-    return payload[:after_header] + chunk + payload[after_header:]
+    return payload[:after_header] + png_chunk(b"iCCP", body) + payload[after_header:]
+
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    """A PNG chunk: length, type, data, CRC of type and data."""
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
 
 def _jpeg_with(payload: bytes, profile: bytes) -> bytes:

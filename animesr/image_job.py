@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,6 +40,8 @@ class ImageTask:
     source: Path
     target: Path
     fmt: str  # png | jpg | webp
+    # (pixels, ICC profile) of a lone image, read at planning; None for the images of a folder
+    read_ahead: tuple[np.ndarray, bytes | None] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,7 @@ def plan_images(job: ImageJob, prepare: bool = True) -> list[ImageTask]:
     tasks = [task for task in tasks if claimed.get(_path_key(task.source), task.source) == task.source]
     if job.output_dir.exists() and not job.output_dir.is_dir():
         raise OutputError(f"output folder {job.output_dir} is an existing file")
-    _check_lone_image(job, tasks)
+    tasks = _read_lone_image(job, tasks)
     if prepare:
         prepare_output_dir(job.output_dir)
     else:
@@ -120,12 +122,13 @@ def plan_images(job: ImageJob, prepare: bool = True) -> list[ImageTask]:
     return tasks
 
 
-def _check_lone_image(job: ImageJob, tasks: list[ImageTask]) -> None:
-    """One image named on its own is read before any work: when it cannot be, that is the job's
-    error, not one failed file of a folder job."""
+def _read_lone_image(job: ImageJob, tasks: list[ImageTask]) -> list[ImageTask]:
+    """One image named on its own is read before any work, and kept for it: when it cannot be read,
+    that is the job's error, not one failed file of a folder job."""
     lone = len(job.inputs) == 1 and job.inputs[0].is_file()
     if lone and tasks and not _is_skipped(tasks[0], job):
-        _read_source(tasks[0], job)
+        return [replace(tasks[0], read_ahead=_read_source(tasks[0], job)), *tasks[1:]]
+    return tasks
 
 
 def _is_skipped(task: ImageTask, job: ImageJob) -> bool:
@@ -184,8 +187,8 @@ def _upscale_tasks(job: ImageJob, upscaler: Upscaler, callbacks: ImageCallbacks,
         callbacks.on_image(index, task)
         try:
             _upscale_one(task, job, upscaler, callbacks)
-        except ModelOutputError:
-            raise  # the model's fault, not the file's: every other image would fail the same way
+        except ModelOutputError as error:  # the model's fault, not the file's: every other one would fail too
+            raise stopped_by_model(task.source, error, written=len(summary.done)) from None
         except AnimeSRError as error:
             message = str(error)
         except Exception as error:  # noqa: BLE001 - one bad file must not stop the others
@@ -201,10 +204,16 @@ def _upscale_tasks(job: ImageJob, upscaler: Upscaler, callbacks: ImageCallbacks,
     return summary
 
 
+def stopped_by_model(source: Path, error: ModelOutputError, written: int) -> ModelOutputError:
+    """The error that stops a job at `source`, saying what of the job is kept."""
+    kept = f"{written} output(s) written before it are kept" if written else "nothing was written"
+    return ModelOutputError(f"{source}: {error}; {kept}")
+
+
 def _upscale_one(task: ImageTask, job: ImageJob, upscaler: Upscaler, callbacks: ImageCallbacks) -> None:
     if task.target.exists() and task.target.resolve() == task.source.resolve():
         raise output_replaces_input(task.source, advice="use --suffix or another -o")
-    image, profile = _read_source(task, job)
+    image, profile = task.read_ahead if task.read_ahead is not None else _read_source(task, job)
     result = upscaler.upscale(image, on_tile=callbacks.on_tile, notice=callbacks.warn)
     try:
         task.target.parent.mkdir(parents=True, exist_ok=True)

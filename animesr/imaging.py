@@ -53,6 +53,7 @@ class _Header:
     grey_alpha: bool  # OpenCV decodes grey + alpha as BGRA: turn it back into 2 channels
     orientation: int  # EXIF orientation, 1 when absent
     frames: int  # more than 1: an animated GIF, WebP or PNG
+    icc_profile: bytes | None  # the embedded ICC colour profile, None when there is none
 
 
 def read_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -65,9 +66,8 @@ def read_image_and_profile(path: str | Path, max_pixels: int | None = DEFAULT_MA
     """read_image, and the ICC colour profile the file embeds when it describes the decoded pixels
     (grey or RGB; not, say, the CMYK profile of a CMYK JPEG decoded to RGB); else None."""
     path = Path(path)
-    data = _file_bytes(path)
-    image = decode_image(data, path, max_pixels)
-    profile = icc.read_profile(data)
+    image, header = _decode(_file_bytes(path), path, max_pixels)
+    profile = header.icc_profile if header else None
     return image, profile if profile and icc.describes(profile, grey=image.shape[2] in (1, 2)) else None
 
 
@@ -82,6 +82,11 @@ def decode_image(data: bytes, path: Path, max_pixels: int | None = DEFAULT_MAX_P
 
     More than `max_pixels` pixels (None: no limit) is an ImageTooLargeError, raised from
     the header's size before anything is decoded when Pillow can read the header."""
+    return _decode(data, path, max_pixels)[0]
+
+
+def _decode(data: bytes, path: Path, max_pixels: int | None) -> tuple[np.ndarray, _Header | None]:
+    """decode_image, and the header Pillow read (None when it could not)."""
     if not data:
         raise InputError(f"{path}: an empty file")
     header = _read_header(data)
@@ -95,7 +100,7 @@ def decode_image(data: bytes, path: Path, max_pixels: int | None = DEFAULT_MAX_P
         decoded = _read_with_pillow(data, path)
     _check_pixels(decoded.shape[1], decoded.shape[0], max_pixels, path)  # a header Pillow could not read
     grey_alpha = header is not None and header.grey_alpha
-    return _upright(_to_rgb_layout(decoded, path, grey_alpha), header.orientation if header else 1)
+    return _upright(_to_rgb_layout(decoded, path, grey_alpha), header.orientation if header else 1), header
 
 
 def _check_pixels(width: int, height: int, max_pixels: int | None, path: Path) -> None:
@@ -114,13 +119,14 @@ def _quiet_pillow() -> Iterator[None]:
 
 
 def _read_header(data: bytes) -> _Header | None:
-    """Size, grey + alpha and EXIF orientation without decoding pixels; None when Pillow
-    cannot tell (OpenCV may still decode the file)."""
+    """Size, grey + alpha, EXIF orientation and ICC profile without decoding pixels; None when
+    Pillow cannot tell (OpenCV may still decode the file)."""
     try:
         with _quiet_pillow(), Image.open(io.BytesIO(data)) as img:
             width, height = img.size
             grey_alpha = img.mode in ("LA", "La") or _is_grey_alpha_png(data)
-            return _Header(width, height, grey_alpha, _exif_orientation(img), getattr(img, "n_frames", 1))
+            return _Header(width, height, grey_alpha, _exif_orientation(img), getattr(img, "n_frames", 1),
+                           img.info.get("icc_profile") or None)
     except Exception:  # noqa: BLE001 - any header Pillow cannot parse: OpenCV decides, the size is checked after
         return None
 
@@ -278,12 +284,10 @@ def _grey_alpha_png(image: np.ndarray) -> bytes:
     filtered = np.diff(rows, axis=0, prepend=np.zeros((1, rows.shape[1]), np.uint8))  # mod 256
     scanlines = np.concatenate([np.full((height, 1), 2, np.uint8), filtered], axis=1)  # 2: up
 
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
     ihdr = struct.pack(">IIBBBBB", width, height, depth, _PNG_GREY_ALPHA, 0, 0, 0)
-    return (_PNG_SIGNATURE + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(scanlines.tobytes(), 6))
-            + chunk(b"IEND", b""))
+    idat = zlib.compress(scanlines.tobytes(), 6)
+    chunks = [icc.png_chunk(b"IHDR", ihdr), icc.png_chunk(b"IDAT", idat), icc.png_chunk(b"IEND", b"")]
+    return _PNG_SIGNATURE + b"".join(chunks)
 
 
 def _to_bgr_layout(image: np.ndarray) -> np.ndarray:

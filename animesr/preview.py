@@ -109,7 +109,7 @@ def _frames(job: PreviewJob, note: Message, warn: Message) -> tuple[list[tuple[s
     found = ([frame_at(info, field_mode, t) for t in job.at] if job.at
              else most_detailed_frames(info, field_mode, job.frames))
     if not job.at and len(found) < job.frames:
-        why = "its duration is unknown" if not info.duration else "it is that short"
+        why = "its duration is unknown" if not info.duration else "the others would repeat a frame"
         note(f"{job.input.name} gave {len(found)} distinct frame(s) of the {job.frames} asked for: {why}")
     return [(f"{t:.3f} s", frame) for t, frame in found], field_mode
 

@@ -250,9 +250,47 @@ def test_a_model_whose_output_overflows(tree: Path, tmp_path: Path) -> None:
     result = run(tree, "-o", tmp_path / "out", "-s", "2", "-m", tmp_path / "huge.safetensors")
     # the model's fault, said once: not each image failing in turn (exit 1) without naming the model
     assert result.exit_code == ModelOutputError.exit_code, result.output
-    assert "error: the model huge.safetensors gave NaN or infinite values" in result.flat
+    assert f"error: {tree / 'a.png'}: the model huge.safetensors gave NaN or infinite values" in result.flat
+    assert "precision); nothing was written" in result.flat
     assert "warning" not in result.output and "done" not in result.output
     assert not (tmp_path / "out").exists()  # never a black picture, nor an empty folder
+
+
+def test_a_folder_job_the_model_stops_halfway_says_what_it_kept(tmp_path: Path, tiny_x2: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """It said "nothing was written" without naming the file, and printed no summary, though a.png was
+    written."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a.png", "b.png", "c.png"):
+        write_image(src / name, smooth_image(8, 8))
+    forward, calls = Upscaler._forward, iter(range(10**6))
+
+    def forward_then_overflow(self, x, tile, on_tile):
+        y = forward(self, x, tile, on_tile)
+        return y if next(calls) < 1 else y * float("inf")
+
+    monkeypatch.setattr(Upscaler, "_forward", forward_then_overflow)
+    result = run(src, "-o", tmp_path / "out", "-s", "2", "-m", tiny_x2)
+    assert result.exit_code == ModelOutputError.exit_code, result.output
+    assert f"done 1, skipped 0, failed 0 → {tmp_path / 'out'}" in result.flat
+    stopped = f"error: {src / 'b.png'}: the model tiny_x2.safetensors gave NaN or infinite values"
+    assert stopped in result.flat and "1 output(s) written before it are kept" in result.flat
+    assert result.flat.index("done 1") < result.flat.index("error:")
+    assert files(tmp_path / "out") == ["a.png"]
+
+
+def test_a_lone_image_whose_header_pillow_trips_on_still_upscales(tmp_path: Path, tiny_x2: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    write_image(tmp_path / "a.png", smooth_image(8, 8))
+
+    def tripping_open(*args, **kwargs):
+        raise KeyError("odd tag")
+
+    monkeypatch.setattr(Image, "open", tripping_open)
+    result = run(tmp_path / "a.png", "-o", tmp_path / "out", "-s", "2", "-m", tiny_x2)
+    assert result.exit_code == 0, result.output
+    assert read_image(tmp_path / "out" / "a.png").shape == (16, 16, 3)
 
 
 def test_tiles_give_the_same_result(tree: Path, tiny_x2: Path, tmp_path: Path) -> None:

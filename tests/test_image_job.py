@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -15,7 +16,7 @@ from animesr.atomic import removed_if_left_empty
 from animesr.config import ImageJob, InferenceSettings
 from animesr.errors import InputError, ModelOutputError, OutputError
 from animesr.image_job import ImageCallbacks, output_format, plan_images, upscale_images
-from animesr.imaging import read_image, write_image
+from animesr.imaging import read_image, read_image_and_profile, write_image
 from conftest import smooth_image, tiny_loaded
 
 
@@ -160,10 +161,44 @@ def test_a_model_that_gives_nan_or_inf_stops_the_job_and_keeps_what_was_done(tmp
     out = tmp_path / "out"
     images: list[str] = []
     callbacks = ImageCallbacks(on_image=lambda i, task: images.append(task.source.name))
-    with pytest.raises(ModelOutputError, match="^the model tiny gave NaN or infinite values"):
+    with pytest.raises(ModelOutputError) as stopped:
         upscale_images(_job([src], out), _overflowing_after(1), callbacks)
+    # it said "nothing was written" and named no file, though a.png was written
+    assert str(stopped.value).startswith(f"{src / 'b.png'}: the model tiny gave NaN or infinite values")
+    assert str(stopped.value).endswith("; 1 output(s) written before it are kept")
     assert images == ["a.png", "b.png"]  # c.png was never started
     assert sorted(p.name for p in out.iterdir()) == ["a.png"]  # the earlier output is kept, no partial file
+
+
+def test_a_model_that_spoils_the_first_image_says_nothing_was_written(tmp_path: Path) -> None:
+    write_image(tmp_path / "a.png", smooth_image(8, 8))
+    with pytest.raises(ModelOutputError, match=r"a\.png: the model tiny gave NaN.*; nothing was written$"):
+        upscale_images(_job([tmp_path / "a.png"], tmp_path / "out"), _overflowing_after(0))
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_lone_image_is_read_once_and_a_folder_holds_none_in_memory(tmp_path: Path, monkeypatch) -> None:
+    """A lone image was read and decoded at planning, then again to upscale it."""
+    from animesr import image_job
+
+    reads: list[str] = []
+
+    def counted_read(path, max_pixels):
+        reads.append(Path(path).name)
+        return read_image_and_profile(path, max_pixels=max_pixels)
+
+    monkeypatch.setattr(image_job, "read_image_and_profile", counted_read)
+    write_image(tmp_path / "a.png", smooth_image(8, 8))
+    write_image(tmp_path / "b.png", smooth_image(8, 8, seed=1))
+    upscaler = Upscaler(tiny_loaded(2), InferenceSettings(device="cpu"))
+    lone = _job([tmp_path / "a.png"], tmp_path / "lone")
+    assert upscale_images(lone, upscaler, tasks=plan_images(lone)).counts()["done"] == 1
+    assert upscale_images(replace(lone, overwrite=True), upscaler).counts()["done"] == 1
+    assert reads == ["a.png", "a.png"]
+    reads.clear()
+    folder = _job([tmp_path / "a.png", tmp_path / "b.png"], tmp_path / "folder")
+    assert all(task.read_ahead is None for task in plan_images(folder))
+    assert upscale_images(folder, upscaler).counts()["done"] == 2 and reads == ["a.png", "b.png"]
 
 
 def test_images_over_the_pixel_limit_fail_alone(tmp_path: Path) -> None:

@@ -197,6 +197,23 @@ def test_the_icc_profile_of_a_picture_is_read_when_it_describes_its_pixels(tmp_p
     assert read_image_and_profile(tmp_path / "grey.png")[1] == _profile(b"GRAY")
 
 
+@pytest.mark.parametrize("fault", [KeyError("odd tag"), ZeroDivisionError("odd size")])
+def test_a_header_pillow_trips_on_is_decoded_without_a_profile(tmp_path: Path, monkeypatch, fault) -> None:
+    """The profile was read in a second Pillow pass that let such faults through as a traceback."""
+    image = smooth_image(8, 8)
+    imaging.write_image(tmp_path / "a.png", image, icc_profile=_profile())
+    opened: list[object] = []
+
+    def tripping_open(*args, **kwargs):
+        opened.append(args)
+        raise fault
+
+    monkeypatch.setattr(Image, "open", tripping_open)
+    read, profile = read_image_and_profile(tmp_path / "a.png")
+    assert np.array_equal(read, image) and profile is None
+    assert len(opened) == 1  # header and profile: one Pillow pass
+
+
 def test_gif_reads(tmp_path: Path) -> None:
     Image.fromarray(smooth_image(10, 10)).convert("P").save(tmp_path / "a.gif")
     assert read_image(tmp_path / "a.gif").shape[:2] == (10, 10)

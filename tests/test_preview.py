@@ -107,7 +107,20 @@ def test_a_truncated_or_very_short_clip_gives_the_frames_it_has(ffmpeg: str, cli
     sheet = make_preview(PreviewJob(input=short, output=tmp_path / "short.png", crop=CROP, frames=12, models=model),
                          JobCallbacks(note=notes.append))
     assert len(set(sheet.rows)) == len(sheet.rows) == 5, sheet.rows
-    assert "short.mkv gave 5 distinct frame(s) of the 12 asked for: it is that short" in notes
+    assert "short.mkv gave 5 distinct frame(s) of the 12 asked for: the others would repeat a frame" in notes
+
+
+def test_a_picture_seen_at_several_places_keeps_the_first_time(monkeypatch) -> None:
+    """A static or short video shows one picture at several places: the last place seen was kept."""
+    from types import SimpleNamespace
+
+    from animesr.video import stills
+
+    still, busy = smooth_image(16, 16, seed=1), smooth_image(16, 16, seed=2)
+    seen = [(1.0, still), (2.0, busy), (3.0, still.copy()), (4.0, busy.copy())]
+    monkeypatch.setattr(stills, "_frames_that_decode", lambda info, field_mode, places: seen)
+    found = stills.most_detailed_frames(SimpleNamespace(duration=5.0), "progressive", 4)
+    assert [t for t, _ in found] == [1.0, 2.0]
 
 
 @pytest.mark.parametrize(("field", "values", "words"), [

@@ -139,8 +139,10 @@ def test_a_model_that_gives_nan_or_inf_stops_the_batch(tmp_path: Path) -> None:
         return "result"
 
     template = VideoJob(input=tmp_path / "x.mkv", output=tmp_path / "out" / "x.mkv", scale=2)
-    with pytest.raises(ModelOutputError, match="the model m gave NaN"):
+    with pytest.raises(ModelOutputError) as stopped:
         upscale_videos(template, tmp_path / "out", tasks, run_one)
+    kept = "1 output(s) written before it are kept"
+    assert str(stopped.value) == f"{tmp_path / 'c.mkv'}: the model m gave NaN; {kept}"
     assert started == ["a", "b", "c"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["b.mkv"]
 
@@ -173,7 +175,8 @@ def test_a_folder_job_whose_model_overflows_is_one_line_and_exit_9(series: Path,
                  "--chunk-frames", "8")
     flat = " ".join(result.output.split())
     assert result.exit_code == ModelOutputError.exit_code and handled(result), result.output
-    assert "error: the model huge.safetensors gave NaN or infinite values" in flat
+    assert f"error: {series}/" in flat and ": the model huge.safetensors gave NaN or infinite values" in flat
+    assert "; nothing was written" in flat
     assert "[2/" not in result.output and "failed" not in result.output
 
 

@@ -198,7 +198,7 @@ class Upscaler:
         # NaN and inf would become black or arbitrary pixels: a damaged model must not look like a picture
         if not finite:
             raise ModelOutputError(f"the model {self._loaded.label} gave NaN or infinite values (weights out "
-                                   "of range, or an overflow at half precision); nothing was written")
+                                   "of range, or an overflow at half precision)")
 
     def _upscale_alpha(self, alpha: np.ndarray) -> np.ndarray:
         h, w = alpha.shape[:2]

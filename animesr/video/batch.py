@@ -14,7 +14,7 @@ from animesr.atomic import removed_if_left_empty
 from animesr.callbacks import JobCallbacks, ignore
 from animesr.config import VideoJob
 from animesr.errors import AnimeSRError, InputError, ModelOutputError, OutputError, output_replaces_input
-from animesr.image_job import prepare_output_dir
+from animesr.image_job import prepare_output_dir, stopped_by_model
 from animesr.inputs import folder_inside, list_inputs
 from animesr.video.workdir import WORK_SUFFIXES
 
@@ -106,8 +106,8 @@ def _upscale_tasks(template: VideoJob, tasks: list[VideoTask], run_one: Callable
         try:
             task.target.parent.mkdir(parents=True, exist_ok=True)
             result = run_one(replace(template, input=task.source, output=task.target))
-        except ModelOutputError:
-            raise  # the model's fault, not the video's: every other video would fail the same way
+        except ModelOutputError as error:  # the model's fault, not the video's: every other would fail too
+            raise stopped_by_model(task.source, error, written=len(summary.done)) from None
         except AnimeSRError as error:
             message = f"{task.source}: {error}"
             summary.failed.append((task.source, message))

@@ -3,6 +3,7 @@ inverse telecine or deinterlacing included), and a search for the most detailed 
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import cv2
@@ -53,11 +54,10 @@ def detail(frame: np.ndarray) -> float:
 
 def most_detailed_frames(info: VideoInfo, field_mode: str, count: int) -> list[tuple[float, np.ndarray]]:
     """The `count` most detailed of the frames at PREVIEW_CANDIDATES places spread over the video (fewer
-    when a short video shows one frame at several places), in time order."""
+    when a short or static video shows one picture at several places), in time order."""
     duration = info.duration or 0.0
     places = [duration * (i + 0.5) / PREVIEW_CANDIDATES for i in range(PREVIEW_CANDIDATES)] if duration > 0 else [0.0]
-    # a short video shows one frame at several places (seeks give it slightly different times)
-    found = list({frame.tobytes(): (t, frame) for t, frame in _frames_that_decode(info, field_mode, places)}.values())
+    found = _distinct(_frames_that_decode(info, field_mode, places))
     ranked = sorted(found, key=lambda item: detail(item[1]), reverse=True)
     chosen: list[tuple[float, np.ndarray]] = []
     for item in ranked:  # the most detailed frame of each shot first
@@ -65,6 +65,15 @@ def most_detailed_frames(info: VideoInfo, field_mode: str, count: int) -> list[t
             chosen.append(item)
     chosen += [item for item in ranked if not any(item is c for c in chosen)]  # repeats only when short
     return sorted(chosen[:count], key=lambda item: item[0])
+
+
+def _distinct(frames: list[tuple[float, np.ndarray]]) -> list[tuple[float, np.ndarray]]:
+    """Each picture once, at the first time it was seen: a short or static video shows one frame at
+    several places (seeks give it slightly different times)."""
+    first_seen: dict[bytes, tuple[float, np.ndarray]] = {}
+    for seconds, frame in frames:
+        first_seen.setdefault(hashlib.blake2b(np.ascontiguousarray(frame).data).digest(), (seconds, frame))
+    return list(first_seen.values())
 
 
 def _frames_that_decode(info: VideoInfo, field_mode: str, places: list[float]) -> list[tuple[float, np.ndarray]]:
