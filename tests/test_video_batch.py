@@ -180,6 +180,28 @@ def test_a_folder_job_whose_model_overflows_is_one_line_and_exit_9(series: Path,
     assert "[2/" not in result.output and "failed" not in result.output
 
 
+def test_a_folder_job_the_model_stops_after_some_videos_says_what_it_got_through(series: Path,
+                                                                                 tmp_path: Path) -> None:
+    """The model's error came alone: what was done or skipped before it went unsaid."""
+    import torch
+
+    from animesr.checkpoint import save_checkpoint
+    from conftest import tiny_model
+
+    model = tiny_model(2)
+    with torch.no_grad():
+        model.tail.weight.fill_(3e38)
+    save_checkpoint(tmp_path / "huge.safetensors", model, value_range=1.0)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "ep01.mkv").write_bytes(b"an earlier output")  # skipped: the model meets ep02 first
+    result = cli(str(series), "-o", str(out), "-s", "2", "-m", str(tmp_path / "huge.safetensors"))
+    assert result.exit_code == ModelOutputError.exit_code and handled(result), result.output
+    lines = [line for line in result.output.splitlines() if line.startswith(("done ", "error: "))]
+    assert lines[0] == f"done 0, skipped 1, failed 0 → {out}" and lines[1].startswith(f"error: {series}/ep02.mp4: ")
+    assert len(lines) == 2, result.output
+
+
 @pytest.mark.parametrize("output", ["folder", "folder/", "file"])
 def test_an_output_onto_its_input_is_the_same_output_error_in_every_mode(series: Path, tmp_path: Path,
                                                                          output: str) -> None:

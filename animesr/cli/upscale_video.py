@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,7 +22,7 @@ from animesr.cli.common import (BackendOption, CompileOption, DenoiseOption, Dev
 from animesr.cli.signals import Terminated, stop_on_signals
 from animesr.config import (DEFAULT_CHUNK_FRAMES, DEFAULT_DEDUP_THRESHOLD, EncodeSettings, InferenceSettings,
                             VideoJob)
-from animesr.errors import InputError
+from animesr.errors import InputError, ModelOutputError
 
 _WORKERS_HELP = ("local (this process, one device), ray (a local Ray instance, or the cluster RAY_ADDRESS names) "
                  "or ray:ADDRESS (HOST:PORT, auto, ray://HOST:10001): chunks upscaled by Ray workers, one per GPU "
@@ -167,10 +168,32 @@ def _upscale_folder(template: VideoJob, inputs: list[Path], output: Path, recurs
     def on_skipped(task) -> None:
         note(f"skipped {task.source}: {task.target} exists (use --overwrite to replace it)")
 
-    callbacks = BatchCallbacks(on_video=on_video, on_done=lambda task, result: _report(result),
-                               on_skipped=on_skipped, on_failed=lambda task, message: warn(f"failed: {message}"))
-    summary = guarded(lambda: upscale_videos(template, output, tasks, lambda job: _run_quietly(job, engine),
-                                             callbacks))
+    heard: Counter[str] = Counter()  # what a job the model stops got through
+
+    def on_done(task, result) -> None:
+        heard["done"] += 1
+        _report(result)
+
+    def on_failed(task, message: str) -> None:
+        heard["failed"] += 1
+        warn(f"failed: {message}")
+
+    def on_skipped_counted(task) -> None:
+        heard["skipped"] += 1
+        on_skipped(task)
+
+    callbacks = BatchCallbacks(on_video=on_video, on_done=on_done, on_skipped=on_skipped_counted, on_failed=on_failed)
+
+    def run_batch():
+        try:
+            return upscale_videos(template, output, tasks, lambda job: _run_quietly(job, engine), callbacks)
+        except ModelOutputError:  # the summary of what it got through precedes the model's error
+            if heard:
+                console.print(f"done {heard['done']}, skipped {heard['skipped']}, failed {heard['failed']} → {output}",
+                              markup=False)
+            raise
+
+    summary = guarded(run_batch)
     console.print(f"{summary.line()} → {output}", markup=False)
     if summary.failed:
         names = "\n".join(f"  {escape(str(source))}" for source, _ in summary.failed)
