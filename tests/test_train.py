@@ -28,7 +28,7 @@ from animesr.inference.upscaler import Upscaler
 from animesr.training import loop
 from animesr.training.loop import TrainCallbacks, train
 from animesr.training.state import load_state, write_state
-from conftest import dies_with_pytest, handled, smooth_image
+from conftest import dies_with_pytest, handled, smooth_image, tiny_model
 
 _register()
 
@@ -273,9 +273,11 @@ def test_two_gloo_processes_train_like_one(dataset: Path, tmp_path: Path) -> Non
     averaged gradients give the same weights as one process with the whole batch."""
     common = ["--data", str(dataset), "--scale", "2", "--iters", "3", "--batch-size", "4", "--patch", "8",
               "--workers", "0", "--channels", "8", "--blocks", "1", "--up-channels", "8", "--device", "cpu",
-              "--ema", "0"]
+              "--ema", "0", "--init", str(tmp_path / "start.safetensors")]
+    save_checkpoint(tmp_path / "start.safetensors", tiny_model(2, seed=3), 1.0)
     stderr = train_in_two_gloo_processes(tmp_path / "ddp", common)
     assert stderr.count("finished at step 3") == 1, stderr[-2000:]  # the first process speaks for the run
+    assert stderr.count("initialised ") == 1, stderr[-2000:]  # and says its notes once
     single = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "one"), *common])
     assert single.exit_code == 0, single.output
     a, b = weights(tmp_path / "ddp" / "last.safetensors"), weights(tmp_path / "one" / "last.safetensors")

@@ -309,7 +309,7 @@ def _train(settings: TrainSettings, callbacks: TrainCallbacks, processes: distri
         check_image_sizes(validation_images, settings.scale)
     run = _prepare_run(settings, processes, dataset.content_id)
     _make_run_folder(settings.out)
-    for message in run.notes:
+    for message in run.notes if processes.is_main else ():  # under torchrun, said once
         callbacks.note(message)
     network: nn.Module = run.model
     if processes.world > 1:
