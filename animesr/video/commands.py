@@ -90,9 +90,10 @@ def decode_args(info: VideoInfo, job: VideoJob, first_frame: int) -> list[str]:
             *_frame_timing_out(), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
 
 
-def encode_args(info: VideoInfo, encode: EncodeSettings, *, width: int, height: int, rate: Fraction,
+def encode_args(info: VideoInfo, encode: EncodeSettings, *, width: int, height: int, sar: Fraction, rate: Fraction,
                 time_base: Fraction, pts_expression: str, destination: Path) -> list[str]:
-    """rgb24 frames on stdin -> one chunk in the final codec, with the source's timestamps."""
+    """rgb24 frames on stdin -> one chunk in the final codec, with the source's timestamps; `sar`:
+    the output's sample aspect ratio."""
     matrix = output_matrix(info)
     filters = [
         f"settb={time_base.numerator}/{time_base.denominator}",
@@ -102,7 +103,7 @@ def encode_args(info: VideoInfo, encode: EncodeSettings, *, width: int, height: 
         f"format={encode.pix_fmt}",
         _colour_params(info),
         # setsar rounds to terms of at most `max` (100 by default): 22707/22720 would become 1/1
-        f"setsar={info.sar.numerator}/{info.sar.denominator}:max={_SAR_TERMS}",
+        f"setsar={sar.numerator}/{sar.denominator}:max={_SAR_TERMS}",
     ]
     source = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}",
               "-framerate", f"{rate.numerator}/{rate.denominator}", "-i", "-"]

@@ -326,8 +326,15 @@ def frame_batch(job: VideoJob, upscaler: Upscaler) -> int:
 def chunk_encode_args(info: VideoInfo, job: VideoJob, padding: tuple[int, int], destination: Path, *,
                       rate: Fraction, time_base: Fraction, pts_expression: str) -> list[str]:
     width, height = output_size(info, job, padding)
-    return commands.encode_args(info, job.encode, width=width, height=height, rate=rate, time_base=time_base,
-                                pts_expression=pts_expression, destination=destination)
+    return commands.encode_args(info, job.encode, width=width, height=height, sar=padded_sar(info, job, padding),
+                                rate=rate, time_base=time_base, pts_expression=pts_expression, destination=destination)
+
+
+def padded_sar(info: VideoInfo, job: VideoJob, padding: tuple[int, int]) -> Fraction:
+    """The source's sample aspect ratio, corrected for the padding so the picture keeps its shape."""
+    shown = Fraction(info.width * job.scale, info.height * job.scale)
+    width, height = output_size(info, job, padding)
+    return info.sar * shown / Fraction(width, height)
 
 
 def check_chunk(path: Path, index: int, frames: int) -> None:
