@@ -418,6 +418,15 @@ def test_mux_trials_leave_attachments_out_and_write_beside_the_output(with_fonts
     assert kept == (3 if container == "mkv" else 0)
 
 
+def test_an_error_found_before_the_work_is_the_whole_output(clip50: Path, tmp_path: Path) -> None:
+    """The progress display opened before the checks left a blank line after the error."""
+    result = cli(str(clip50), "-o", str(tmp_path / "late.mkv"), "-s", "2", "-m", str(tiny_model_file(tmp_path)),
+                 "--start", "5")
+    assert result.exit_code == 2 and handled(result), result.output
+    assert result.output.count("\n") == 1 and result.output.startswith("error: fifty.mkv has no decodable"), \
+        repr(result.output)
+
+
 def test_the_advice_names_the_option_at_fault_or_another_codec() -> None:
     from animesr.config import EncodeSettings
     from animesr.video.preflight import _advice

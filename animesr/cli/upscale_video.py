@@ -137,7 +137,8 @@ def names_a_folder(text: str) -> bool:
 def _upscale_one(job: VideoJob, engine):
     from animesr.video.pipeline import upscale_video as run_job  # torch only when there is work
 
-    with progress_bar(TextColumn("{task.fields[fps]} fps"), TextColumn("reused {task.fields[reused]}")) as bar:
+    with progress_bar(TextColumn("{task.fields[fps]} fps"), TextColumn("reused {task.fields[reused]}"),
+                      opened=False) as bar:
         callbacks = _progress_callbacks(bar)
         return guarded(lambda: run_job(job, callbacks, engine))
 
@@ -225,7 +226,8 @@ def _run_quietly(job: VideoJob, engine):
     """One video of a folder: its own progress bar; its errors go up to the batch, which goes on."""
     from animesr.video.pipeline import upscale_video as run_job
 
-    with progress_bar(TextColumn("{task.fields[fps]} fps"), TextColumn("reused {task.fields[reused]}")) as bar:
+    with progress_bar(TextColumn("{task.fields[fps]} fps"), TextColumn("reused {task.fields[reused]}"),
+                      opened=False) as bar:
         return run_job(job, _progress_callbacks(bar), engine)
 
 
@@ -323,6 +325,7 @@ def _progress_callbacks(bar: Progress):
     state: dict[str, object] = {"task": None, "began": time.perf_counter(), "first": 0}
 
     def on_start(total: int, done: int, reused: int) -> None:
+        bar.start()  # only now: an error found before the work is the only output line
         state.update(began=time.perf_counter(), first=done)
         state["task"] = bar.add_task("frames", total=total, completed=done, fps="-", reused=reused)
 
