@@ -202,6 +202,25 @@ def test_a_folder_job_the_model_stops_after_some_videos_says_what_it_got_through
     assert len(lines) == 2, result.output
 
 
+def test_a_folder_job_into_its_own_folder_runs_again(series: Path, tmp_path: Path) -> None:
+    """The second run took the first run's ep02.mkv for an input that ep02.mp4's output would replace: exit 3."""
+    import shutil
+
+    folder = tmp_path / "season"
+    folder.mkdir()
+    shutil.copy(series / "ep02.mp4", folder / "ep02.mp4")
+    model = str(tiny_model_file(tmp_path))
+    first = cli(str(folder), "-o", str(folder), "-s", "2", "-m", model)
+    assert first.exit_code == 0 and (folder / "ep02.mkv").is_file(), first.output
+    again = cli(str(folder), "-o", str(folder), "-s", "2", "-m", model)
+    flat = " ".join(again.output.split())
+    assert again.exit_code == 0 and handled(again), again.output
+    assert f"{folder / 'ep02.mkv'} is left out: it is where {folder / 'ep02.mp4'}'s output goes" in flat
+    assert "done 0, skipped 1, failed 0" in flat
+    replaced = cli(str(folder), "-o", str(folder), "-s", "2", "-m", model, "--overwrite")
+    assert replaced.exit_code == 3 and "would replace the input" in replaced.output  # never over a possible source
+
+
 @pytest.mark.parametrize("output", ["folder", "folder/", "file"])
 def test_an_output_onto_its_input_is_the_same_output_error_in_every_mode(series: Path, tmp_path: Path,
                                                                          output: str) -> None:

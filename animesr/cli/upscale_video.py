@@ -159,7 +159,8 @@ def _upscale_folder(template: VideoJob, inputs: list[Path], output: Path, recurs
     from animesr.video.streams import container_for
 
     guarded(lambda: container_for(Path(f"x.{container}")))
-    tasks = guarded(lambda: plan_videos(inputs, output, recursive, container))
+    tasks = guarded(lambda: plan_videos(inputs, output, recursive, container, overwrite=template.overwrite,
+                                        note=note))
     guarded(lambda: _check_job_wide(template, container, local=engine is None))
     note(f"{len(tasks)} video(s) → {output}")
 

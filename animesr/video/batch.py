@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from animesr.atomic import removed_if_left_empty
-from animesr.callbacks import JobCallbacks, ignore
+from animesr.callbacks import JobCallbacks, Message, ignore
 from animesr.config import VideoJob
 from animesr.errors import AnimeSRError, InputError, ModelOutputError, OutputError, output_replaces_input
 from animesr.image_job import prepare_output_dir, stopped_by_model
@@ -50,15 +50,24 @@ def list_videos(paths: list[Path], recursive: bool, skip: Path | None = None) ->
     return list_inputs(paths, recursive, wanted, "videos")
 
 
-def plan_videos(inputs: list[Path], output_dir: Path, recursive: bool, container: str) -> list[VideoTask]:
+def plan_videos(inputs: list[Path], output_dir: Path, recursive: bool, container: str, *, overwrite: bool = False,
+                note: Message = ignore) -> list[VideoTask]:
     """Name every output (OUT_DIR/relative/stem.CONTAINER); two inputs onto one output, or an
-    output onto an input, is refused before any work."""
+    output onto an input, is refused before any work. Without `overwrite`, an input that is where
+    another input's output goes (an earlier run into the input folder) is left out, with a note:
+    that output then exists and is skipped."""
     tasks: list[VideoTask] = []
     claimed: dict[Path, Path] = {}
     found = list_videos(inputs, recursive, skip=output_dir)
+
+    def target_of(relative: Path) -> Path:
+        return output_dir / relative.parent / f"{relative.stem}.{container}"
+
+    if not overwrite:
+        found = _without_earlier_outputs(found, {_key(target_of(r)): source for source, r in found}, note)
     sources = {_key(source) for source, _ in found}
     for source, relative in found:
-        target = output_dir / relative.parent / f"{relative.stem}.{container}"
+        target = target_of(relative)
         key = _key(target)
         if key in claimed:
             raise InputError(f"{claimed[key]} and {source} would both be written to {target}: "
@@ -70,6 +79,18 @@ def plan_videos(inputs: list[Path], output_dir: Path, recursive: bool, container
     if output_dir.exists() and not output_dir.is_dir():
         raise OutputError(f"output folder {output_dir} is an existing file")
     return tasks
+
+
+def _without_earlier_outputs(found: list[tuple[Path, Path]], producers: dict[Path, Path],
+                             note: Message) -> list[tuple[Path, Path]]:
+    kept = []
+    for source, relative in found:
+        producer = producers.get(_key(source))
+        if producer is not None and producer != source:
+            note(f"{source} is left out: it is where {producer}'s output goes (an earlier run's output)")
+            continue
+        kept.append((source, relative))
+    return kept
 
 
 def _key(path: Path) -> Path:
