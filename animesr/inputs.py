@@ -12,7 +12,8 @@ from animesr.errors import InputError
 def list_inputs(paths: list[Path], recursive: bool, wanted: Callable[[Path, Path], bool],
                 kind: str) -> list[tuple[Path, Path]]:
     """Files are taken as given; folders are walked for the files `wanted(file, folder)` accepts, and a folder
-    without any is an error naming `kind` ("images", "videos")."""
+    without any is an error naming `kind` ("images", "videos"). A file reached twice (named twice, or
+    named and inside a folder also named) is taken once, where it is first reached."""
     found: list[tuple[Path, Path]] = []
     for root in paths:
         if not root.exists():
@@ -25,7 +26,10 @@ def list_inputs(paths: list[Path], recursive: bool, wanted: Callable[[Path, Path
         if not files:
             raise InputError(f"{root}: no {kind} found{'' if recursive else ' (try --recursive)'}")
         found.extend((p, p.relative_to(root)) for p in files)
-    return found
+    first: dict[Path, tuple[Path, Path]] = {}
+    for source, relative in found:
+        first.setdefault(source.resolve(), (source, relative))
+    return list(first.values())
 
 
 def folder_inside(folder: Path | None, root: Path) -> Path | None:

@@ -69,6 +69,19 @@ def test_plan_without_prepare_creates_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+def test_an_image_named_twice_or_also_in_a_named_folder_is_planned_once(tmp_path: Path) -> None:
+    """It was refused as two inputs onto one output, with advice (--suffix) that could not help."""
+    folder = tmp_path / "img"
+    folder.mkdir()
+    write_image(folder / "a.png", smooth_image(8, 8))
+    write_image(folder / "b.png", smooth_image(8, 8, seed=1))
+    for inputs, expected in (([folder / "a.png", folder / "a.png"], ["a.png"]),
+                             ([folder / "a.png", folder / ".." / "img" / "a.png"], ["a.png"]),
+                             ([folder / "a.png", folder], ["a.png", "b.png"])):
+        tasks = plan_images(_job(inputs, tmp_path / "out"), prepare=False)
+        assert sorted(t.target.name for t in tasks) == expected, inputs
+
+
 def test_a_lone_image_is_read_when_planned_and_others_when_upscaled(tmp_path: Path) -> None:
     (tmp_path / "bad.png").write_text("hello")
     write_image(tmp_path / "good.png", smooth_image(4, 4))

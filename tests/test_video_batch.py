@@ -114,8 +114,14 @@ def test_an_output_ending_in_a_separator_is_a_folder_even_when_missing(series: P
 
 
 def test_plans_that_would_lose_an_output_are_refused_before_any_work(series: Path, tmp_path: Path) -> None:
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "op.mkv").write_bytes(b"another op.mkv")
     with pytest.raises(InputError, match="would both be written"):
-        plan_videos([series / "ep01.mkv", series / "extras" / "op.mkv", series / "extras"], tmp_path, False, "mkv")
+        plan_videos([series / "ep01.mkv", tmp_path / "other" / "op.mkv", series / "extras"], tmp_path / "out", False,
+                    "mkv")
+    # one file reached twice (named, and in a named folder) is one input
+    twice = plan_videos([series / "extras" / "op.mkv", series / "extras"], tmp_path / "out", False, "mkv")
+    assert [task.source for task in twice] == [series / "extras" / "op.mkv"]
     with pytest.raises(OutputError, match="ep01.mkv: the output would replace the input; use another -o"):
         plan_videos([series / "ep01.mkv"], series, False, "mkv")
     with pytest.raises(InputError, match="no videos found.*--recursive"):
