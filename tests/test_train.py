@@ -610,7 +610,7 @@ def test_a_resume_on_other_samples_is_refused_unless_meant_and_each_segment_reco
     train(tiny_settings(moved, run, iters=3, resume=True), TrainCallbacks(note=notices.append))
     assert notices == []
     train(tiny_settings(other_dataset, run, iters=4, resume=True, new_data=True), TrainCallbacks(note=notices.append))
-    assert len(notices) == 1 and f"other data than step 2's: moved.h5 (id " in notices[0], notices
+    assert len(notices) == 1 and f"other data than steps 2–3: moved.h5 (id " in notices[0], notices
     training = load_checkpoint(run / "last.safetensors").training
     segments = [(s["from_step"], s["data"], s["data_id"]) for s in training["segments"]]
     first_id = segments[0][2]
@@ -628,7 +628,7 @@ def test_a_run_from_before_data_ids_resumes_on_any_data_with_a_note(dataset: Pat
     write_state(run / "state.pt", state)
     notices: list[str] = []
     train(tiny_settings(other_dataset, run, iters=3, resume=True), TrainCallbacks(note=notices.append))
-    assert notices == [f"step 0's segment predates data ids: --data {other_dataset.name} cannot be compared with "
+    assert notices == [f"steps 0–2 predate data ids: --data {other_dataset.name} cannot be compared with "
                        "the data it was trained on"], notices
     assert load_state(run)["step"] == 3
 

@@ -159,7 +159,7 @@ class _Run:
         samples under another name (a moved file) are the same data. Segments written before data
         was recorded cannot be compared."""
         if previous.get("data_id") is None:
-            self.notes.append(f"step {previous['from_step']}'s segment predates data ids: --data "
+            self.notes.append(f"{_steps(previous, segment)} predate data ids: --data "
                               f"{segment['data']} cannot be compared with the data it was trained on")
             return
         if previous["data_id"] == segment["data_id"]:
@@ -169,14 +169,14 @@ class _Run:
         if not self.settings.new_data:
             raise TrainingError(f"{self.settings.out} was trained on {before}; {now} holds other samples: "
                                 "pass --new-data to continue this run on it")
-        self.notes.append(f"resumed on other data than step {previous['from_step']}'s: {before} → {now}")
+        self.notes.append(f"resumed on other data than {_steps(previous, segment)}: {before} → {now}")
 
     def _note_changed_settings(self, previous: dict[str, Any], segment: dict[str, Any]) -> None:
         unnoted = ("from_step", "iters", "data", "data_id")  # iters may grow; the data has its own check
         changed = [f"{key} {previous[key]} → {value}" for key, value in segment.items()
                    if key not in unnoted and key in previous and previous[key] != value]
         if changed:
-            self.notes.append(f"resumed with other settings than step {previous['from_step']}'s: {', '.join(changed)}")
+            self.notes.append(f"resumed with other settings than {_steps(previous, segment)}: {', '.join(changed)}")
 
     def initialise_from(self, path: Path) -> None:
         source = on_unit_range(_load_for_init(path, self.config.scale))
@@ -246,6 +246,11 @@ def _prepare_run(settings: TrainSettings, processes: distributed.Processes, data
         run.initialise_from(settings.init)
     run.start_segment(data_id)
     return run
+
+
+def _steps(previous: dict[str, Any], segment: dict[str, Any]) -> str:
+    """The steps the previous segment trained, which the new one continues: 'steps 10–20'."""
+    return f"steps {previous['from_step']}–{segment['from_step']}"
 
 
 def _require_run_files_are_files(out: Path) -> None:
