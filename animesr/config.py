@@ -130,10 +130,13 @@ MAX_CHUNK_FRAMES = 100_000
 MAX_SECONDS = 1_000_000.0  # --start / --duration
 
 
+DEFAULT_CRF = 18
+
+
 @dataclass(frozen=True)
 class EncodeSettings:
     codec: str = "libx264"
-    crf: int | None = 18  # ignored by codecs without a CRF mode (ffv1)
+    crf: int | None = DEFAULT_CRF  # ignored by codecs without a CRF mode (ffv1)
     preset: str | None = None  # the codec's own default when None
     pix_fmt: str = "yuv420p"
 

@@ -427,6 +427,18 @@ def test_an_error_found_before_the_work_is_the_whole_output(clip50: Path, tmp_pa
         repr(result.output)
 
 
+def test_crf_given_to_a_codec_without_a_quality_setting_is_warned_about(clip50: Path, tmp_path: Path) -> None:
+    """--codec ffv1 --crf 10 ran without a word, the --crf silently ignored."""
+    model = str(tiny_model_file(tmp_path))
+    for extra, warned in ((["--crf", "10"], True), ([], False)):
+        out = tmp_path / f"lossless{len(extra)}.mkv"
+        result = cli(str(clip50), "-o", str(out), "-s", "2", "-m", model, "--codec", "ffv1", "--duration", "0.2",
+                     *extra)
+        assert result.exit_code == 0 and out.is_file(), result.output
+        said = "warning: --crf has no effect with --codec ffv1: it has no constant-quality setting" in result.output
+        assert said == warned, result.output
+
+
 def test_the_advice_names_the_option_at_fault_or_another_codec() -> None:
     from animesr.config import EncodeSettings
     from animesr.video.preflight import _advice

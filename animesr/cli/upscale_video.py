@@ -20,8 +20,8 @@ from animesr.cli.common import (BackendOption, CompileOption, DenoiseOption, Dev
                                  PrecisionOption, ScaleOption, TtaOption, console, fail, guarded, note,
                                  progress_bar, warn)
 from animesr.cli.signals import Terminated, stop_on_signals
-from animesr.config import (DEFAULT_CHUNK_FRAMES, DEFAULT_DEDUP_THRESHOLD, EncodeSettings, InferenceSettings,
-                            VideoJob)
+from animesr.config import (DEFAULT_CHUNK_FRAMES, DEFAULT_CRF, DEFAULT_DEDUP_THRESHOLD, EncodeSettings,
+                            InferenceSettings, VideoJob)
 from animesr.errors import InputError, ModelOutputError
 
 _WORKERS_HELP = ("local (this process, one device), ray (a local Ray instance, or the cluster RAY_ADDRESS names) "
@@ -44,9 +44,9 @@ def upscale_video(
         "--codec", help="ffmpeg video encoder: libx264, libx265, libsvtav1, "
                         "libvpx-vp9, ffv1, or hardware: h264_nvenc, "
                         "hevc_qsv, av1_amf, ...")] = "libx264",
-    crf: Annotated[int, typer.Option(
-        "--crf", help="Constant quality (lower: better): CRF for x264/x265/SVT-AV1/VP9/"
-                      "AOM, -cq for NVENC, -global_quality for QSV, QP for AMF.")] = 18,
+    crf: Annotated[int | None, typer.Option(
+        "--crf", help="Constant quality (lower: better; default 18): CRF for x264/x265/SVT-AV1/VP9/"
+                      "AOM, -cq for NVENC, -global_quality for QSV, QP for AMF.")] = None,
     preset: Annotated[str | None, typer.Option(
         "--preset", help="Encoder preset (x264: ultrafast..veryslow).")] = None,
     pix_fmt: Annotated[str, typer.Option(
@@ -99,6 +99,7 @@ def upscale_video(
 ) -> None:
     """Upscale videos with A2N, keeping their audio, subtitles, chapters, timing and colours."""
     from animesr.video.distributed import parse_workers
+    from animesr.video.commands import has_quality_setting
     from animesr.video.preflight import check_encode_options
 
     output = Path(output_text)
@@ -109,12 +110,15 @@ def upscale_video(
     target = output / "placeholder.mkv" if folder_mode else output
     job = _build_job(
         input_path=inputs[0], output=target, scale=scale, model=model, denoise=denoise,
-        encode=EncodeSettings(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt), fps=fps, deinterlace=deinterlace,
+        encode=EncodeSettings(codec=codec, crf=DEFAULT_CRF if crf is None else crf, preset=preset, pix_fmt=pix_fmt),
+        fps=fps, deinterlace=deinterlace,
         field_mode=_field_mode(field_mode, ivtc=ivtc, deinterlace=deinterlace), start=start, duration=duration,
         resume=resume, overwrite=overwrite, dedup_threshold=dedup_threshold, chunk_frames=chunk_frames,
         accept_truncated=accept_truncated, batch=batch, tile=tile, device=device, tta=tta, backend=backend,
         precision=precision, compiled=compiled)
     guarded(lambda: check_encode_options(job.encode))  # once for all videos, before any work
+    if crf is not None and not has_quality_setting(codec):
+        warn(f"--crf has no effect with --codec {codec}: it has no constant-quality setting")
     ray_settings = guarded(lambda: parse_workers(workers, ray_workers))  # before any work
     if ray_settings is not None and device.startswith("cuda:"):
         raise fail(f"--device {device} picks a GPU of this process; each Ray worker gets a GPU of its own: "

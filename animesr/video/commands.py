@@ -144,6 +144,11 @@ def quality_args(encode: EncodeSettings) -> list[str]:
     return args
 
 
+def has_quality_setting(codec: str) -> bool:
+    """Whether --crf means something to `codec` (ffv1 and rawvideo, for instance, are lossless)."""
+    return _quality_mode(codec) is not None
+
+
 def check_quality(encode: EncodeSettings) -> None:
     """--crf inside the range of the encoder's constant-quality setting."""
     mode = _quality_mode(encode.codec)
