@@ -27,7 +27,8 @@ from animesr.pretrained import resolve_model
 from animesr.video import commands
 from animesr.video.fields import settle_field_mode
 from animesr.video.ffmpeg import FrameReader, FrameWriter, ffmpeg_tool, run_ffmpeg, video_encoders
-from animesr.video.preflight import check_encode_options, check_encoder_opens, check_streams_go_in
+from animesr.video.preflight import (check_encode_options, check_encoder_opens, check_streams_go_in,
+                                     drop_streams_empty_in_window)
 from animesr.video.probe import VideoInfo, probe
 from animesr.video.runner import ChunkPlan, ChunkRunner, FramesCallback
 from animesr.video.streams import (StreamAction, check_video_codec, container_for, metadata_losses, plan_streams,
@@ -112,8 +113,8 @@ def upscale_video(job: VideoJob, callbacks: VideoCallbacks = VideoCallbacks(),
 
 def _upscale_locked(job: VideoJob, callbacks: VideoCallbacks, info: VideoInfo, container: str,
                     began: float, make_engine: EngineFactory) -> VideoResult:
-    actions = check_streams_go_in(job.input, plan_streams(info.streams, container), container,
-                                  beside=job.output)
+    planned = drop_streams_empty_in_window(job, plan_streams(info.streams, container))
+    actions = check_streams_go_in(job.input, planned, container, beside=job.output)
     _warn_about_source(info, job, actions, callbacks.warn)
     job = replace(job, field_mode=settle_field_mode(info, job.field_mode, start=job.start, duration=job.duration,
                                                     note=callbacks.note, warn=callbacks.warn))
