@@ -273,8 +273,8 @@ def scan_timeline(info: VideoInfo, job: VideoJob, *, window: str = "the --start/
     """The frames' timestamps; InputError when there are none (`window` names job.start/job.duration
     in the message) or when they do not decode at the size `info` says."""
     try:
-        listing = run_ffmpeg(commands.scan_args(info, job), f"read {info.path.name}")
-        timeline = parse_framecrc(listing)
+        listing = _scan_listing(info, job)
+        timeline = parse_framecrc(listing, rate_converted=bool(job.fps))
     except FFmpegKilled:
         raise  # ffmpeg itself died: not a fault of the video
     except FFmpegError as error:
@@ -285,6 +285,23 @@ def scan_timeline(info: VideoInfo, job: VideoJob, *, window: str = "the --start/
         raise InputError(f"{info.path.name} has no decodable video frames{where}{rate}")
     _check_decoded_size(info, decoded_size(listing))
     return timeline
+
+
+def _scan_listing(info: VideoInfo, job: VideoJob) -> str:
+    """The scan's frame list. ffmpeg fails a scan that lists a second stream (--fps, IVTC) when the
+    filters leave no frame (no encoder opens for a stream that got none): the frames listed alone
+    then say whether that was all."""
+    try:
+        return run_ffmpeg(commands.scan_args(info, job), f"read {info.path.name}")
+    except FFmpegKilled:
+        raise
+    except FFmpegError:
+        if not commands.scan_lists_two_streams(job):
+            raise
+        alone = run_ffmpeg(commands.scan_args(info, job, frames_only=True), f"read {info.path.name}")
+        if parse_framecrc(alone).count:
+            raise
+        return alone
 
 
 def _check_decoded_size(info: VideoInfo, size: tuple[int, int] | None) -> None:
