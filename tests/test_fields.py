@@ -11,13 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import SHARED, handled
-from test_video_pipeline import (Recorder, clips, decoded_frames_digest, ffmpeg, frame_times, make_clip, run,  # noqa: F401
-                                 sine, tiny_model_file)
+from test_video_pipeline import (Recorder, clips, decoded_frames_digest, ffmpeg, frame_times, lavfi_testsrc,  # noqa: F401
+                                 make_clip, run, sine, tiny_model_file)
 from test_video_window import _counting, _source_frames
 from typer.testing import CliRunner
 
-from animesr.config import VideoJob
-from animesr.errors import InputError
+from animesr.config import EncodeSettings, VideoJob
+from animesr.errors import InputError, VerificationError
+from animesr.video import commands
 from animesr.video.commands import ivtc_filters
 from animesr.video.extents import stream_extents
 from animesr.video.fields import (FieldStats, choose_field_mode, measure_fields, parse_idet, sample_windows,
@@ -74,6 +75,33 @@ def test_ivtc_gives_back_the_film_frames_at_23_976_in_sync(ffmpeg: str, film: Pa
     matches = [int(np.abs(original - written[i]).mean(axis=(1, 2, 3)).argmin()) for i in range(0, 96, 7)]
     assert matches == list(range(0, 96, 7))
     assert times[0] == pytest.approx(0.0, abs=0.002)
+
+
+@pytest.mark.parametrize(("rate", "fps", "duration", "frames"), [
+    ("30000/1001", "24000/1001", None, 24), ("30000/1001", "60", None, 60), ("10", "30", 1.0, 30)])
+def test_ivtc_then_fps_keeps_the_last_frames_duration(ffmpeg: str, clips: Path, tmp_path: Path, rate: str, fps: str,
+                                                       duration: float | None, frames: int) -> None:
+    """decimate ended its stream where its last frame starts, so fps dropped that frame: 23 frames
+    (0.959 s) of the 24 that IVTC alone gives, and the audio cut to them."""
+    seconds = 1.0 if duration is None else 2.0
+    clip = make_clip(ffmpeg, clips / f"ivtc-fps-{rate.split('/')[0]}.mp4", *lavfi_testsrc(rate, seconds),
+                     *sine(440, 48000, 1.0), "-c:v", "libx264", "-c:a", "aac")
+    result = run(clip, tmp_path / "out.mkv", field_mode="ivtc", fps=fps, duration=duration,
+                 encode=EncodeSettings(preset="ultrafast"))
+    assert result.verification.ok, result.verification.lines()
+    assert result.frames == frames
+    assert result.verification.seconds_out == pytest.approx(1.0, abs=0.0025)
+
+
+def test_verification_compares_a_rate_converted_video_with_the_source_window(ffmpeg: str, clips: Path,
+                                                                             tmp_path: Path, monkeypatch) -> None:
+    """The frames fps gave, not the source's, were the measure: a video short of its last frame passed."""
+    monkeypatch.setattr(commands, "_DECIMATE_END", "null")
+    clip = make_clip(ffmpeg, clips / "ivtc-fps-30000.mp4", *lavfi_testsrc("30000/1001", 1.0), *sine(440, 48000, 1.0),
+                     "-c:v", "libx264", "-c:a", "aac")
+    with pytest.raises(VerificationError, match=r"duration: 1\.001 s in, 0\.959 s out .*MISMATCH"):
+        run(clip, tmp_path / "short.mkv", field_mode="ivtc", fps="24000/1001",
+            encode=EncodeSettings(preset="ultrafast"))
 
 
 def test_an_interrupted_ivtc_job_resumes_to_the_same_frames(ffmpeg: str, telecined: Path, tmp_path: Path) -> None:

@@ -201,6 +201,17 @@ def test_framecrc_parse_sorts_into_presentation_order() -> None:
     assert timeline.seconds() == pytest.approx(0.12)
 
 
+def test_a_rate_converted_timeline_keeps_where_the_source_frames_end() -> None:
+    """--fps: stream 1 lists the frames before the conversion; its end is kept, also in the work folder."""
+    text = ("#tb 0: 1/24\n#tb 1: 1/1000\n0, 0, 0, 1, 9, 0x1\n0, 1, 1, 1, 9, 0x2\n"
+            "1, 0, 0, 40, 9, 0x3\n1, 40, 40, 45, 9, 0x4\n")
+    timeline = parse_framecrc(text, rate_converted=True)
+    assert timeline.pts == (0, 1) and timeline.decoded is None
+    assert timeline.window_seconds() == pytest.approx(0.085) and timeline.seconds() == pytest.approx(1 / 12)
+    assert Timeline.from_json(timeline.to_json()) == timeline
+    assert parse_framecrc(text).decoded == 2 and parse_framecrc(text).window_seconds() == pytest.approx(1 / 12)
+
+
 def _evaluate(expression: str, n: int) -> int:
     python = re.sub(r"if\(", "_if(", expression).replace("lt(", "_lt(").replace("N", str(n))
     return eval(python, {"_if": lambda c, a, b: a if c else b, "_lt": lambda a, b: a < b})

@@ -81,6 +81,47 @@ def test_trim_cuts_every_stream_and_chapter_to_the_video_window(ffmpeg: str, lon
         assert int(errors.argmin()) == index + 12
 
 
+@pytest.fixture(scope="module")
+def early_streams(ffmpeg: str, clips: Path) -> Path:
+    """3 s of video (a keyframe every 0.5 s) with AAC audio and one subtitle cue that end at 1 s."""
+    subtitles = clips / "early.srt"
+    subtitles.write_text("1\n00:00:00,200 --> 00:00:01,000\nEarly cue\n")
+    return make_clip(ffmpeg, clips / "early-streams.mkv", *lavfi_testsrc("10", 3.0), *sine(440, 44100, 1.0),
+                     "-i", str(subtitles), "-map", "0", "-map", "1", "-map", "2", "-c:v", "libx264", "-g", "5",
+                     "-c:a", "aac", "-c:s", "srt")
+
+
+@pytest.mark.parametrize("container", ["mkv", "mp4", "mov"])
+def test_a_stream_with_no_packets_in_the_window_is_dropped_with_a_warning(early_streams: Path, tmp_path: Path,
+                                                                          container: str) -> None:
+    """MP4 and MOV left the empty audio track out (verification then failed on every run), MP4 kept
+    the cue before the window as an empty one, Matroska kept both tracks empty."""
+    recorder = Recorder()
+    out = tmp_path / f"after.{container}"
+    result = run(early_streams, out, recorder, start=1.5, duration=0.5, encode=EncodeSettings(preset="ultrafast"))
+    assert result.verification.ok, result.verification.lines()
+    assert [s.kind for s in probe(out).streams if s.kind != "data"] == ["video"]
+    assert [w for w in recorder.warnings if "no packets in the --start/--duration range" in w] == [
+        "stream #1 audio aac dropped: it has no packets in the --start/--duration range",
+        "stream #2 subtitle subrip dropped: it has no packets in the --start/--duration range"]
+
+
+def test_a_stream_that_starts_after_the_window_is_dropped(ffmpeg: str, clips: Path, tmp_path: Path) -> None:
+    late = make_clip(ffmpeg, clips / "late-audio.mp4", *lavfi_testsrc("10", 3.0), "-itsoffset", "2",
+                     *sine(440, 44100, 1.0), "-c:v", "libx264", "-c:a", "aac")
+    recorder = Recorder()
+    result = run(late, tmp_path / "late.mov", recorder, duration=1.0, encode=EncodeSettings(preset="ultrafast"))
+    assert result.verification.ok, result.verification.lines()
+    assert not any(action.kept for action in result.streams)
+    assert any("#1 audio aac dropped" in w for w in recorder.warnings)
+
+
+def test_a_stream_with_packets_in_the_window_is_kept(early_streams: Path, tmp_path: Path) -> None:
+    result = run(early_streams, tmp_path / "kept.mp4", start=0.5, duration=1.0, encode=EncodeSettings(preset="ultrafast"))
+    assert result.verification.ok, result.verification.lines()
+    assert [a.stream.kind for a in result.streams if a.kept] == ["audio", "subtitle"]
+
+
 def test_verification_fails_when_a_stream_leaves_the_video_window() -> None:
     def verification(*extents: Extent) -> Verification:
         return Verification(frames_in=48, frames_out=48, seconds_in=2.0, seconds_out=2.0, frame_seconds=0.042,

@@ -56,24 +56,46 @@ DEINTERLACE_FILTERS = "idet,bwdif=mode=send_frame:deint=interlaced"
 
 def timing_filters(info: VideoInfo, job: VideoJob) -> list[str]:
     """The filters that decide which frames exist: fields (IVTC or deinterlace), then a constant rate."""
+    return [*field_filters(info, job), *rate_filters(job)]
+
+
+def field_filters(info: VideoInfo, job: VideoJob) -> list[str]:
     if job.field_mode == "auto":
         raise ValueError("field_mode 'auto' is resolved to a mode before any command is built")
-    filters = {"ivtc": [ivtc_filters(info)], "deinterlace": [DEINTERLACE_FILTERS]}.get(job.field_mode, [])
-    if job.fps:
-        filters.append(f"fps={job.fps}")
-    return filters
+    return {"ivtc": [ivtc_filters(info)], "deinterlace": [DEINTERLACE_FILTERS]}.get(job.field_mode, [])
 
 
-def scan_args(info: VideoInfo, job: VideoJob) -> list[str]:
+# decimate ends its stream where its last frame starts, and fps drops a frame that starts at the
+# end: one clone of that frame, at its time, moves the end to where the frame ends
+_DECIMATE_END = "tpad=stop=1:stop_mode=clone"
+
+
+def rate_filters(job: VideoJob) -> list[str]:
+    """--fps: a constant rate."""
+    if not job.fps:
+        return []
+    return [*([_DECIMATE_END] if job.field_mode == "ivtc" else []), f"fps={job.fps}"]
+
+
+def scan_args(info: VideoInfo, job: VideoJob, *, frames_only: bool = False) -> list[str]:
     """Decode once, write each frame's timestamps (framecrc of wrapped frames: no pixels copied).
-    With IVTC the decoded frames are listed too, as stream 1, to count what 5 → 4 left out."""
+    Unless `frames_only`: with --fps the frames before the rate conversion are listed too, as
+    stream 1, for where the source's frames end; with IVTC alone, the decoded frames, to count what
+    5 → 4 left out."""
     filters = timing_filters(info, job)
-    if job.field_mode != "ivtc" or job.fps:  # after --fps the count no longer follows 5 → 4
+    if frames_only or not scan_lists_two_streams(job):
         return [*_QUIET, *input_args(job), "-map", f"0:{info.video_index}", *_vf(filters),
                 *_frame_timing_out(), "-c:v", "wrapped_avframe", "-f", "framecrc", "-"]
-    graph = f"[0:{info.video_index}]split[decoded][all];[all]{','.join(filters)}[kept]"
-    return [*_QUIET, *input_args(job), "-filter_complex", graph, "-map", "[kept]", "-map", "[decoded]",
+    rate = rate_filters(job)
+    before, after = (field_filters(info, job), rate) if rate else ([], filters)
+    listed_after = "".join(f"{f}," for f in before)
+    graph = f"[0:{info.video_index}]{listed_after}split[listed][rest];[rest]{','.join(after)}[kept]"
+    return [*_QUIET, *input_args(job), "-filter_complex", graph, "-map", "[kept]", "-map", "[listed]",
             *_frame_timing_out(), "-c:v", "wrapped_avframe", "-f", "framecrc", "-"]
+
+
+def scan_lists_two_streams(job: VideoJob) -> bool:
+    return bool(job.fps) or job.field_mode == "ivtc"
 
 
 def packet_scan_args(path: Path) -> list[str]:

@@ -32,10 +32,19 @@ def stream_extents(path: Path, streams: tuple[StreamInfo, ...]) -> tuple[Extent,
     timed = [s for s in streams if s.kind in _TIMED_KINDS]
     if not timed:
         return ()
-    text = run_ffmpeg(["-hide_banner", "-nostdin", "-loglevel", "error", "-i", path_arg(path),
-                       *map_args([s.index for s in timed]), "-c", "copy", "-f", "framecrc", "-"],
-                      f"read the packets of {path.name}")
+    text = _packet_listing(["-i", path_arg(path)], [s.index for s in timed], f"read the packets of {path.name}")
     return parse_extents(text, [f"#{s.index} {s.kind}" for s in timed])
+
+
+def packet_spans(inputs: list[str], stream_indexes: list[int], what: str) -> dict[int, list[Span]]:
+    """The packets of these streams of input 0 as ffmpeg reads them with `inputs` (a seek and a
+    length read only that range), by position in `stream_indexes`; a stream with none is absent."""
+    return parse_packets(_packet_listing(inputs, stream_indexes, what))
+
+
+def _packet_listing(inputs: list[str], stream_indexes: list[int], what: str) -> str:
+    return run_ffmpeg(["-hide_banner", "-nostdin", "-loglevel", "error", *inputs, *map_args(stream_indexes),
+                       "-c", "copy", "-f", "framecrc", "-"], what)
 
 
 def parse_extents(text: str, labels: list[str]) -> tuple[Extent, ...]:

@@ -27,7 +27,8 @@ from animesr.pretrained import resolve_model
 from animesr.video import commands
 from animesr.video.fields import settle_field_mode
 from animesr.video.ffmpeg import FrameReader, FrameWriter, ffmpeg_tool, run_ffmpeg, video_encoders
-from animesr.video.preflight import check_encode_options, check_encoder_opens, check_streams_go_in
+from animesr.video.preflight import (check_encode_options, check_encoder_opens, check_streams_go_in,
+                                     drop_streams_empty_in_window)
 from animesr.video.probe import VideoInfo, probe
 from animesr.video.runner import ChunkPlan, ChunkRunner, FramesCallback
 from animesr.video.streams import (StreamAction, check_video_codec, container_for, metadata_losses, plan_streams,
@@ -112,8 +113,8 @@ def upscale_video(job: VideoJob, callbacks: VideoCallbacks = VideoCallbacks(),
 
 def _upscale_locked(job: VideoJob, callbacks: VideoCallbacks, info: VideoInfo, container: str,
                     began: float, make_engine: EngineFactory) -> VideoResult:
-    actions = check_streams_go_in(job.input, plan_streams(info.streams, container), container,
-                                  beside=job.output)
+    planned = drop_streams_empty_in_window(job, plan_streams(info.streams, container))
+    actions = check_streams_go_in(job.input, planned, container, beside=job.output)
     _warn_about_source(info, job, actions, callbacks.warn)
     job = replace(job, field_mode=settle_field_mode(info, job.field_mode, start=job.start, duration=job.duration,
                                                     note=callbacks.note, warn=callbacks.warn))
@@ -272,8 +273,8 @@ def scan_timeline(info: VideoInfo, job: VideoJob, *, window: str = "the --start/
     """The frames' timestamps; InputError when there are none (`window` names job.start/job.duration
     in the message) or when they do not decode at the size `info` says."""
     try:
-        listing = run_ffmpeg(commands.scan_args(info, job), f"read {info.path.name}")
-        timeline = parse_framecrc(listing)
+        listing = _scan_listing(info, job)
+        timeline = parse_framecrc(listing, rate_converted=bool(job.fps))
     except FFmpegKilled:
         raise  # ffmpeg itself died: not a fault of the video
     except FFmpegError as error:
@@ -284,6 +285,23 @@ def scan_timeline(info: VideoInfo, job: VideoJob, *, window: str = "the --start/
         raise InputError(f"{info.path.name} has no decodable video frames{where}{rate}")
     _check_decoded_size(info, decoded_size(listing))
     return timeline
+
+
+def _scan_listing(info: VideoInfo, job: VideoJob) -> str:
+    """The scan's frame list. ffmpeg fails a scan that lists a second stream (--fps, IVTC) when the
+    filters leave no frame (no encoder opens for a stream that got none): the frames listed alone
+    then say whether that was all."""
+    try:
+        return run_ffmpeg(commands.scan_args(info, job), f"read {info.path.name}")
+    except FFmpegKilled:
+        raise
+    except FFmpegError:
+        if not commands.scan_lists_two_streams(job):
+            raise
+        alone = run_ffmpeg(commands.scan_args(info, job, frames_only=True), f"read {info.path.name}")
+        if parse_framecrc(alone).count:
+            raise
+        return alone
 
 
 def _check_decoded_size(info: VideoInfo, size: tuple[int, int] | None) -> None:

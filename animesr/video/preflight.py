@@ -14,9 +14,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from animesr.config import EncodeSettings
+from animesr.config import EncodeSettings, VideoJob
 from animesr.errors import FFmpegError, UsageError
 from animesr.video import commands
+from animesr.video.extents import Span, packet_spans
 from animesr.video.ffmpeg import encoder_pixel_formats, ffmpeg_exe, last_lines, run_tool, video_encoders
 from animesr.video.probe import VideoInfo
 from animesr.video.streams import MKV_OUTPUT, StreamAction, check_codec_exists, refused_audio
@@ -69,6 +70,29 @@ def check_encoder_opens(info: VideoInfo | None, encode: EncodeSettings, *, width
         complaint = encoder_complaint(result.stderr, encode.codec)
         raise UsageError(f"--codec {encode.codec} does not work here with {_other_options(encode)} "
                          f"({complaint}): {_advice(complaint, encode)}")
+
+
+def drop_streams_empty_in_window(job: VideoJob, actions: tuple[StreamAction, ...]) -> tuple[StreamAction, ...]:
+    """The plan with every kept audio and subtitle stream that has no packet in the --start/--duration
+    window dropped, in every container alike: MP4 and MOV would leave its track out (MP4 keeps a cue
+    wholly before the window as an empty one), Matroska and WebM would write it empty. Only the
+    window is read."""
+    if job.start is None and job.duration is None:
+        return actions
+    timed = [a for a in actions if a.kept and a.stream.kind in ("audio", "subtitle")]
+    if not timed:
+        return actions
+    spans = packet_spans(commands.input_args(job), [a.stream.index for a in timed],
+                         f"read the streams of {job.input.name} in the --start/--duration range")
+    empty = {a for n, a in enumerate(timed) if not any(_in_window(p, job.duration) for p in spans.get(n, []))}
+    return tuple(StreamAction(a.stream, None, "it has no packets in the --start/--duration range")
+                 if a in empty else a for a in actions)
+
+
+def _in_window(packet: Span, duration: float | None) -> bool:
+    # read from --start, the window begins at 0: a packet ending there (a cut's last) is before it
+    start, end = packet
+    return (end > 0 or start >= 0) and (duration is None or start < duration)
 
 
 def check_streams_go_in(source: Path, actions: tuple[StreamAction, ...], container: str, *,

@@ -21,6 +21,7 @@ class Timeline:
     pts: tuple[int, ...]  # in time_base units, presentation order
     durations: tuple[int, ...]
     decoded: int | None = None  # frames decoded from the source, when the filters dropped some (IVTC)
+    unconverted_end: float | None = None  # seconds: where the frames ended before --fps converted them
 
     @property
     def count(self) -> int:
@@ -34,6 +35,13 @@ class Timeline:
 
     def start_seconds(self) -> float:
         return float(self.pts[0] * self.time_base) if self.pts else 0.0
+
+    def window_seconds(self) -> float:
+        """From the first frame's start to where the source's frames end: the last frame's end, or
+        with --fps, the end of the frames it converted (which its frames must reach)."""
+        if self.unconverted_end is None:
+            return self.seconds()
+        return self.unconverted_end - self.start_seconds()
 
     def constant_step(self) -> int | None:
         """The one pts step between frames, or None for variable frame rate."""
@@ -68,12 +76,14 @@ class Timeline:
 
     def to_json(self) -> str:
         return json.dumps({"time_base": str(self.time_base), "pts": self.pts, "durations": self.durations,
-                           **({"decoded": self.decoded} if self.decoded is not None else {})})
+                           **({"decoded": self.decoded} if self.decoded is not None else {}),
+                           **({"unconverted_end": self.unconverted_end} if self.unconverted_end is not None else {})})
 
     @classmethod
     def from_json(cls, text: str) -> Timeline:
         data = json.loads(text)
-        return cls(Fraction(data["time_base"]), tuple(data["pts"]), tuple(data["durations"]), data.get("decoded"))
+        return cls(Fraction(data["time_base"]), tuple(data["pts"]), tuple(data["durations"]), data.get("decoded"),
+                   data.get("unconverted_end"))
 
 
 def _search_tree(values: list[int], low: int, high: int) -> str:
@@ -83,8 +93,9 @@ def _search_tree(values: list[int], low: int, high: int) -> str:
     return f"if(lt(N,{middle}),{_search_tree(values, low, middle)},{_search_tree(values, middle, high)})"
 
 
-def parse_framecrc(text: str) -> Timeline:
-    """Stream 0's frames (or packets), in presentation order; stream 1 counts the decoded frames (IVTC)."""
+def parse_framecrc(text: str, *, rate_converted: bool = False) -> Timeline:
+    """Stream 0's frames (or packets), in presentation order. Stream 1 lists the frames before the
+    rate conversion when `rate_converted` (--fps), else the decoded frames (IVTC), counted."""
     time_bases, packets = read_framecrc(text)
     frames = sorted((pts, duration) for stream, pts, duration in packets if stream == 0)
     time_base = time_bases.get(0)
@@ -92,8 +103,12 @@ def parse_framecrc(text: str) -> Timeline:
         if not frames:
             return Timeline(Fraction(1, 1000), (), ())
         raise FFmpegError("ffmpeg's frame list has no time base")
-    decoded = sum(1 for stream, _, _ in packets if stream == 1)
-    return Timeline(time_base, tuple(p for p, _ in frames), tuple(d for _, d in frames), decoded or None)
+    listed = [(pts, duration) for stream, pts, duration in packets if stream == 1]
+    pts, durations = tuple(p for p, _ in frames), tuple(d for _, d in frames)
+    if rate_converted:
+        end = max((p + max(d, 0) for p, d in listed), default=0)
+        return Timeline(time_base, pts, durations, unconverted_end=float(end * time_bases[1]) if listed else None)
+    return Timeline(time_base, pts, durations, len(listed) or None)
 
 
 def decoded_size(text: str) -> tuple[int, int] | None:

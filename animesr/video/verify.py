@@ -105,6 +105,7 @@ class Verification:
     audio: tuple[AudioLength, ...] = ()  # copied audio, when uncut and this ffmpeg can decode it
     audio_undecodable: str = ""  # ffmpeg's words when the source's copied audio decodes and the output's not
     audio_unchecked: str = ""  # ffmpeg's words when it cannot decode the source's copied audio (no decoder)
+    rate_converted: bool = False  # by --fps, which ends the video at the frame nearest the source's end
 
     def _outside(self, extent: Extent) -> bool:
         # within one frame of the video's ends, or one packet for audio (copied packets straddle
@@ -126,7 +127,8 @@ class Verification:
 
     @property
     def duration_ok(self) -> bool:
-        return abs(self.seconds_in - self.seconds_out) <= self.frame_seconds + _CONTAINER_ROUNDING_SECONDS
+        slack = self.frame_seconds / 2 if self.rate_converted else self.frame_seconds
+        return abs(self.seconds_in - self.seconds_out) <= slack + _CONTAINER_ROUNDING_SECONDS
 
     @property
     def streams_ok(self) -> bool:
@@ -189,7 +191,7 @@ def verify_output(path: Path, source: Timeline, actions: tuple[StreamAction, ...
         frames_out=written.count,
         size_expected=size,
         size_out=(info.width, info.height),
-        seconds_in=source.seconds(),
+        seconds_in=source.window_seconds(),
         seconds_out=written.seconds(),
         frame_seconds=source.seconds() / max(source.count, 1),
         streams_expected=("video", *(a.stream.kind for a in actions if a.kept)),
@@ -200,6 +202,7 @@ def verify_output(path: Path, source: Timeline, actions: tuple[StreamAction, ...
         audio=audio.lengths,
         audio_undecodable=audio.output_failure,
         audio_unchecked=audio.source_failure,
+        rate_converted=source.unconverted_end is not None,
     )
 
 
