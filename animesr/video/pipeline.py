@@ -113,6 +113,8 @@ def upscale_video(job: VideoJob, callbacks: VideoCallbacks = VideoCallbacks(),
 
 def _upscale_locked(job: VideoJob, callbacks: VideoCallbacks, info: VideoInfo, container: str,
                     began: float, make_engine: EngineFactory) -> VideoResult:
+    if job.start and info.duration is not None and job.start >= info.duration:
+        raise InputError(f"--start {job.start:g} is past the end of {info.path.name} ({info.duration:.3f} s)")
     planned = drop_streams_empty_in_window(job, plan_streams(info.streams, container))
     actions = check_streams_go_in(job.input, planned, container, beside=job.output)
     _warn_about_source(info, job, actions, callbacks.warn)
