@@ -79,6 +79,14 @@ class ModelOutputError(AnimeSRError):
     exit_code = 9
 
 
+
+class StoppedByModel(ModelOutputError):
+    """A folder job the model's output stopped; `summary` is what the job got through before."""
+
+    def __init__(self, message: str, summary: object) -> None:
+        super().__init__(message)
+        self.summary = summary
+
 class TrainingInterrupted(AnimeSRError):
     """Ctrl-C, SIGTERM or SIGHUP during training: the state was saved and the run can be resumed.
     The exit code is 128 + the signal, as if it had ended the process (130 for Ctrl-C)."""

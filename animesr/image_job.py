@@ -21,7 +21,7 @@ from animesr.atomic import check_writable_folder, removed_if_left_empty
 from animesr.callbacks import JobCallbacks, ignore
 from animesr.config import ImageJob
 from animesr.errors import (AnimeSRError, ImageTooLargeError, InputError, ModelOutputError, OutputError,
-                            output_replaces_input)
+                            StoppedByModel, output_replaces_input)
 from animesr.imaging import WRITE_FORMATS, keeps_profile, list_images, read_image_and_profile, write_image
 
 if TYPE_CHECKING:
@@ -57,7 +57,9 @@ class ImageCallbacks(JobCallbacks):
 
 
 @dataclass
-class ImageSummary:
+class JobSummary:
+    """What a folder job (of images or of videos) did with each input."""
+
     done: list[Path] = field(default_factory=list)  # written outputs
     skipped: list[Path] = field(default_factory=list)  # existing outputs left alone
     failed: list[tuple[Path, str]] = field(default_factory=list)  # (input, message)
@@ -69,6 +71,8 @@ class ImageSummary:
     def counts(self) -> dict[str, int]:
         return {"done": len(self.done), "skipped": len(self.skipped), "failed": len(self.failed)}
 
+    def line(self) -> str:
+        return f"done {len(self.done)}, skipped {len(self.skipped)}, failed {len(self.failed)}"
 
 def output_format(source: Path, fmt: str) -> tuple[str, str]:
     """(format to encode, file suffix) for an input file and the --format choice."""
@@ -163,7 +167,7 @@ def upscale_images(
     upscaler: Upscaler,
     callbacks: ImageCallbacks | None = None,
     tasks: list[ImageTask] | None = None,
-) -> ImageSummary:
+) -> JobSummary:
     """Upscale every image of `job` (or of an already made `plan_images(job)`)."""
     callbacks = callbacks or ImageCallbacks()
     if upscaler.scale != job.scale:
@@ -176,8 +180,8 @@ def upscale_images(
 
 
 def _upscale_tasks(job: ImageJob, upscaler: Upscaler, callbacks: ImageCallbacks,
-                   tasks: list[ImageTask]) -> ImageSummary:
-    summary = ImageSummary()
+                   tasks: list[ImageTask]) -> JobSummary:
+    summary = JobSummary()
     callbacks.on_start(len(tasks))
     for index, task in enumerate(tasks):
         if _is_skipped(task, job):
@@ -188,7 +192,7 @@ def _upscale_tasks(job: ImageJob, upscaler: Upscaler, callbacks: ImageCallbacks,
         try:
             _upscale_one(task, job, upscaler, callbacks)
         except ModelOutputError as error:  # the model's fault, not the file's: every other one would fail too
-            raise stopped_by_model(task.source, error, written=len(summary.done)) from None
+            raise stopped_by_model(task.source, error, summary) from None
         except AnimeSRError as error:
             message = str(error)
         except Exception as error:  # noqa: BLE001 - one bad file must not stop the others
@@ -204,10 +208,11 @@ def _upscale_tasks(job: ImageJob, upscaler: Upscaler, callbacks: ImageCallbacks,
     return summary
 
 
-def stopped_by_model(source: Path, error: ModelOutputError, written: int) -> ModelOutputError:
+def stopped_by_model(source: Path, error: ModelOutputError, summary: JobSummary) -> StoppedByModel:
     """The error that stops a job at `source`, saying what of the job is kept."""
+    written = len(summary.done)
     kept = f"{written} output(s) written before it are kept" if written else "nothing was written"
-    return ModelOutputError(f"{source}: {error}; {kept}")
+    return StoppedByModel(f"{source}: {error}; {kept}", summary)
 
 
 def _upscale_one(task: ImageTask, job: ImageJob, upscaler: Upscaler, callbacks: ImageCallbacks) -> None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from animesr.errors import AnimeSRError, TrainingInterrupted
+from animesr.errors import AnimeSRError, StoppedByModel, TrainingInterrupted
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 T = TypeVar("T")
@@ -93,3 +94,14 @@ def progress_bar(*extra_columns: TextColumn, show: bool = True, opened: bool = T
     finally:
         if progress.live.is_started:
             progress.stop()
+
+
+def summary_before_a_stop(run_job: Callable[[], T], output: Path) -> T:
+    """A folder job's result; when its model stops it after some inputs, their summary line comes
+    before the error."""
+    try:
+        return run_job()
+    except StoppedByModel as stopped:
+        if any(stopped.summary.counts().values()):
+            console.print(f"{stopped.summary.line()} → {output}", markup=False)
+        raise

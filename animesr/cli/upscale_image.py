@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -13,13 +12,10 @@ from rich.progress import Progress, TaskID
 from animesr.cli import app
 from animesr.cli.common import (BackendOption, CompileOption, DenoiseOption, DeviceOption, ModelOption,
                                  PrecisionOption, ScaleOption, TtaOption, console, fail, guarded, note,
-                                 progress_bar, warn)
+                                 progress_bar, summary_before_a_stop, warn)
 from animesr.config import DEFAULT_MAX_PIXELS, ImageJob, InferenceSettings
-from animesr.errors import InputError, ModelOutputError
-from animesr.image_job import FORMATS, ImageCallbacks, ImageSummary, ImageTask, plan_images, upscale_images
-
-if TYPE_CHECKING:
-    from animesr.inference.upscaler import Upscaler
+from animesr.errors import InputError
+from animesr.image_job import FORMATS, ImageCallbacks, ImageTask, plan_images, upscale_images
 
 
 @app.command("upscale-image")
@@ -63,30 +59,14 @@ def upscale_image(
     note(f"{len(tasks)} image(s), x{job.scale}, model {loaded.source}, {upscaler.describe()}")
 
     with progress_bar() as progress:
-        heard: Counter[str] = Counter()  # what a job the model stops got through
-        callbacks = _progress_callbacks(progress, len(tasks), heard)
-        summary = guarded(lambda: _upscale_or_tell_progress(job, upscaler, callbacks, tasks, heard))
+        callbacks = _progress_callbacks(progress, len(tasks))
+        summary = guarded(lambda: summary_before_a_stop(lambda: upscale_images(job, upscaler, callbacks, tasks),
+                                                        job.output_dir))
 
-    counts = summary.counts()
-    console.print(_summary_line(counts, job.output_dir), markup=False)
+    console.print(f"{summary.line()} → {job.output_dir}", markup=False)
     if summary.failed:
         names = "\n".join(f"  {escape(str(source))}" for source, _ in summary.failed)
-        raise fail(f"{counts['failed']} image(s) failed:\n{names}", 1)
-
-
-def _upscale_or_tell_progress(job: ImageJob, upscaler: Upscaler, callbacks: ImageCallbacks,
-                              tasks: list[ImageTask], heard: Counter[str]) -> ImageSummary:
-    """upscale_images; when the model stops the job after some images, their summary precedes the error."""
-    try:
-        return upscale_images(job, upscaler, callbacks, tasks)
-    except ModelOutputError:
-        if heard:
-            console.print(_summary_line(heard, job.output_dir), markup=False)
-        raise
-
-
-def _summary_line(counts: dict[str, int], output_dir: Path) -> str:
-    return f"done {counts['done']}, skipped {counts['skipped']}, failed {counts['failed']} → {output_dir}"
+        raise fail(f"{len(summary.failed)} image(s) failed:\n{names}", 1)
 
 
 def _build_job(*, inputs: list[Path], output: Path, scale: int, model: str | None, denoise: float | None,
@@ -119,8 +99,7 @@ def _build_job(*, inputs: list[Path], output: Path, scale: int, model: str | Non
     return job
 
 
-def _progress_callbacks(progress: Progress, total: int, heard: Counter[str]) -> ImageCallbacks:
-    """Callbacks that move the bars and count in `heard` the images done, skipped and failed."""
+def _progress_callbacks(progress: Progress, total: int) -> ImageCallbacks:
     images = progress.add_task("images", total=total)
     tiles: dict[str, TaskID | None] = {"task": None}
 
@@ -138,17 +117,14 @@ def _progress_callbacks(progress: Progress, total: int, heard: Counter[str]) -> 
         progress.update(tiles["task"], completed=done, total=steps)
 
     def on_done(index: int, task: ImageTask) -> None:
-        heard["done"] += 1
         finish_tiles()
         progress.advance(images)
 
     def on_skipped(index: int, task: ImageTask) -> None:
-        heard["skipped"] += 1
         note(f"skipped {task.source}: {task.target} exists (use --overwrite to replace it)")
         progress.advance(images)
 
     def on_failed(index: int, task: ImageTask, message: str) -> None:
-        heard["failed"] += 1
         finish_tiles()
         warn(f"failed: {message}")
         progress.advance(images)

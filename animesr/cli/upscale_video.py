@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,11 +17,11 @@ from rich.progress import Progress, TextColumn
 from animesr.cli import app
 from animesr.cli.common import (BackendOption, CompileOption, DenoiseOption, DeviceOption, ModelOption,
                                  PrecisionOption, ScaleOption, TtaOption, console, fail, guarded, note,
-                                 progress_bar, warn)
+                                 progress_bar, summary_before_a_stop, warn)
 from animesr.cli.signals import Terminated, stop_on_signals
 from animesr.config import (DEFAULT_CHUNK_FRAMES, DEFAULT_CRF, DEFAULT_DEDUP_THRESHOLD, EncodeSettings,
                             InferenceSettings, VideoJob)
-from animesr.errors import InputError, ModelOutputError
+from animesr.errors import InputError
 
 _WORKERS_HELP = ("local (this process, one device), ray (a local Ray instance, or the cluster RAY_ADDRESS names) "
                  "or ray:ADDRESS (HOST:PORT, auto, ray://HOST:10001): chunks upscaled by Ray workers, one per GPU "
@@ -174,32 +173,10 @@ def _upscale_folder(template: VideoJob, inputs: list[Path], output: Path, recurs
     def on_skipped(task) -> None:
         note(f"skipped {task.source}: {task.target} exists (use --overwrite to replace it)")
 
-    heard: Counter[str] = Counter()  # what a job the model stops got through
-
-    def on_done(task, result) -> None:
-        heard["done"] += 1
-        _report(result)
-
-    def on_failed(task, message: str) -> None:
-        heard["failed"] += 1
-        warn(f"failed: {message}")
-
-    def on_skipped_counted(task) -> None:
-        heard["skipped"] += 1
-        on_skipped(task)
-
-    callbacks = BatchCallbacks(on_video=on_video, on_done=on_done, on_skipped=on_skipped_counted, on_failed=on_failed)
-
-    def run_batch():
-        try:
-            return upscale_videos(template, output, tasks, lambda job: _run_quietly(job, engine), callbacks)
-        except ModelOutputError:  # the summary of what it got through precedes the model's error
-            if heard:
-                console.print(f"done {heard['done']}, skipped {heard['skipped']}, failed {heard['failed']} → {output}",
-                              markup=False)
-            raise
-
-    summary = guarded(run_batch)
+    callbacks = BatchCallbacks(on_video=on_video, on_done=lambda task, result: _report(result),
+                               on_skipped=on_skipped, on_failed=lambda task, message: warn(f"failed: {message}"))
+    summary = guarded(lambda: summary_before_a_stop(
+        lambda: upscale_videos(template, output, tasks, lambda job: _run_quietly(job, engine), callbacks), output))
     console.print(f"{summary.line()} → {output}", markup=False)
     if summary.failed:
         names = "\n".join(f"  {escape(str(source))}" for source, _ in summary.failed)

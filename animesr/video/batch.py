@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from animesr.atomic import removed_if_left_empty
 from animesr.callbacks import JobCallbacks, Message, ignore
 from animesr.config import VideoJob
 from animesr.errors import AnimeSRError, InputError, ModelOutputError, OutputError, output_replaces_input
-from animesr.image_job import prepare_output_dir, stopped_by_model
+from animesr.image_job import JobSummary, prepare_output_dir, stopped_by_model
 from animesr.inputs import folder_inside, list_inputs
 from animesr.video.workdir import WORK_SUFFIXES
 
@@ -27,16 +27,6 @@ OUTPUT_MARKERS = WORK_SUFFIXES  # our own leftovers, never inputs
 class VideoTask:
     source: Path
     target: Path
-
-
-@dataclass
-class BatchSummary:
-    done: list[Path] = field(default_factory=list)
-    skipped: list[Path] = field(default_factory=list)
-    failed: list[tuple[Path, str]] = field(default_factory=list)  # (input, one-line message)
-
-    def line(self) -> str:
-        return f"done {len(self.done)}, skipped {len(self.skipped)}, failed {len(self.failed)}"
 
 
 def list_videos(paths: list[Path], recursive: bool, skip: Path | None = None) -> list[tuple[Path, Path]]:
@@ -107,7 +97,7 @@ class BatchCallbacks(JobCallbacks):
 
 def upscale_videos(template: VideoJob, output_dir: Path, tasks: list[VideoTask],
                    run_one: Callable[[VideoJob], object], callbacks: BatchCallbacks = BatchCallbacks()
-                   ) -> BatchSummary:
+                   ) -> JobSummary:
     """Run `run_one` (upscale_video with its callbacks and engine) on each task's job: `template`
     with the task's input and output. Ctrl-C stops the whole batch (each video resumes later)."""
     with removed_if_left_empty([output_dir, *(task.target.parent for task in tasks)]):
@@ -116,8 +106,8 @@ def upscale_videos(template: VideoJob, output_dir: Path, tasks: list[VideoTask],
 
 
 def _upscale_tasks(template: VideoJob, tasks: list[VideoTask], run_one: Callable[[VideoJob], object],
-                   callbacks: BatchCallbacks) -> BatchSummary:
-    summary = BatchSummary()
+                   callbacks: BatchCallbacks) -> JobSummary:
+    summary = JobSummary()
     for number, task in enumerate(tasks, 1):
         if task.target.exists() and not template.overwrite:
             summary.skipped.append(task.target)
@@ -128,7 +118,7 @@ def _upscale_tasks(template: VideoJob, tasks: list[VideoTask], run_one: Callable
             task.target.parent.mkdir(parents=True, exist_ok=True)
             result = run_one(replace(template, input=task.source, output=task.target))
         except ModelOutputError as error:  # the model's fault, not the video's: every other would fail too
-            raise stopped_by_model(task.source, error, written=len(summary.done)) from None
+            raise stopped_by_model(task.source, error, summary) from None
         except AnimeSRError as error:
             message = f"{task.source}: {error}"
             summary.failed.append((task.source, message))

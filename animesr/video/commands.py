@@ -153,8 +153,7 @@ def stream_trial_args(source: Path, stream_indexes: list[int], container: str, d
     """The first tenth of a second of each of these streams of `source`, copied into the job's
     container (whose muxer refuses some codecs only when it writes its header)."""
     return [*_QUIET, "-y", "-t", f"{STREAM_TRIAL_SECONDS}", "-i", path_arg(source), *map_args(stream_indexes),
-            "-c", "copy",
-            *_CONTAINER_OPTIONS.get(container, []), "-f", container, path_arg(destination)]
+            "-c", "copy", *_CONTAINER_OPTIONS.get(container, []), "-f", container, path_arg(destination)]
 
 
 def quality_args(encode: EncodeSettings) -> list[str]:

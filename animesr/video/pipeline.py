@@ -35,7 +35,8 @@ from animesr.video.streams import (StreamAction, check_video_codec, container_fo
                                    stream_args)
 from animesr.video.timeline import Timeline, decoded_size, parse_framecrc
 from animesr.video.verify import Verification, find_truncation, verify_output
-from animesr.video.workdir import WorkFolder, check_output_name, file_identity, output_lock, partial_output_path, work_folder_path
+from animesr.video.workdir import (WorkFolder, check_output_name, file_identity, output_lock, partial_output_path,
+                                   work_folder_path)
 
 CUDA_BATCH = 4  # frames per network call on CUDA; on the CPU batching gains nothing and costs memory
 _NOTED_HASH_BYTES = 1 << 30  # about a second of hashing: say why the start waits

@@ -262,7 +262,6 @@ def _decoded_blocks(inputs: list[str], stream_indexes: list[int]) -> list[Blocks
     return [blocks.get(n, []) for n in range(len(stream_indexes))]
 
 
-
 def seconds_within(blocks: Blocks, end: float) -> float:
     """Seconds of sound in [0, end)."""
     return sum(max(min(stop, end) - max(start, 0.0), 0.0) for start, stop in blocks)
