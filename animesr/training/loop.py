@@ -30,7 +30,8 @@ from torch.utils.data import DataLoader
 from animesr import stopping
 from animesr.atomic import replaced_together
 from animesr.callbacks import JobCallbacks, ignore
-from animesr.checkpoint import SHAPE_LIMITS, LoadedModel, load_checkpoint, on_unit_range, save_checkpoint, training_record
+from animesr.checkpoint import (SHAPE_LIMITS, LoadedModel, load_checkpoint, on_unit_range, save_checkpoint,
+                                training_record)
 from animesr.config import InferenceSettings, TrainSettings
 from animesr.data.dataset import PairedPatches, StepSampler
 from animesr.data.degrade import Degradation, parse_preset
@@ -226,6 +227,10 @@ def train(settings: TrainSettings, callbacks: TrainCallbacks = TrainCallbacks())
             distributed.stop_processes(processes)
 
 
+# what a run leaves beside its state, which a new run in the same folder would replace
+_EARLIER_RUN_FILES = ("last.safetensors", "best.safetensors", LOG_NAME)
+
+
 def _prepare_run(settings: TrainSettings, processes: distributed.Processes, data_id: str) -> _Run:
     _require_run_files_are_files(settings.out)
     has_state = (settings.out / STATE_NAME).exists()
@@ -233,8 +238,7 @@ def _prepare_run(settings: TrainSettings, processes: distributed.Processes, data
         raise TrainingError(f"{settings.out} has no training state to resume ({STATE_NAME} missing)")
     if has_state and not settings.resume:
         raise TrainingError(f"{settings.out} already holds a run: pass --resume to continue it, or another --out")
-    left = next((name for name in ("last.safetensors", "best.safetensors", LOG_NAME) if (settings.out / name).exists()),
-                None)
+    left = next((name for name in _EARLIER_RUN_FILES if (settings.out / name).exists()), None)
     if left is not None and not has_state:
         raise TrainingError(f"{settings.out} holds {left} of an earlier run without its {STATE_NAME}: a new run "
                             "would replace it; choose another --out or move it away")
@@ -255,7 +259,7 @@ def _steps(previous: dict[str, Any], segment: dict[str, Any]) -> str:
 
 def _require_run_files_are_files(out: Path) -> None:
     """A folder where the run writes a file would stop it at its first save, after steps were spent."""
-    for name in (STATE_NAME, "last.safetensors", "best.safetensors", LOG_NAME, "plot.png"):
+    for name in (STATE_NAME, *_EARLIER_RUN_FILES, "plot.png"):
         path = out / name
         if path.exists() and not path.is_file():
             raise OutputError(f"{path} is not a file: remove it or choose another --out")
