@@ -8,6 +8,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+NAME_MAX = 255  # bytes in a file name on the usual file systems
+
 
 @contextmanager
 def replaced_on_success(path: Path, suffix: str = "") -> Iterator[Path]:
@@ -41,7 +43,7 @@ def _temporary_name(path: Path, suffix: str = "") -> Path:
     """`.NAME.tmp-PID` beside `path`; a name near the file system's 255-byte limit is shortened to a
     hash of itself, so any name that can be written can be written atomically."""
     name = f".{path.name}.tmp-{os.getpid()}{suffix}"
-    if len(os.fsencode(name)) > 240:
+    if len(os.fsencode(name)) > NAME_MAX - 15:  # room for the PID and a suffix
         digest = hashlib.sha256(os.fsencode(path.name)).hexdigest()[:24]
         name = f".animesr-{digest}.tmp-{os.getpid()}{suffix}"
     return path.with_name(name)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from animesr.atomic import check_writable_folder, removed_if_left_empty
+from animesr.atomic import NAME_MAX, check_writable_folder, removed_if_left_empty
 from animesr.callbacks import JobCallbacks, ignore
 from animesr.config import ImageJob
 from animesr.errors import (AnimeSRError, ImageTooLargeError, InputError, ModelOutputError, OutputError,
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from animesr.inference.upscaler import Upscaler
 
 FORMATS = ("same",) + WRITE_FORMATS
-NAME_MAX = 255  # bytes in a file name on the usual file systems
 # input suffix -> (format to write, suffix to keep) for --format same
 _SAME_FORMAT = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg", ".jpe": "jpg", ".jfif": "jpg", ".webp": "webp"}
 

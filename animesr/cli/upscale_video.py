@@ -190,12 +190,11 @@ def _check_job_wide(template: VideoJob, container: str, *, local: bool) -> None:
     from animesr.inference.upscaler import Upscaler
     from animesr.pretrained import resolve_model
     from animesr.video.ffmpeg import video_encoders
-    from animesr.video.preflight import TRIAL_SIZE, check_encode_options, check_encoder_opens
+    from animesr.video.preflight import TRIAL_SIZE, check_encoder_opens
     from animesr.video.streams import check_video_codec, container_for
 
-    muxer = container_for(Path(f"x.{container}"))
+    muxer = container_for(Path(f"x.{container}"))  # --codec, --crf and --pix-fmt were checked with the options
     check_video_codec(muxer, template.encode.codec, video_encoders())
-    check_encode_options(template.encode)
     # beside=None: the output folder may not exist yet
     check_encoder_opens(None, template.encode, width=TRIAL_SIZE[0], height=TRIAL_SIZE[1], container=muxer,
                         beside=None)

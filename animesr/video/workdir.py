@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from animesr.atomic import replaced_on_success
+from animesr.atomic import NAME_MAX, replaced_on_success
 from animesr.errors import InputError, OutputError
 from animesr.video.timeline import Timeline
 
@@ -34,7 +34,6 @@ class ChunkRecord:
 
 
 WORK_SUFFIXES = (".partial", ".partial-work", ".lock")  # what OUTPUT's name gets for the files beside it
-NAME_MAX = 255  # bytes in a file name on the usual file systems
 
 
 def check_output_name(output: Path) -> None:
